@@ -1,0 +1,32 @@
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install test test-all demo lint bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q -e '.[test,dev]'
+	bash scripts/install_fashion_mnist.sh
+	touch $(STAMP)
+
+test: install
+	$(PY) -m pytest -q -m "not slow"
+
+test-all: install
+	$(PY) -m pytest -q
+
+demo: install
+	@echo "make demo: the end-to-end pipeline is not yet implemented (see issue 5)"
+
+lint: install
+	$(PY) -m ruff check s3 tests bench *.py
+
+bench: install
+	$(PY) bench/supernet_overhead.py
+	$(PY) bench/cost_model.py
+
+clean:
+	rm -rf $(VENV) outputs logs multirun wandb .pytest_cache

@@ -1,0 +1,63 @@
+"""Analytic parameter and FLOP counts of an `Arch`, without building a model.
+
+FLOPs are multiply-accumulates (the convention of the paper and of timm): every matmul and the
+patch-embedding convolution, including the two attention products; norms, softmax, activations
+and additions are not counted. Cheap enough for the constraint checks of a search.
+"""
+
+from __future__ import annotations
+
+from s3.space import Arch
+
+
+def _stages(arch: Arch, img_size: int, patch_size: int):
+    res = img_size // patch_size
+    for i in range(arch.num_stages):
+        yield i, res
+        res //= 2
+
+
+def _window(window: int, res: int, stage: int) -> int:
+    if window >= res:
+        return res
+    if res % window:
+        raise ValueError(f"stage {stage}: window_size={window} neither divides the grid {res} nor covers it")
+    return window
+
+
+def count_params(arch: Arch, img_size: int = 224, patch_size: int = 4, num_classes: int = 1000,
+                 in_chans: int = 3, head_dim: int = 32) -> int:
+    """Exactly `sum(p.numel() for p in S3Transformer(arch, ...).parameters())`."""
+    c0 = arch.embed_dims[0]
+    total = c0 * in_chans * patch_size * patch_size + c0 + 2 * c0  # conv + its bias + norm
+    for i, res in _stages(arch, img_size, patch_size):
+        c = arch.embed_dims[i]
+        for r, h, w in zip(arch.mlp_ratios[i], arch.num_heads[i], arch.window_sizes[i]):
+            q, hidden, t = head_dim * h, int(c * r), 2 * _window(w, res, i) - 1
+            total += (
+                4 * c  # norm1, norm2
+                + c * 3 * q + 3 * q  # qkv
+                + q * c + c  # proj
+                + t * t * h  # relative-position bias table
+                + c * hidden + hidden + hidden * c + c  # fc1, fc2
+            )
+        if i + 1 < arch.num_stages:
+            total += 8 * c + 4 * c * arch.embed_dims[i + 1]  # merging norm(4C) + reduction
+    c = arch.embed_dims[-1]
+    return total + 2 * c + c * num_classes + num_classes
+
+
+def count_flops(arch: Arch, img_size: int = 224, patch_size: int = 4, num_classes: int = 1000,
+                in_chans: int = 3, head_dim: int = 32) -> int:
+    """Multiply-accumulates of one forward pass of one image."""
+    c0 = arch.embed_dims[0]
+    grid = img_size // patch_size
+    total = grid * grid * c0 * in_chans * patch_size * patch_size
+    for i, res in _stages(arch, img_size, patch_size):
+        c, n = arch.embed_dims[i], res * res
+        for r, h, w in zip(arch.mlp_ratios[i], arch.num_heads[i], arch.window_sizes[i]):
+            q, hidden, w = head_dim * h, int(c * r), _window(w, res, i)
+            total += n * (3 * c * q + 2 * w * w * q + q * c + 2 * c * hidden)
+        if i + 1 < arch.num_stages:
+            total += (n // 4) * 4 * c * arch.embed_dims[i + 1]
+    return total + arch.embed_dims[-1] * num_classes

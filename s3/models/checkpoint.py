@@ -1,0 +1,91 @@
+"""One loader for the three checkpoint formats an S3 user meets.
+
+- the official model zoo (`S3-T.pth`...): `{'model': state_dict}` with merging layers at the end of
+  stage i (`layers.{i}.downsample`) and persistent `relative_position_index` / `attn_mask` buffers;
+- timm's `swin_s3_*`: merging at the start of stage i+1, head under `head.fc`;
+- this project's Lightning checkpoints: `{'state_dict': {'model.<key>': ...}, ...}`.
+
+All are converted to this project's keys (those of the official zoo, without derived buffers) and
+loaded strictly: the first missing, unexpected or mis-shaped key is named, never a partial load.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+DERIVED_BUFFERS = re.compile(r"(relative_position_index|attn_mask)$")
+LIGHTNING_PREFIX = "model."
+
+
+def read_checkpoint(path: str | Path) -> Any:
+    """`torch.load(..., weights_only=True)` with a clear error for missing or unreadable files."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # unpickling errors come in many types
+        raise ValueError(f"checkpoint {path} could not be read as a PyTorch checkpoint: {e}") from None
+
+
+def checkpoint_format(obj: Any) -> str:
+    """'lightning', 'official', 'timm' or 'native' (a bare state dict in this project's keys)."""
+    if not isinstance(obj, Mapping):
+        raise ValueError(f"a checkpoint must be a dict, got {type(obj).__name__}")
+    if "state_dict" in obj and "pytorch-lightning_version" in obj:
+        return "lightning"
+    if "model" in obj and isinstance(obj["model"], Mapping):
+        return "official"
+    if "head.fc.weight" in obj or ("layers.1.downsample.reduction.weight" in obj and "layers.0.downsample.reduction.weight" not in obj):
+        return "timm"
+    if any(isinstance(v, Tensor) for v in obj.values()):
+        return "native"
+    raise ValueError(f"unrecognised checkpoint: top-level keys {sorted(obj)[:8]}")
+
+
+def to_native(obj: Mapping[str, Any]) -> dict[str, Tensor]:
+    """This project's state dict from any of the three formats."""
+    fmt = checkpoint_format(obj)
+    if fmt == "lightning":
+        sd = {k[len(LIGHTNING_PREFIX):]: v for k, v in obj["state_dict"].items() if k.startswith(LIGHTNING_PREFIX)}
+    elif fmt == "official":
+        sd = dict(obj["model"])
+    elif fmt == "timm":
+        sd = {}
+        for k, v in obj.items():
+            m = re.match(r"layers\.(\d+)\.downsample\.(.*)", k)
+            if m:  # timm merges at the start of stage i+1; we (and the zoo) at the end of stage i
+                k = f"layers.{int(m.group(1)) - 1}.downsample.{m.group(2)}"
+            sd[k.replace("head.fc.", "head.")] = v
+    else:
+        sd = dict(obj)
+    return {k: v for k, v in sd.items() if not DERIVED_BUFFERS.search(k)}
+
+
+def load_state_dict(model: nn.Module, state: Mapping[str, Tensor], source: str = "checkpoint") -> nn.Module:
+    """Strict load with a message naming the first mismatch and both shapes."""
+    own = model.state_dict()
+    for k, v in own.items():
+        if k not in state:
+            raise ValueError(f"{source} does not fit the model: key '{k}' (shape {tuple(v.shape)}) is missing")
+        if tuple(state[k].shape) != tuple(v.shape):
+            raise ValueError(
+                f"{source} does not fit the model: key '{k}' has shape {tuple(state[k].shape)} in the checkpoint "
+                f"but {tuple(v.shape)} in the model"
+            )
+    extra = [k for k in state if k not in own]
+    if extra:
+        raise ValueError(f"{source} does not fit the model: unexpected key '{extra[0]}' ({len(extra)} unexpected in all)")
+    model.load_state_dict(state, strict=True)
+    return model
+
+
+def load_checkpoint(model: nn.Module, path: str | Path) -> nn.Module:
+    """Load an official-zoo, timm or Lightning checkpoint into `model` (strict, weights only)."""
+    return load_state_dict(model, to_native(read_checkpoint(path)), source=f"checkpoint {path}")

@@ -1,0 +1,361 @@
+"""The S3 hierarchical vision transformer, as a weight-entangled supernet.
+
+`Supernet(space)` allocates the largest choice of every dimension and runs the active subnet by
+slicing (see `elastic.py`); `S3Transformer(arch)` is the same network allocated exactly for one
+architecture, so both share every module and every state-dict key, and the keys are those of the
+official S3 model zoo (`layers.{i}.blocks.{j}...`, merging at the end of stage i as
+`layers.{i}.downsample`, `head`).
+
+Tokens are kept channels-last, (B, H, W, C), as in timm's Swin.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from timm.layers import DropPath, trunc_normal_
+from torch import Tensor, nn
+
+from s3.models.elastic import Elastic, ElasticLayerNorm, ElasticLinear, ElasticPatchConv, Factors
+from s3.space import Arch, SearchSpace, effective_window
+
+
+def relative_position_index(window: int, table_window: int) -> Tensor:
+    """(window^2 * window^2,) indices into a ((2*table_window-1)^2) bias table: the relative
+    offset (dy, dx) of two tokens maps to the same entry whatever the window, so a window of a
+    bigger table reads its central (2*window-1)^2 crop (weight entanglement of the table)."""
+    coords = torch.stack(torch.meshgrid(torch.arange(window), torch.arange(window), indexing="ij")).flatten(1)
+    rel = coords[:, :, None] - coords[:, None, :] + (table_window - 1)  # (2, N, N), in [0, 2T-2]
+    return (rel[0] * (2 * table_window - 1) + rel[1]).flatten()
+
+
+def shifted_window_mask(resolution: int, window: int, shift: int) -> Tensor:
+    """(num_windows, N, N) additive mask (0 / -100) that keeps cyclically shifted windows from
+    attending across the image border, the Swin way."""
+    img = torch.zeros(resolution, resolution)
+    spans = (slice(0, -window), slice(-window, -shift), slice(-shift, None))
+    for k, (h, w) in enumerate((h, w) for h in spans for w in spans):
+        img[h, w] = k
+    windows = window_partition(img[None, :, :, None], window).squeeze(-1)  # (nW, N)
+    diff = windows[:, None, :] - windows[:, :, None]
+    return torch.zeros_like(diff).masked_fill(diff != 0, -100.0)
+
+
+def window_partition(x: Tensor, window: int) -> Tensor:
+    """(B, H, W, C) -> (B * num_windows, window^2, C)."""
+    B, H, W, C = x.shape
+    x = x.view(B, H // window, window, W // window, window, C).permute(0, 1, 3, 2, 4, 5)
+    return x.reshape(-1, window * window, C)
+
+
+def window_reverse(windows: Tensor, window: int, H: int, W: int) -> Tensor:
+    """(B * num_windows, window^2, C) -> (B, H, W, C)."""
+    C = windows.shape[-1]
+    x = windows.view(-1, H // window, W // window, window, window, C).permute(0, 1, 3, 2, 4, 5)
+    return x.reshape(-1, H, W, C)
+
+
+class WindowAttention(Elastic):
+    """Multi-head self-attention inside windows with a learned relative-position bias.
+
+    The Q-K-V width is head_dim * heads and is independent of the embed dim (an S3 dimension).
+    """
+
+    centered = frozenset({0, 1})  # the two offset axes of the bias table
+
+    def __init__(self, dim: int, num_heads: int, head_dim: int, table_window: int, windows: Sequence[int]):
+        super().__init__()
+        self.head_dim, self.table_window = head_dim, table_window
+        t = 2 * table_window - 1
+        self.relative_position_bias_table = nn.Parameter(torch.zeros(t * t, num_heads))
+        self.qkv = ElasticLinear(dim, head_dim * num_heads, out_groups=3)  # rows: [q | k | v]
+        self.proj = ElasticLinear(head_dim * num_heads, dim)
+        for w in sorted(set(windows)):
+            self.register_buffer(f"relative_position_index_{w}", relative_position_index(w, table_window), persistent=False)
+        self._init_elastic(table_window, num_heads)
+
+    def factors(self, window: int, num_heads: int) -> dict[str, Factors]:
+        t = 2 * window - 1
+        return {"relative_position_bias_table": ((t, t), (num_heads,))}
+
+    def set_active(self, window: int, num_heads: int, dim: int | None = None) -> None:
+        super().set_active(window, num_heads)
+        if dim is not None:
+            self.qkv.set_active(dim, self.head_dim * num_heads)
+            self.proj.set_active(self.head_dim * num_heads, dim)
+
+    def forward(self, x: Tensor, mask: Tensor | None) -> Tensor:
+        # x: (B*nW, N, C); mask: (nW, N, N) or None
+        window, heads = self.active_dims
+        B_, N, _ = x.shape
+        q, k, v = self.qkv(x).view(B_, N, 3, heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        index = getattr(self, f"relative_position_index_{window}")
+        bias = self.relative_position_bias_table[index, :heads].view(N, N, heads).permute(2, 0, 1)  # (h, N, N)
+        if mask is None:
+            attn_mask = bias.unsqueeze(0)
+        else:
+            nW = mask.shape[0]
+            attn_mask = (bias.unsqueeze(0) + mask.unsqueeze(1)).unsqueeze(0).expand(B_ // nW, -1, -1, -1, -1)
+            attn_mask = attn_mask.reshape(B_, heads, N, N)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask.to(q.dtype), scale=self.head_dim**-0.5)
+        return self.proj(out.transpose(1, 2).reshape(B_, N, heads * self.head_dim))
+
+    def extra_repr(self) -> str:
+        return f"head_dim={self.head_dim}, table_window={self.table_window}, {super().extra_repr()}"
+
+
+class Mlp(nn.Module):
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.fc1 = ElasticLinear(dim, hidden)
+        self.act = nn.GELU()
+        self.fc2 = ElasticLinear(hidden, dim)
+
+    def set_active(self, dim: int, hidden: int) -> None:
+        self.fc1.set_active(dim, hidden)
+        self.fc2.set_active(hidden, dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class Block(nn.Module):
+    """Pre-norm Swin block; odd blocks of a stage shift their windows by half a window."""
+
+    def __init__(self, dim, mlp_ratio, num_heads, head_dim, resolution, index, table_window, windows):
+        super().__init__()
+        self.resolution, self.shifted = resolution, index % 2 == 1
+        self.norm1 = ElasticLayerNorm(dim)
+        self.attn = WindowAttention(dim, num_heads, head_dim, table_window, windows)
+        self.drop_path = DropPath(0.0)
+        self.norm2 = ElasticLayerNorm(dim)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+        self.window, self.shift = table_window, 0
+
+    def set_active(self, dim: int, mlp_ratio: float, num_heads: int, window: int, drop_path: float) -> None:
+        self.window, may_shift = effective_window(window, self.resolution)
+        self.shift = self.window // 2 if (self.shifted and may_shift) else 0
+        self.norm1.set_active(dim)
+        self.attn.set_active(self.window, num_heads, dim)
+        self.norm2.set_active(dim)
+        self.mlp.set_active(dim, int(dim * mlp_ratio))
+        self.drop_path.drop_prob = drop_path
+
+    def forward(self, x: Tensor, masks: nn.Module) -> Tensor:
+        B, H, W, C = x.shape
+        w, s = self.window, self.shift
+        y = self.norm1(x)
+        if s:
+            y = torch.roll(y, shifts=(-s, -s), dims=(1, 2))
+        mask = getattr(masks, f"attn_mask_{w}") if s else None
+        y = window_reverse(self.attn(window_partition(y, w), mask), w, H, W)
+        if s:
+            y = torch.roll(y, shifts=(s, s), dims=(1, 2))
+        x = x + self.drop_path(y)
+        return x + self.drop_path(self.mlp(self.norm2(x)))
+
+    def extra_repr(self) -> str:
+        return f"window={self.window}, shift={self.shift}"
+
+
+class PatchMerging(nn.Module):
+    """2x2 neighbourhood concat (x0=[0::2,0::2], x1=[1::2,0::2], x2=[0::2,1::2], x3=[1::2,1::2])
+    -> LayerNorm(4C) -> Linear(4C -> C'), each of the four channel groups sliced separately."""
+
+    def __init__(self, dim: int, out_dim: int):
+        super().__init__()
+        self.norm = ElasticLayerNorm(dim, groups=4)
+        self.reduction = ElasticLinear(dim, out_dim, bias=False, in_groups=4)
+
+    def set_active(self, dim: int, out_dim: int) -> None:
+        self.norm.set_active(dim)
+        self.reduction.set_active(dim, out_dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        B, H, W, C = x.shape  # -> (B, H/2, W/2, C')
+        x = x.reshape(B, H // 2, 2, W // 2, 2, C).permute(0, 1, 3, 4, 2, 5).flatten(3)
+        return self.reduction(self.norm(x))
+
+
+class Stage(nn.Module):
+    """The blocks of one resolution (the first `depth` run) and the merging layer after them."""
+
+    def __init__(self, resolution: int, blocks: list[Block], downsample: PatchMerging | None, windows: Sequence[int]):
+        super().__init__()
+        self.resolution, self.depth = resolution, len(blocks)
+        self.blocks = nn.ModuleList(blocks)
+        self.downsample = downsample
+        self.masks = nn.Module()  # shift masks, one per effective window, shared by the blocks
+        for w in sorted({effective_window(w, resolution)[0] for w in windows}):
+            if w < resolution:
+                self.masks.register_buffer(f"attn_mask_{w}", shifted_window_mask(resolution, w, w // 2), persistent=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        for block in self.blocks[: self.depth]:
+            x = block(x, self.masks)
+        return x if self.downsample is None else self.downsample(x)
+
+    def extra_repr(self) -> str:
+        return f"resolution={self.resolution}, active_depth={self.depth}"
+
+
+class Supernet(nn.Module):
+    """Weight-entangled supernet of a `SearchSpace`; `set_arch` picks the subnet that runs."""
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        img_size: int | None = None,
+        patch_size: int | None = None,
+        in_chans: int = 3,
+        num_classes: int = 1000,
+        drop_path_rate: float = 0.1,
+        head_dim: int = 32,
+    ):
+        super().__init__()
+        for name, value, spaces in (("img_size", img_size, space.img_size), ("patch_size", patch_size, space.patch_size)):
+            if value is not None and value != spaces:
+                raise ValueError(f"{name}={value} differs from the search space's {name}={spaces}")
+        if head_dim < 1:
+            raise ValueError(f"head_dim={head_dim}: must be >= 1")
+        if not 0 <= drop_path_rate < 1:
+            raise ValueError(f"drop_path_rate={drop_path_rate}: must be in [0, 1)")
+        if num_classes < 1:
+            raise ValueError(f"num_classes={num_classes}: must be >= 1")
+        self.space = space
+        self.img_size, self.patch_size = space.img_size, space.patch_size
+        self.in_chans, self.num_classes = in_chans, num_classes
+        self.drop_path_rate, self.head_dim = drop_path_rate, head_dim
+        self._build(self._capacity())
+        self.apply(_init_weights)
+        self.set_arch(self._capacity())
+
+    def _capacity(self) -> Arch:
+        """The allocated architecture: the largest choice everywhere."""
+        return self.space.largest()
+
+    def _build(self, cap: Arch) -> None:
+        space = self.space
+        self.patch_embed = nn.Module()
+        self.patch_embed.proj = ElasticPatchConv(self.in_chans, cap.embed_dims[0], self.patch_size)
+        self.patch_embed.norm = ElasticLayerNorm(cap.embed_dims[0])
+        layers = []
+        for i, res in enumerate(space.resolutions):
+            windows = space.stages[i].window_size
+            blocks = [
+                Block(cap.embed_dims[i], r, h, self.head_dim, res, j, effective_window(w, res)[0],
+                      [effective_window(v, res)[0] for v in windows if v <= w])
+                for j, (r, h, w) in enumerate(cap.blocks(i))
+            ]
+            last = i == space.num_stages - 1
+            down = None if last else PatchMerging(cap.embed_dims[i], cap.embed_dims[i + 1])
+            layers.append(Stage(res, blocks, down, windows))
+        self.layers = nn.ModuleList(layers)
+        self.norm = ElasticLayerNorm(cap.embed_dims[-1])
+        self.head = ElasticLinear(cap.embed_dims[-1], self.num_classes)
+
+    # -- subnet selection ------------------------------------------------------------------------
+    def set_arch(self, arch: Arch) -> None:
+        self.space.check(arch)
+        self._activate(arch)
+
+    def _activate(self, arch: Arch) -> None:
+        dpr = torch.linspace(0, self.drop_path_rate, sum(arch.depths)).tolist()
+        self.patch_embed.proj.set_active(arch.embed_dims[0])
+        self.patch_embed.norm.set_active(arch.embed_dims[0])
+        k = 0
+        for i, stage in enumerate(self.layers):
+            stage.depth = arch.depths[i]
+            for block, (r, h, w) in zip(stage.blocks, arch.blocks(i)):
+                block.set_active(arch.embed_dims[i], r, h, w, dpr[k])
+                k += 1
+            if stage.downsample is not None:
+                stage.downsample.set_active(arch.embed_dims[i], arch.embed_dims[i + 1])
+        self.norm.set_active(arch.embed_dims[-1])
+        self.head.set_active(arch.embed_dims[-1], self.num_classes)
+        self.arch = arch
+
+    # -- forward ------------------------------------------------------------------------------------
+    def forward_features(self, x: Tensor) -> Tensor:
+        if x.shape[-2:] != (self.img_size, self.img_size) or x.shape[1] != self.in_chans:
+            raise ValueError(
+                f"input of shape {tuple(x.shape)}: expected (B, {self.in_chans}, {self.img_size}, {self.img_size})"
+            )
+        x = self.patch_embed.norm(self.patch_embed.proj(x).permute(0, 2, 3, 1))  # (B, H/p, W/p, C1)
+        for stage in self.layers:
+            x = stage(x)
+        return self.norm(x).mean(dim=(1, 2))  # (B, C_last)
+
+    def forward(self, x: Tensor, arch: Arch | None = None) -> Tensor:
+        if arch is not None:
+            self.set_arch(arch)
+        return self.head(self.forward_features(x))
+
+    # -- weight entanglement ------------------------------------------------------------------------
+    def model_kwargs(self) -> dict:
+        return dict(img_size=self.img_size, patch_size=self.patch_size, in_chans=self.in_chans,
+                    num_classes=self.num_classes, drop_path_rate=self.drop_path_rate, head_dim=self.head_dim)
+
+    def extract(self, arch: Arch) -> S3Transformer:
+        """A standalone model of `arch` holding the supernet's sliced weights."""
+        model = S3Transformer(arch, **self.model_kwargs())
+        previous = self.arch
+        self.set_arch(arch)
+        try:
+            state = {}
+            for name, module in model.named_modules():
+                if isinstance(module, Elastic):
+                    mine = self.get_submodule(name)
+                    state.update({f"{name}.{k}": v for k, v in mine.export().items()})
+            model.load_state_dict(state, strict=True)
+        finally:
+            self.set_arch(previous)
+        return model.to(next(self.parameters()).device)
+
+    def inherit(self, other: Supernet) -> None:
+        """Copy every overlapping weight slice of `other` (e.g. the previous space's supernet)."""
+        theirs = dict(other.named_modules())
+        for name, module in self.named_modules():
+            if isinstance(module, Elastic) and isinstance(theirs.get(name), Elastic):
+                module.inherit(theirs[name])
+
+    def extra_repr(self) -> str:
+        return f"img_size={self.img_size}, patch_size={self.patch_size}, arch={self.arch}"
+
+
+class S3Transformer(Supernet):
+    """A standalone S3 model: the network allocated exactly for one architecture."""
+
+    def __init__(
+        self,
+        arch: Arch,
+        img_size: int = 224,
+        patch_size: int = 4,
+        in_chans: int = 3,
+        num_classes: int = 1000,
+        drop_path_rate: float = 0.1,
+        head_dim: int = 32,
+    ):
+        self._arch = arch
+        super().__init__(SearchSpace.single(arch, img_size, patch_size), None, None, in_chans, num_classes,
+                         drop_path_rate, head_dim)
+
+    def _capacity(self) -> Arch:
+        return self._arch
+
+    def set_arch(self, arch: Arch) -> None:
+        if arch != self._arch:
+            raise ValueError(f"S3Transformer is built for {self._arch}; cannot run {arch} (use a Supernet)")
+        self._activate(arch)
+
+
+def _init_weights(m: nn.Module) -> None:
+    """Swin's init: truncated normal (std .02) for linear weights and bias tables, zero biases."""
+    if isinstance(m, ElasticLinear):
+        trunc_normal_(m.weight, std=0.02)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+    elif isinstance(m, WindowAttention):
+        trunc_normal_(m.relative_position_bias_table, std=0.02)

@@ -1,0 +1,457 @@
+"""Architectures (`Arch`) and the search spaces they are drawn from (`SearchSpace`).
+
+An `Arch` is one Swin-like hierarchical transformer: per stage a depth and an embed dim, per block
+an MLP ratio, a number of heads (Q-K-V dim = heads * head_dim) and a window size. It reads and
+writes the official S3 YAML schema (EMBED_DIM, DEPTHS, NUM_HEADS, MLP_RATIO, WINDOW_SIZE).
+
+A `SearchSpace` holds, per stage, an ordered list of choices for each of the five dimensions,
+plus the input geometry (image and patch size) that decides which window sizes are legal.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+import torch
+import yaml
+
+DIMENSIONS = ("depth", "embed_dim", "mlp_ratio", "num_heads", "window_size")
+STAGE_DIMENSIONS = ("depth", "embed_dim")
+BLOCK_DIMENSIONS = ("mlp_ratio", "num_heads", "window_size")
+OFFICIAL_KEYS = {
+    "DEPTHS": "depths",
+    "EMBED_DIM": "embed_dims",
+    "MLP_RATIO": "mlp_ratios",
+    "NUM_HEADS": "num_heads",
+    "WINDOW_SIZE": "window_sizes",
+}
+
+Generator = Union[torch.Generator, random.Random]
+
+
+def stage_resolutions(img_size: int, patch_size: int, num_stages: int) -> tuple[int, ...]:
+    """Token-grid side length of every stage (each merging layer halves it)."""
+    return tuple(img_size // patch_size // 2**i for i in range(num_stages))
+
+
+def effective_window(window: int, resolution: int) -> tuple[int, bool]:
+    """(window, may_shift): a window covering the whole stage becomes global and unshifted."""
+    if resolution <= window:
+        return resolution, False
+    return window, True
+
+
+def check_geometry(img_size: int, patch_size: int, num_stages: int) -> None:
+    if patch_size < 1:
+        raise ValueError(f"patch_size={patch_size}: must be a positive integer")
+    factor = patch_size * 2 ** (num_stages - 1)
+    if img_size < factor or img_size % factor:
+        raise ValueError(
+            f"img_size={img_size}: must be a positive multiple of patch_size * 2^(stages-1) = "
+            f"{patch_size} * {2 ** (num_stages - 1)} = {factor} (e.g. {factor * max(1, img_size // factor)})"
+        )
+
+
+def check_window(window: int, resolution: int, where: str) -> None:
+    if window < 1 or (window < resolution and resolution % window):
+        legal = [w for w in range(1, resolution + 1) if resolution % w == 0]
+        raise ValueError(
+            f"{where}: window_size={window} neither divides the stage resolution {resolution} nor "
+            f"covers it; legal: {legal} or any value >= {resolution}"
+        )
+
+
+def _choice(generator: Generator, options: Sequence):
+    """One uniform draw from `options` with an explicit generator (never global state)."""
+    if isinstance(generator, torch.Generator):
+        return options[int(torch.randint(len(options), (1,), generator=generator))]
+    if isinstance(generator, random.Random):
+        return options[generator.randrange(len(options))]
+    raise TypeError(f"generator must be torch.Generator or random.Random, got {type(generator).__name__}")
+
+
+@dataclass(frozen=True, order=True)
+class Arch:
+    """One subnet. Per-block tuples hold exactly `depths[i]` entries for stage i."""
+
+    depths: tuple[int, ...]
+    embed_dims: tuple[int, ...]
+    mlp_ratios: tuple[tuple[float, ...], ...]
+    num_heads: tuple[tuple[int, ...], ...]
+    window_sizes: tuple[tuple[int, ...], ...]
+
+    def __post_init__(self) -> None:
+        n = len(self.depths)
+        if n == 0:
+            raise ValueError("Arch.depths is empty: an architecture needs at least one stage")
+        for name in ("embed_dims", "mlp_ratios", "num_heads", "window_sizes"):
+            if len(getattr(self, name)) != n:
+                raise ValueError(
+                    f"Arch.{name} has {len(getattr(self, name))} stages but depths has {n}: {getattr(self, name)}"
+                )
+        for i, d in enumerate(self.depths):
+            if d < 1:
+                raise ValueError(f"Arch.depths[{i}]={d}: every stage needs depth >= 1")
+            if self.embed_dims[i] < 1:
+                raise ValueError(f"Arch.embed_dims[{i}]={self.embed_dims[i]}: must be >= 1")
+            for name in ("mlp_ratios", "num_heads", "window_sizes"):
+                blocks = getattr(self, name)[i]
+                if len(blocks) != d:
+                    raise ValueError(f"Arch.{name}[{i}] has {len(blocks)} entries for depth {d}: {blocks}")
+            if min(self.num_heads[i]) < 1:
+                raise ValueError(f"Arch.num_heads[{i}]={self.num_heads[i]}: heads must be >= 1")
+            if min(self.mlp_ratios[i]) <= 0:
+                raise ValueError(f"Arch.mlp_ratios[{i}]={self.mlp_ratios[i]}: ratios must be > 0")
+            if min(self.window_sizes[i]) < 1:
+                raise ValueError(f"Arch.window_sizes[{i}]={self.window_sizes[i]}: windows must be >= 1")
+
+    # -- construction ---------------------------------------------------------------------------
+    @classmethod
+    def create(
+        cls,
+        depths: Iterable[int],
+        embed_dims: Iterable[int],
+        mlp_ratios: Iterable,
+        num_heads: Iterable,
+        window_sizes: Iterable,
+    ) -> Arch:
+        """Build from per-stage values; per-block entries may be a scalar (same for every block)
+        or a list, of which only the first `depth` entries count (the official schema pads)."""
+        depths = tuple(int(d) for d in depths)
+        embed_dims = tuple(int(c) for c in embed_dims)
+
+        def per_block(name: str, values, cast) -> tuple[tuple, ...]:
+            values = list(values)
+            if len(values) != len(depths):
+                raise ValueError(f"{name} has {len(values)} stages but depths has {len(depths)}: {values}")
+            out = []
+            for i, (d, v) in enumerate(zip(depths, values)):
+                if isinstance(v, (int, float)):
+                    v = [v] * d
+                v = list(v)
+                if len(v) < d:
+                    raise ValueError(
+                        f"{name}[{i}] lists {len(v)} blocks but the stage depth is {d}: {v}"
+                    )
+                out.append(tuple(cast(x) for x in v[:d]))
+            return tuple(out)
+
+        return cls(
+            depths,
+            embed_dims,
+            per_block("mlp_ratios", mlp_ratios, float),
+            per_block("num_heads", num_heads, int),
+            per_block("window_sizes", window_sizes, int),
+        )
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Arch:
+        """Accepts the official schema (upper-case keys) or this class's field names."""
+        if all(k in d for k in OFFICIAL_KEYS):
+            return cls.create(**{OFFICIAL_KEYS[k]: d[k] for k in OFFICIAL_KEYS})
+        fields = tuple(OFFICIAL_KEYS.values())
+        missing = [k for k in fields if k not in d]
+        if missing:
+            raise ValueError(
+                f"architecture is missing {missing}; expected the official keys {list(OFFICIAL_KEYS)} "
+                f"or {list(fields)}, got {sorted(d)}"
+            )
+        return cls.create(**{k: d[k] for k in fields})
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> Arch:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"architecture file {path} does not exist")
+        data = yaml.safe_load(path.read_text())
+        if not isinstance(data, Mapping):
+            raise ValueError(f"{path}: expected a mapping with keys {list(OFFICIAL_KEYS)}, got {type(data).__name__}")
+        try:
+            return cls.from_dict(data)
+        except ValueError as e:
+            raise ValueError(f"{path}: {e}") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The official schema (what `configs/S3-T.yaml` of the model zoo holds)."""
+        return {
+            "MLP_RATIO": [list(s) for s in self.mlp_ratios],
+            "NUM_HEADS": [list(s) for s in self.num_heads],
+            "EMBED_DIM": list(self.embed_dims),
+            "DEPTHS": list(self.depths),
+            "WINDOW_SIZE": [list(s) for s in self.window_sizes],
+        }
+
+    def to_yaml(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(yaml.safe_dump(self.to_dict(), default_flow_style=None, sort_keys=False))
+        tmp.replace(path)
+        return path
+
+    # -- views ------------------------------------------------------------------------------------
+    @property
+    def num_stages(self) -> int:
+        return len(self.depths)
+
+    def blocks(self, stage: int) -> list[tuple[float, int, int]]:
+        """(mlp_ratio, num_heads, window_size) of every block of `stage`."""
+        return list(zip(self.mlp_ratios[stage], self.num_heads[stage], self.window_sizes[stage]))
+
+    def values(self, stage: int, dimension: str) -> tuple:
+        """All values `dimension` takes in `stage` (one for stage dims, one per block otherwise)."""
+        if dimension == "depth":
+            return (self.depths[stage],)
+        if dimension == "embed_dim":
+            return (self.embed_dims[stage],)
+        return {"mlp_ratio": self.mlp_ratios, "num_heads": self.num_heads, "window_size": self.window_sizes}[
+            dimension
+        ][stage]
+
+    def replace_stage(self, stage: int, **changes) -> Arch:
+        """A copy with stage `stage` changed; keys are `depth`, `embed_dim` and the block dims
+        (given as full per-block tuples)."""
+        fields = {
+            "depths": list(self.depths),
+            "embed_dims": list(self.embed_dims),
+            "mlp_ratios": list(self.mlp_ratios),
+            "num_heads": list(self.num_heads),
+            "window_sizes": list(self.window_sizes),
+        }
+        plural = {"depth": "depths", "embed_dim": "embed_dims", "mlp_ratio": "mlp_ratios",
+                  "num_heads": "num_heads", "window_size": "window_sizes"}
+        for k, v in changes.items():
+            fields[plural[k]][stage] = v
+        return Arch.create(**fields)
+
+    def check_geometry(self, img_size: int, patch_size: int) -> None:
+        """Raise if a window is illegal for the stage it sits in at this input size."""
+        check_geometry(img_size, patch_size, self.num_stages)
+        for i, res in enumerate(stage_resolutions(img_size, patch_size, self.num_stages)):
+            for j, w in enumerate(self.window_sizes[i]):
+                check_window(w, res, f"Arch.window_sizes[{i}][{j}] (img_size={img_size}, patch_size={patch_size})")
+
+    def __str__(self) -> str:
+        def fmt(xs):
+            xs = list(xs)
+            return str(xs[0]) if len(set(xs)) == 1 else "/".join(map(str, xs))
+
+        stages = [
+            f"d{d} c{c} r{fmt(r)} h{fmt(h)} w{fmt(w)}"
+            for d, c, r, h, w in zip(self.depths, self.embed_dims, self.mlp_ratios, self.num_heads, self.window_sizes)
+        ]
+        return "Arch(" + " | ".join(stages) + ")"
+
+
+def _parse_choices(value, where: str, cast) -> tuple:
+    """A choice list given either as a list or as {start, step, count}."""
+    if isinstance(value, Mapping):
+        missing = {"start", "step", "count"} - set(value)
+        if missing:
+            raise ValueError(f"{where}: {{start, step, count}} form is missing {sorted(missing)}: {dict(value)}")
+        count = int(value["count"])
+        if count < 1:
+            raise ValueError(f"{where}: count={count}, must be >= 1")
+        values = [value["start"] + i * value["step"] for i in range(count)]
+    elif isinstance(value, (int, float)):
+        values = [value]
+    else:
+        values = list(value)
+    if not values:
+        raise ValueError(f"{where}: empty choice list; give at least one value")
+    out = []
+    for v in values:
+        c = cast(round(v, 6)) if cast is float else cast(v)
+        if cast is int and c != v:
+            raise ValueError(f"{where}: {v} is not an integer")
+        out.append(c)
+    if len(set(out)) != len(out):
+        raise ValueError(f"{where}: duplicate choices in {out}")
+    return tuple(sorted(out))
+
+
+@dataclass(frozen=True)
+class StageSpace:
+    """The choices of one stage. Block dims are drawn independently for every block."""
+
+    depth: tuple[int, ...]
+    embed_dim: tuple[int, ...]
+    mlp_ratio: tuple[float, ...]
+    num_heads: tuple[int, ...]
+    window_size: tuple[int, ...]
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], where: str = "stage") -> StageSpace:
+        missing = [k for k in DIMENSIONS if k not in d]
+        unknown = sorted(set(d) - set(DIMENSIONS))
+        if missing or unknown:
+            raise ValueError(f"{where}: needs exactly the keys {list(DIMENSIONS)}; missing {missing}, unknown {unknown}")
+        casts = {"mlp_ratio": float}
+        return cls(**{k: _parse_choices(d[k], f"{where}.{k}", casts.get(k, int)) for k in DIMENSIONS})
+
+    def to_dict(self) -> dict[str, list]:
+        return {k: list(getattr(self, k)) for k in DIMENSIONS}
+
+    def choices(self, dimension: str) -> tuple:
+        return getattr(self, dimension)
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """Per-stage choice lists plus the input geometry they are meant for."""
+
+    stages: tuple[StageSpace, ...]
+    img_size: int = 224
+    patch_size: int = 4
+    resolutions: tuple[int, ...] = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.stages:
+            raise ValueError("SearchSpace.stages is empty: give at least one stage")
+        check_geometry(self.img_size, self.patch_size, len(self.stages))
+        object.__setattr__(self, "resolutions", stage_resolutions(self.img_size, self.patch_size, len(self.stages)))
+        for i, (stage, res) in enumerate(zip(self.stages, self.resolutions)):
+            for dim in ("depth", "embed_dim", "num_heads", "window_size"):
+                bad = [v for v in stage.choices(dim) if v < 1]
+                if bad:
+                    raise ValueError(f"stages[{i}].{dim}: {bad} not allowed, values must be >= 1")
+            if min(stage.mlp_ratio) <= 0:
+                raise ValueError(f"stages[{i}].mlp_ratio: {stage.mlp_ratio} must all be > 0")
+            for w in stage.window_size:
+                check_window(w, res, f"stages[{i}].window_size (img_size={self.img_size}, patch_size={self.patch_size})")
+
+    # -- construction ---------------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> SearchSpace:
+        """`{img_size, patch_size, stages: [{depth, embed_dim, mlp_ratio, num_heads, window_size}]}`;
+        each dimension a list or `{start, step, count}`. Accepts a Hydra/OmegaConf node too."""
+        try:
+            from omegaconf import DictConfig, OmegaConf
+
+            if isinstance(d, DictConfig):
+                d = OmegaConf.to_container(d, resolve=True)
+        except ImportError:  # pragma: no cover - omegaconf is a dependency
+            pass
+        if "stages" not in d:
+            raise ValueError(f"search space needs a 'stages' list; got keys {sorted(d)}")
+        unknown = sorted(set(d) - {"stages", "img_size", "patch_size", "name"})
+        if unknown:
+            raise ValueError(f"search space: unknown keys {unknown}; allowed: stages, img_size, patch_size, name")
+        stages = tuple(StageSpace.from_dict(s, f"stages[{i}]") for i, s in enumerate(d["stages"]))
+        return cls(stages, int(d.get("img_size", 224)), int(d.get("patch_size", 4)))
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> SearchSpace:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"search space file {path} does not exist")
+        try:
+            return cls.from_dict(yaml.safe_load(path.read_text()))
+        except ValueError as e:
+            raise ValueError(f"{path}: {e}") from None
+
+    @classmethod
+    def single(cls, arch: Arch, img_size: int = 224, patch_size: int = 4) -> SearchSpace:
+        """The one-point space {arch} (per-block values become the stage's choices)."""
+        arch.check_geometry(img_size, patch_size)
+        stages = tuple(
+            StageSpace(
+                (arch.depths[i],),
+                (arch.embed_dims[i],),
+                tuple(sorted(set(arch.mlp_ratios[i]))),
+                tuple(sorted(set(arch.num_heads[i]))),
+                tuple(sorted(set(arch.window_sizes[i]))),
+            )
+            for i in range(arch.num_stages)
+        )
+        return cls(stages, img_size, patch_size)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"img_size": self.img_size, "patch_size": self.patch_size, "stages": [s.to_dict() for s in self.stages]}
+
+    def to_yaml(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(yaml.safe_dump(self.to_dict(), default_flow_style=None, sort_keys=False))
+        tmp.replace(path)
+        return path
+
+    def replace(self, stage: int, dimension: str, choices: Sequence) -> SearchSpace:
+        """A copy with one stage's choice list for `dimension` replaced (validated)."""
+        stages = list(self.stages)
+        d = stages[stage].to_dict()
+        d[dimension] = list(choices)
+        stages[stage] = StageSpace.from_dict(d, f"stages[{stage}]")
+        return SearchSpace(tuple(stages), self.img_size, self.patch_size)
+
+    # -- queries ----------------------------------------------------------------------------------
+    @property
+    def num_stages(self) -> int:
+        return len(self.stages)
+
+    def sample(self, generator: Generator) -> Arch:
+        """Uniform draw: each stage's depth and embed dim, then every block's dims, independently."""
+        depths, dims, ratios, heads, windows = [], [], [], [], []
+        for s in self.stages:
+            d = _choice(generator, s.depth)
+            depths.append(d)
+            dims.append(_choice(generator, s.embed_dim))
+            ratios.append([_choice(generator, s.mlp_ratio) for _ in range(d)])
+            heads.append([_choice(generator, s.num_heads) for _ in range(d)])
+            windows.append([_choice(generator, s.window_size) for _ in range(d)])
+        return Arch.create(depths, dims, ratios, heads, windows)
+
+    def _extreme(self, pick) -> Arch:
+        return Arch.create(
+            [pick(s.depth) for s in self.stages],
+            [pick(s.embed_dim) for s in self.stages],
+            [pick(s.mlp_ratio) for s in self.stages],
+            [pick(s.num_heads) for s in self.stages],
+            [pick(s.window_size) for s in self.stages],
+        )
+
+    def largest(self) -> Arch:
+        return self._extreme(max)
+
+    def smallest(self) -> Arch:
+        return self._extreme(min)
+
+    def violations(self, arch: Arch) -> list[str]:
+        """Every reason `arch` is not in this space (empty when it is)."""
+        if arch.num_stages != self.num_stages:
+            return [f"arch has {arch.num_stages} stages, the space has {self.num_stages}"]
+        out = []
+        for i, s in enumerate(self.stages):
+            for dim in DIMENSIONS:
+                bad = sorted({v for v in arch.values(i, dim) if v not in s.choices(dim)})
+                if bad:
+                    out.append(f"stage {i} {dim}={bad[0]} not in {list(s.choices(dim))}")
+        return out
+
+    def contains(self, arch: Arch) -> bool:
+        return not self.violations(arch)
+
+    def __contains__(self, arch: Arch) -> bool:
+        return self.contains(arch)
+
+    def check(self, arch: Arch) -> None:
+        bad = self.violations(arch)
+        if bad:
+            raise ValueError(f"{arch} is outside the search space: " + "; ".join(bad))
+
+    def size(self) -> int:
+        """Number of distinct architectures."""
+        total = 1
+        for s in self.stages:
+            per_block = len(s.mlp_ratio) * len(s.num_heads) * len(s.window_size)
+            total *= len(s.embed_dim) * sum(per_block**d for d in s.depth)
+        return total
+
+    def log10_size(self) -> float:
+        return math.log10(self.size())
