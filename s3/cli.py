@@ -1,0 +1,26 @@
+"""What the entry points share: user errors become one clear line and exit code 2."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+
+log = logging.getLogger("s3")
+
+USER_ERRORS = (ValueError, FileNotFoundError)
+
+
+def user_errors_exit(fn):
+    """Report bad input (a ValueError / FileNotFoundError raised while preparing) without a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except USER_ERRORS as e:
+            log.error("error: %s", e)
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(2)
+
+    return wrapper

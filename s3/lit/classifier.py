@@ -1,0 +1,62 @@
+"""Training one architecture: from scratch (retrain) or from inherited supernet weights."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from timm.utils import ModelEmaV3
+
+from s3.lit.base import ClassificationModule
+from s3.lit.supernet import SupernetModule
+from s3.models import S3Transformer
+from s3.space import Arch
+
+
+class ClassifierModule(ClassificationModule):
+    def __init__(self, arch: dict, net: dict, optim: dict | None = None, loss: dict | None = None,
+                 ema_decay: float | None = None, seed: int = 0):
+        net = dict(net)
+        super().__init__(net["num_classes"], optim, loss, seed)
+        self.save_hyperparameters(logger=False)
+        self.arch = Arch.from_dict(arch)
+        self.arch.check_geometry(net.get("img_size", 224), net.get("patch_size", 4))
+        self.model = S3Transformer(self.arch, **net)
+        self.ema = ModelEmaV3(self.model, decay=ema_decay) if ema_decay else None
+        self.val_metrics = self.accuracy_metrics()
+        self.ema_metrics = self.accuracy_metrics() if self.ema is not None else None
+
+    def inherit_from(self, supernet_ckpt: str | Path) -> None:
+        """Start from the supernet's weights for this arch (which must lie in its space)."""
+        supernet = SupernetModule.load_supernet(supernet_ckpt)
+        supernet.space.check(self.arch)
+        if supernet.model_kwargs()["num_classes"] != self.num_classes:
+            raise ValueError(f"supernet {supernet_ckpt} has {supernet.num_classes} classes, this run {self.num_classes}")
+        self.model.load_state_dict(supernet.extract(self.arch).state_dict())
+        if self.ema is not None:
+            self.ema = ModelEmaV3(self.model, decay=self.ema.decay)
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        x, y = self.mix(batch)
+        loss = self.train_criterion(self.model(x), y)
+        self.log("train/loss", loss, prog_bar=True)
+        return loss
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        if self.ema is not None:
+            self.ema.update(self.model, step=self.global_step)
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        x, y = batch
+        logits = self.model(x)
+        self.log("val/loss", self.eval_criterion(logits, y), sync_dist=True)
+        for k, metric in self.val_metrics.items():
+            metric.update(logits, y)
+            self.log(f"val/{k}", metric, prog_bar=k == "top1")
+        if self.ema is not None:
+            ema_logits = self.ema.module(x)
+            for k, metric in self.ema_metrics.items():
+                metric.update(ema_logits, y)
+                self.log(f"val/ema_{k}", metric)
+
+    test_step = validation_step

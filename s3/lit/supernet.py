@@ -1,0 +1,80 @@
+"""Supernet training: every optimizer step trains a subnet sampled from the space."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import torch
+
+from s3.lit.base import ClassificationModule
+from s3.models import Supernet
+from s3.models.checkpoint import load_state_dict, read_checkpoint, to_native
+from s3.space import Arch, SearchSpace
+
+VALIDATION_SUBNETS = ("largest", "smallest", "random")
+
+
+class SupernetModule(ClassificationModule):
+    """Options: `subnets_per_step` (losses of several subnets summed before one optimizer step,
+    the paper's fused gradients) and `sandwich` (largest + smallest + `subnets_per_step` random).
+
+    The subnet of a step is a pure function of (seed, global step, micro-batch, k), so every
+    data-parallel rank trains the same subnet without communication, and a resumed run samples
+    exactly what the uninterrupted one would have.
+    """
+
+    def __init__(self, space: dict, net: dict, optim: dict | None = None, loss: dict | None = None,
+                 sampling: dict | None = None, seed: int = 0):
+        net = dict(net)
+        super().__init__(net["num_classes"], optim, loss, seed)
+        self.save_hyperparameters(logger=False)
+        sampling = {"subnets_per_step": 1, "sandwich": False, **(sampling or {})}
+        if sampling["subnets_per_step"] < 1:
+            raise ValueError(f"model.sampling.subnets_per_step={sampling['subnets_per_step']}: must be >= 1")
+        self.sampling = sampling
+        self.space = SearchSpace.from_dict(space)
+        self.model = Supernet(self.space, **net)
+        self.val_subnets = {
+            "largest": self.space.largest(),
+            "smallest": self.space.smallest(),
+            "random": self.space.sample(random.Random(f"s3-validation:{seed}")),
+        }
+        self.val_metrics = torch.nn.ModuleDict({k: self.accuracy_metrics() for k in VALIDATION_SUBNETS})
+        self.last_archs: list[Arch] = []
+
+    def sample_archs(self, step: int, micro: int = 0) -> list[Arch]:
+        archs = [self.space.largest(), self.space.smallest()] if self.sampling["sandwich"] else []
+        archs += [self.space.sample(random.Random(f"s3:{self.seed}:{step}:{micro}:{k}"))
+                  for k in range(self.sampling["subnets_per_step"])]
+        return archs
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        x, y = self.mix(batch)
+        self.last_archs = self.sample_archs(self.global_step, batch_idx % self.trainer.accumulate_grad_batches)
+        loss = 0.0
+        for arch in self.last_archs:
+            self.model.set_arch(arch)
+            loss = loss + self.train_criterion(self.model(x), y) / len(self.last_archs)
+        self.log("train/loss", loss, prog_bar=True, sync_dist=False)
+        return loss
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        x, y = batch
+        for name, arch in self.val_subnets.items():
+            self.model.set_arch(arch)
+            logits = self.model(x)
+            self.log(f"val/{name}/loss", self.eval_criterion(logits, y), sync_dist=True)
+            for k, metric in self.val_metrics[name].items():
+                metric.update(logits, y)
+                self.log(f"val/{name}/{k}", metric, prog_bar=(name == "largest" and k == "top1"))
+
+    @staticmethod
+    def load_supernet(path: str | Path) -> Supernet:
+        """The trained `Supernet` of a checkpoint written by this module (weights only)."""
+        ckpt = read_checkpoint(path)
+        hp = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
+        if not hp or "space" not in hp:
+            raise ValueError(f"{path} is not a supernet checkpoint of this project (no 'space' in its hyper_parameters)")
+        supernet = Supernet(SearchSpace.from_dict(hp["space"]), **hp["net"])
+        return load_state_dict(supernet, to_native(ckpt), source=f"supernet checkpoint {path}")

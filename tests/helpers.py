@@ -1,0 +1,47 @@
+"""Compose the real Hydra config in-process (as train.py would) and run it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+
+from tests.conftest import ROOT
+
+# A few hundred Fashion-MNIST images: real data, seconds per run.
+FAST = ["data.max_train=320", "data.max_val=128", "data.batch_size=32", "data.eval_batch_size=128",
+        "data.search_per_class=4", "trainer.max_epochs=1", "trainer.log_every_n_steps=1"]
+
+
+def compose_cfg(overrides: list[str], output_dir: Path | None = None, config_name: str = "train") -> DictConfig:
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose(config_name, overrides=overrides, return_hydra_config=True)
+    if output_dir is not None:
+        with open_dict(cfg):
+            cfg.hydra.runtime.output_dir = str(output_dir)
+            cfg.hydra.job.num = 0
+        HydraConfig.instance().set_config(cfg)
+    return cfg
+
+
+def read_archs(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+class Interrupt:
+    """A callback that stops training after `epochs` epochs, as a killed job would (test only)."""
+
+    def __new__(cls, epochs: int):
+        import lightning as L
+
+        class _Interrupt(L.Callback):
+            def on_train_epoch_end(self, trainer, pl_module):
+                if trainer.current_epoch + 1 >= epochs:
+                    trainer.should_stop = True
+
+        return _Interrupt()

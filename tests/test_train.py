@@ -1,0 +1,160 @@
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.utils import instantiate
+
+from s3.lit import ClassifierModule, SupernetModule
+from s3.models import S3Transformer, load_checkpoint
+from s3.space import Arch
+from s3.train import build_module, run
+from tests.conftest import ROOT, released_arch
+from tests.helpers import FAST, compose_cfg, read_archs
+
+
+@pytest.mark.parametrize("experiment", ["tiny", "supernet_t", "supernet_s", "supernet_b"])
+def test_supernet_presets_compose_and_build(experiment, tmp_path):
+    cfg = compose_cfg([f"experiment={experiment}"], tmp_path)
+    module = build_module(cfg)
+    assert isinstance(module, SupernetModule)
+    assert module.space.contains(module.space.largest())
+    if experiment != "tiny":
+        assert cfg.data._target_.endswith("ImageNetDataModule") and cfg.trainer.strategy.find_unused_parameters
+        assert module.space.img_size == 224 and cfg.trainer.precision == "bf16-mixed"
+        released = released_arch({"supernet_t": "S3-T", "supernet_s": "S3-S", "supernet_b": "S3-B"}[experiment])
+        assert module.space.contains(released)
+
+
+def test_retrain_preset_composes(tmp_path):
+    arch_file = released_arch("S3-T").to_yaml(tmp_path / "S3-T.yaml")
+    cfg = compose_cfg(["experiment=retrain", f"arch={arch_file}", "data=imagenet", "space=s3_t"], tmp_path)
+    module = build_module(cfg)
+    assert isinstance(module, ClassifierModule) and module.arch == released_arch("S3-T")
+    assert sum(p.numel() for p in module.model.parameters()) == 28_328_674
+
+
+def _run(tmp_path: Path, *overrides: str):
+    cfg = compose_cfg([*FAST, *overrides], tmp_path)
+    return cfg, run(cfg)
+
+
+def test_supernet_training_writes_metrics_checkpoints_and_split(tmp_path):
+    cfg, metrics = _run(tmp_path, "model.sampling.subnets_per_step=2")
+    assert {"val/largest/top1", "val/smallest/top5", "val/random/loss"} <= set(metrics)
+    rows = list(csv.DictReader(open(tmp_path / "csv" / "metrics.csv")))
+    assert any(r.get("train/loss") for r in rows) and any(r.get("val/largest/top1") for r in rows)
+    steps = read_archs(tmp_path / "sampled_archs.rank0.jsonl")
+    assert [s["step"] for s in steps] == list(range((320 - 40) // 32)) and all(len(s["archs"]) == 2 for s in steps)
+    assert (tmp_path / "checkpoints" / "config.yaml").is_file()
+    split = (tmp_path / "search_split.json").read_text()
+    assert split.count(",") == 4 * 10 - 1 + 2  # 40 indices + the two other keys
+    # the checkpoint reloads (weights_only) into a supernet whose extracted subnet matches
+    supernet = SupernetModule.load_supernet(tmp_path / "checkpoints" / "last.ckpt")
+    arch = supernet.space.sample(torch.Generator().manual_seed(0))
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(supernet.eval()(x, arch), supernet.extract(arch).eval()(x), atol=1e-5, rtol=0)
+
+
+def test_resumed_run_equals_uninterrupted(tmp_path):
+    exact = ["data.augment=false", "trainer.max_epochs=2"]
+    _run(tmp_path / "full", *exact)
+    _run(tmp_path / "part", *exact, "+callbacks.interrupt._target_=tests.helpers.Interrupt", "+callbacks.interrupt.epochs=1")
+    assert len(read_archs(tmp_path / "part" / "sampled_archs.rank0.jsonl")) == 8
+    _run(tmp_path / "part", *exact, f"ckpt_path={tmp_path / 'part' / 'checkpoints' / 'last.ckpt'}")
+    full = read_archs(tmp_path / "full" / "sampled_archs.rank0.jsonl")
+    part = read_archs(tmp_path / "part" / "sampled_archs.rank0.jsonl")
+    assert [s["step"] for s in part] == list(range(16))
+    assert part == full  # the resumed run sampled exactly the same subnets at the same steps
+    a = torch.load(tmp_path / "full" / "checkpoints" / "last.ckpt", weights_only=True)
+    b = torch.load(tmp_path / "part" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert a["global_step"] == b["global_step"] == 16
+    for k, v in a["state_dict"].items():
+        torch.testing.assert_close(b["state_dict"][k], v, rtol=0, atol=1e-6, msg=k)
+
+
+def test_retrain_from_inherited_weights(tmp_path):
+    _run(tmp_path / "supernet")
+    supernet_ckpt = tmp_path / "supernet" / "checkpoints" / "last.ckpt"
+    supernet = SupernetModule.load_supernet(supernet_ckpt)
+    arch = supernet.space.sample(torch.Generator().manual_seed(3))
+    arch_file = arch.to_yaml(tmp_path / "arch.yaml")
+    cfg = compose_cfg([*FAST, "experiment=retrain_tiny", f"arch={arch_file}", f"init_from={supernet_ckpt}"], tmp_path / "r")
+    module = build_module(cfg)
+    inherited = supernet.extract(arch).state_dict()
+    for k, v in module.model.state_dict().items():
+        assert torch.equal(v, inherited[k]), k
+    metrics = run(cfg)
+    assert 0.0 <= metrics["val/top1"] <= 1.0
+    model = load_checkpoint(S3Transformer(arch, img_size=32, patch_size=2, num_classes=10),
+                            tmp_path / "r" / "checkpoints" / "last.ckpt")
+    assert isinstance(model, S3Transformer)
+
+
+def test_wandb_offline_writes_its_run_directory(tmp_path):
+    os.environ["WANDB_SILENT"] = "true"
+    _run(tmp_path, "logger=wandb", "logger.wandb.offline=true", "data.max_train=128")
+    runs = list((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1 and any(runs[0].rglob("*.wandb"))
+
+
+def test_tensorboard_logger(tmp_path):
+    _run(tmp_path, "logger=tensorboard", "data.max_train=128")
+    assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def _train_cli(tmp_path: Path, *overrides: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, str(ROOT / "train.py"), *FAST, f"hydra.run.dir={tmp_path}", *overrides]
+    return subprocess.run(cmd, cwd=tmp_path.parent, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_two_process_ddp_ranks_train_identical_subnets(tmp_path):
+    out = tmp_path / "ddp"
+    proc = _train_cli(out, "trainer=ddp_cpu", "data.max_train=296", "model.sampling.sandwich=true")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rank0 = read_archs(out / "sampled_archs.rank0.jsonl")
+    rank1 = read_archs(out / "sampled_archs.rank1.jsonl")
+    assert len(rank0) == (296 - 40) // 2 // 32 == 4  # each rank sees half the batches
+    assert rank0 == rank1
+    assert all(len(s["archs"]) == 3 for s in rank0)  # largest + smallest + one random
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["data.root=/nonexistent/fashion"], "Fashion-MNIST not found (looked in /nonexistent/fashion)"),
+    (["experiment=retrain_tiny"], "needs arch=path/to/arch.yaml"),
+    (["ckpt_path=/nonexistent/last.ckpt"], "no such checkpoint"),
+])
+def test_bad_input_is_one_clear_line(tmp_path, overrides, message):
+    proc = _train_cli(tmp_path / "bad", *overrides, timeout=120)
+    assert proc.returncode == 2
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_bad_arch_files_are_rejected(tmp_path):
+    wrong = tmp_path / "wrong.yaml"
+    wrong.write_text("DEPTHS: [2, 2, 2, 2]\nEMBED_DIM: [32, 64, 96, 128]\nNUM_HEADS: [1, 1, 1, 1]\n"
+                     "MLP_RATIO: [[2.0], 2.0, 2.0, 2.0]\nWINDOW_SIZE: [4, 4, 2, 2]\n")
+    cfg = compose_cfg([*FAST, "experiment=retrain_tiny", f"arch={wrong}"], tmp_path)
+    with pytest.raises(ValueError, match=r"MLP_RATIO|mlp_ratios\[0\] lists 1 blocks but the stage depth is 2"):
+        build_module(cfg)
+    _run(tmp_path / "supernet", "data.max_train=128")
+    outside = Arch.create([1, 1, 1, 1], [80, 64, 96, 128], [2.0] * 4, [1, 1, 2, 2], [4, 4, 2, 2])
+    cfg = compose_cfg([*FAST, "experiment=retrain_tiny", f"arch={outside.to_yaml(tmp_path / 'out.yaml')}",
+                       f"init_from={tmp_path / 'supernet' / 'checkpoints' / 'last.ckpt'}"], tmp_path / "r")
+    with pytest.raises(ValueError, match=r"outside the search space: stage 0 embed_dim=80 not in \[32, 48\]"):
+        build_module(cfg)
+
+
+def test_data_module_yields_normalised_32x32_rgb(tmp_path):
+    cfg = compose_cfg(FAST, tmp_path)
+    dm = instantiate(cfg.data)
+    dm.setup()
+    x, y = next(iter(dm.train_dataloader()))
+    assert x.shape == (32, 3, 32, 32) and y.shape == (32,) and x.dtype == torch.float32
+    assert len(dm.search_set) == 40 and len(dm.train_set) == 320 - 40
+    assert not set(dm.search_set.indices) & set(dm.train_set.indices)

@@ -1,0 +1,24 @@
+"""Train an S3 supernet (default) or one architecture (experiment=retrain arch=...).
+
+    python train.py                                   # tiny supernet on Fashion-MNIST, CPU
+    python train.py experiment=supernet_t data.root=/path/to/imagenet trainer.devices=8
+    python train.py experiment=retrain arch=found.yaml [init_from=supernet.ckpt]
+    python train.py -m hydra/launcher=submitit_slurm ...
+"""
+
+import hydra
+from omegaconf import DictConfig
+
+from s3.cli import user_errors_exit
+from s3.train import prepare, run
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    user_errors_exit(prepare)(cfg)  # bad input: one line, exit 2, before any training
+    metrics = run(cfg)
+    return metrics.get("val/largest/top1", metrics.get("val/top1"))
+
+
+if __name__ == "__main__":
+    main()
