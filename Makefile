@@ -27,6 +27,7 @@ lint: install
 bench: install
 	$(PY) bench/supernet_overhead.py
 	$(PY) bench/cost_model.py
+	$(PY) bench/train_throughput.py
 
 clean:
 	rm -rf $(VENV) outputs logs multirun wandb .pytest_cache

@@ -158,3 +158,30 @@ def test_data_module_yields_normalised_32x32_rgb(tmp_path):
     assert x.shape == (32, 3, 32, 32) and y.shape == (32,) and x.dtype == torch.float32
     assert len(dm.search_set) == 40 and len(dm.train_set) == 320 - 40
     assert not set(dm.search_set.indices) & set(dm.train_set.indices)
+
+
+def test_sweep_runs_share_a_wandb_group(tmp_path):
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+    from omegaconf import OmegaConf, open_dict
+
+    from s3.train import build_loggers
+
+    cfg = compose_cfg(["logger=wandb", "logger.wandb.offline=true"], tmp_path)
+    OmegaConf.set_readonly(cfg.hydra, False)
+    with open_dict(cfg):
+        cfg.hydra.mode = RunMode.MULTIRUN
+        cfg.hydra.sweep.dir = str(tmp_path / "sweep-2026")
+    HydraConfig.instance().set_config(cfg)
+    assert build_loggers(cfg)[0]._wandb_init["group"] == "sweep-2026"
+
+
+def test_submitit_local_multirun(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "WANDB_SILENT": "true"}
+    cmd = [sys.executable, str(ROOT / "train.py"), "-m", "hydra/launcher=submitit_local", *FAST, "data.max_train=128",
+           "seed=1,2", f"hydra.sweep.dir={tmp_path}", "hydra.launcher.timeout_min=5"]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=400)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for job in ("0", "1"):
+        assert (tmp_path / job / "checkpoints" / "last.ckpt").is_file()
+    assert "seed=1,2" in (tmp_path / "multirun.yaml").read_text()
