@@ -20,6 +20,8 @@ from typing import Any, Union
 import torch
 import yaml
 
+from s3.io import write_yaml
+
 DIMENSIONS = ("depth", "embed_dim", "mlp_ratio", "num_heads", "window_size")
 STAGE_DIMENSIONS = ("depth", "embed_dim")
 BLOCK_DIMENSIONS = ("mlp_ratio", "num_heads", "window_size")
@@ -187,12 +189,7 @@ class Arch:
         }
 
     def to_yaml(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(yaml.safe_dump(self.to_dict(), default_flow_style=None, sort_keys=False))
-        tmp.replace(path)
-        return path
+        return write_yaml(path, self.to_dict())
 
     # -- views ------------------------------------------------------------------------------------
     @property
@@ -375,12 +372,7 @@ class SearchSpace:
         return {"img_size": self.img_size, "patch_size": self.patch_size, "stages": [s.to_dict() for s in self.stages]}
 
     def to_yaml(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(yaml.safe_dump(self.to_dict(), default_flow_style=None, sort_keys=False))
-        tmp.replace(path)
-        return path
+        return write_yaml(path, self.to_dict())
 
     def replace(self, stage: int, dimension: str, choices: Sequence) -> SearchSpace:
         """A copy with one stage's choice list for `dimension` replaced (validated)."""

@@ -12,6 +12,7 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from s3.io import atomic_write_text
 from s3.space import Arch
 
 log = logging.getLogger(__name__)
@@ -53,12 +54,7 @@ def _multirun() -> bool:
 
 def save_resolved_config(cfg: DictConfig, directory: str | Path) -> Path:
     """The fully resolved config (seed, space, constraints...) next to the checkpoints."""
-    path = Path(directory) / "config.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    OmegaConf.save(cfg, tmp, resolve=True)
-    tmp.replace(path)
-    return path
+    return atomic_write_text(Path(directory) / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
 
 
 def prepare(cfg: DictConfig):

@@ -1,0 +1,55 @@
+"""CIFAR-10/100 through torchvision (downloaded when `download=true`), kept in memory."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from s3.data.base import ClassificationDataModule
+from s3.data.memory import BatchTransform, TensorImages
+
+STATS = {10: ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+         100: ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762))}
+
+
+class CIFARDataModule(ClassificationDataModule):
+    img_size = 32
+
+    def __init__(self, root: str = "data", num_classes: int = 10, download: bool = False,
+                 max_train: Optional[int] = None, max_val: Optional[int] = None, **kw):
+        super().__init__(**kw)
+        if num_classes not in STATS:
+            raise ValueError(f"data.num_classes={num_classes}: CIFAR has 10 or 100 classes")
+        self.root, self.num_classes, self.download = root, num_classes, download
+        self.max_train, self.max_val = max_train, max_val
+
+    def _dataset(self, train: bool):
+        import torchvision
+
+        cls = torchvision.datasets.CIFAR10 if self.num_classes == 10 else torchvision.datasets.CIFAR100
+        try:
+            return cls(self.root, train=train, download=self.download)
+        except RuntimeError as e:
+            raise FileNotFoundError(
+                f"CIFAR-{self.num_classes} not found under data.root={self.root} ({e}); "
+                f"set data.download=true (needs internet) or point data.root at the extracted data"
+            ) from None
+
+    def check(self) -> None:
+        if not self.download:
+            self._dataset(train=False)
+
+    def _load(self, train: bool) -> TensorImages:
+        ds = self._dataset(train)
+        limit = self.max_train if train else self.max_val
+        images = torch.from_numpy(ds.data[:limit]).permute(0, 3, 1, 2).contiguous()
+        return TensorImages(images, torch.tensor(ds.targets[:limit]))
+
+    def _datasets(self):
+        train, val = self._load(True), self._load(False)
+        return train, train, val, train.labels
+
+    def collate(self, train: bool):
+        mean, std = STATS[self.num_classes]
+        return BatchTransform(mean, std, train=train, pad=4, flip=True)

@@ -1,0 +1,51 @@
+"""ImageNet-1k from the standard ImageFolder layout, with the DeiT/Swin training augmentation
+(timm `create_transform`) and the official evaluation transform (resize 256 bicubic, crop 224)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from s3.data.base import ClassificationDataModule
+
+
+class ImageNetDataModule(ClassificationDataModule):
+    def __init__(self, root: str = "data/imagenet", img_size: int = 224, num_classes: int = 1000,
+                 auto_augment: str = "rand-m9-mstd0.5-inc1", reprob: float = 0.25, crop_pct: float = 224 / 256,
+                 interpolation: str = "bicubic", **kw):
+        super().__init__(**kw)
+        self.root, self.img_size, self.num_classes = Path(root), img_size, num_classes
+        self.auto_augment, self.reprob, self.crop_pct, self.interpolation = auto_augment, reprob, crop_pct, interpolation
+
+    def check(self) -> None:
+        for split in ("train", "val"):
+            d = self.root / split
+            if not d.is_dir() or not any(p.is_dir() for p in d.iterdir()):
+                raise FileNotFoundError(
+                    f"ImageNet {split} split not found: expected class folders in {d} "
+                    f"(layout {self.root}/train/<class>/*.JPEG and {self.root}/val/<class>/*.JPEG; "
+                    f"set data.root=/path/to/imagenet)"
+                )
+
+    def transforms(self):
+        from timm.data import create_transform
+        from timm.data.constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+
+        train = create_transform(self.img_size, is_training=True, auto_augment=self.auto_augment,
+                                 re_prob=self.reprob, re_mode="pixel", re_count=1, interpolation=self.interpolation,
+                                 mean=IMAGENET_DEFAULT_MEAN, std=IMAGENET_DEFAULT_STD)
+        evaluate = create_transform(self.img_size, is_training=False, crop_pct=self.crop_pct,
+                                    interpolation=self.interpolation, mean=IMAGENET_DEFAULT_MEAN,
+                                    std=IMAGENET_DEFAULT_STD)
+        return train, evaluate
+
+    def _datasets(self):
+        from torchvision.datasets import ImageFolder
+
+        self.check()
+        train_tf, eval_tf = self.transforms()
+        train_aug = ImageFolder(str(self.root / "train"), transform=train_tf)
+        train_eval = ImageFolder(str(self.root / "train"), transform=eval_tf)
+        val = ImageFolder(str(self.root / "val"), transform=eval_tf)
+        if len(train_aug.classes) != self.num_classes:
+            raise ValueError(f"{self.root}/train has {len(train_aug.classes)} classes but data.num_classes={self.num_classes}")
+        return train_aug, train_eval, val, train_aug.targets
