@@ -10,13 +10,13 @@ import hydra
 from omegaconf import DictConfig
 
 from s3.cli import user_errors_exit
-from s3.train import prepare, run
+from s3.train import fit, prepare
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    user_errors_exit(prepare)(cfg)  # bad input: one line, exit 2, before any training
-    metrics = run(cfg)
+    prepared = user_errors_exit(prepare)(cfg)  # bad input: one line, exit 2, before any training
+    metrics = fit(cfg, *prepared)
     return metrics.get("val/largest/top1", metrics.get("val/top1"))
 
 

@@ -72,7 +72,11 @@ def prepare(cfg: DictConfig):
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
-    datamodule, module, trainer = prepare(cfg)
+    return fit(cfg, *prepare(cfg))
+
+
+def fit(cfg: DictConfig, datamodule, module, trainer) -> dict[str, Any]:
+    """Train what `prepare` built; returns the final callback metrics."""
     resolved = OmegaConf.to_container(cfg, resolve=True)
     for logger in trainer.loggers:
         logger.log_hyperparams(resolved)

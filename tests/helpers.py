@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import lightning as L
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
@@ -33,15 +34,13 @@ def read_archs(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-class Interrupt:
-    """A callback that stops training after `epochs` epochs, as a killed job would (test only)."""
 
-    def __new__(cls, epochs: int):
-        import lightning as L
+class Interrupt(L.Callback):
+    """Stops training after `epochs` epochs, as a killed job would (test only)."""
 
-        class _Interrupt(L.Callback):
-            def on_train_epoch_end(self, trainer, pl_module):
-                if trainer.current_epoch + 1 >= epochs:
-                    trainer.should_stop = True
+    def __init__(self, epochs: int):
+        self.epochs = epochs
 
-        return _Interrupt()
+    def on_train_epoch_end(self, trainer, pl_module):
+        if trainer.current_epoch + 1 >= self.epochs:
+            trainer.should_stop = True

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
 from s3.data.splits import save_split, search_split
 
@@ -37,9 +36,9 @@ class ClassificationDataModule(L.LightningDataModule):
     num_classes: int
     img_size: int
 
-    def __init__(self, batch_size: int = 128, eval_batch_size: Optional[int] = None, num_workers: int = 0,
-                 search_per_class: int = 100, split_seed: int = 0, split_dir: Optional[str] = None,
-                 pin_memory: bool = False, num_classes: Optional[int] = None):
+    def __init__(self, batch_size: int = 128, eval_batch_size: int | None = None, num_workers: int = 0,
+                 search_per_class: int = 100, split_seed: int = 0, split_dir: str | None = None,
+                 pin_memory: bool = False, num_classes: int | None = None):
         super().__init__()
         if num_classes is not None:
             self.num_classes = num_classes
@@ -56,11 +55,9 @@ class ClassificationDataModule(L.LightningDataModule):
     def _datasets(self) -> tuple[Dataset, Dataset, Dataset, list[int]]:
         raise NotImplementedError
 
-    def setup(self, stage: Optional[str] = None) -> None:
+    def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
             return
-        from torch.utils.data import Subset
-
         train_aug, train_eval, val, labels = self._datasets()
         train_idx, search_idx = search_split(labels, self.search_per_class, self.split_seed)
         self.train_set = Subset(train_aug, train_idx)

@@ -2,27 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 
-from s3.data.base import ClassificationDataModule
-from s3.data.memory import BatchTransform, TensorImages
+from s3.data.memory import BatchTransform, InMemoryDataModule
 
 STATS = {10: ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
          100: ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762))}
 
 
-class CIFARDataModule(ClassificationDataModule):
+class CIFARDataModule(InMemoryDataModule):
     img_size = 32
 
-    def __init__(self, root: str = "data", num_classes: int = 10, download: bool = False,
-                 max_train: Optional[int] = None, max_val: Optional[int] = None, **kw):
+    def __init__(self, root: str = "data", num_classes: int = 10, download: bool = False, **kw):
         super().__init__(**kw)
         if num_classes not in STATS:
             raise ValueError(f"data.num_classes={num_classes}: CIFAR has 10 or 100 classes")
         self.root, self.num_classes, self.download = root, num_classes, download
-        self.max_train, self.max_val = max_train, max_val
 
     def _dataset(self, train: bool):
         import torchvision
@@ -40,15 +35,9 @@ class CIFARDataModule(ClassificationDataModule):
         if not self.download:
             self._dataset(train=False)
 
-    def _load(self, train: bool) -> TensorImages:
+    def _load(self, train: bool):
         ds = self._dataset(train)
-        limit = self.max_train if train else self.max_val
-        images = torch.from_numpy(ds.data[:limit]).permute(0, 3, 1, 2).contiguous()
-        return TensorImages(images, torch.tensor(ds.targets[:limit]))
-
-    def _datasets(self):
-        train, val = self._load(True), self._load(False)
-        return train, train, val, train.labels
+        return torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous(), torch.tensor(ds.targets)
 
     def collate(self, train: bool):
         mean, std = STATS[self.num_classes]

@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import gzip
 from pathlib import Path
-from typing import Optional
 
 import torch
 
-from s3.data.base import ClassificationDataModule
-from s3.data.memory import BatchTransform, TensorImages
+from s3.data.memory import BatchTransform, InMemoryDataModule
 
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 FILES = {
@@ -24,7 +22,7 @@ FILES = {
 MEAN, STD = (0.2860,), (0.3530,)
 
 
-def _find(directory: Path, name: str) -> Optional[Path]:
+def _find(directory: Path, name: str) -> Path | None:
     for sub in ("", "FashionMNIST/raw", "fashion-mnist"):
         for suffix in (".gz", ""):
             p = directory / sub / f"{name}{suffix}"
@@ -46,24 +44,22 @@ def read_idx(path: Path) -> torch.Tensor:
     return data.view(shape)
 
 
-class FashionMNISTDataModule(ClassificationDataModule):
+class FashionMNISTDataModule(InMemoryDataModule):
     num_classes = 10
 
-    def __init__(self, root: Optional[str] = None, download: bool = False, img_size: int = 32,
-                 max_train: Optional[int] = None, max_val: Optional[int] = None, num_classes: int = 10,
-                 augment: bool = True, **kw):
+    def __init__(self, root: str | None = None, download: bool = False, img_size: int = 32,
+                 num_classes: int = 10, augment: bool = True, **kw):
         super().__init__(**kw)
         if num_classes != 10:
             raise ValueError(f"data.num_classes={num_classes}: Fashion-MNIST has 10 classes")
         if img_size < 28:
             raise ValueError(f"data.img_size={img_size}: Fashion-MNIST images are 28x28; use >= 28 (32 pads by 2)")
-        self.root, self.download, self.img_size = root, download, img_size
-        self.max_train, self.max_val, self.augment = max_train, max_val, augment
+        self.root, self.download, self.img_size, self.augment = root, download, img_size, augment
 
     def _candidates(self) -> list[Path]:
         return [Path(self.root)] if self.root else [DEBIAN_DIR]  # an explicit root is never second-guessed
 
-    def _directory(self) -> Optional[Path]:
+    def _directory(self) -> Path | None:
         for d in self._candidates():
             if all(_find(d, n) for pair in FILES.values() for n in pair):
                 return d
@@ -78,28 +74,21 @@ class FashionMNISTDataModule(ClassificationDataModule):
                 f"or allow data.download=true"
             )
 
-    def _load(self, split: str) -> TensorImages:
+    def _load(self, train: bool):
+        split = "train" if train else "test"
         d = self._directory()
         if d is None:
             self.check()
             import torchvision
 
             root = Path(self.root or "data")
-            torchvision.datasets.FashionMNIST(str(root), train=split == "train", download=True)
+            torchvision.datasets.FashionMNIST(str(root), train=train, download=True)
             self.root, d = str(root), root
         images = read_idx(_find(d, FILES[split][0]))
         labels = read_idx(_find(d, FILES[split][1])).long()
-        limit = self.max_train if split == "train" else self.max_val
-        if limit:
-            images, labels = images[:limit], labels[:limit]
         pad = (self.img_size - images.shape[-1]) // 2
         extra = self.img_size - images.shape[-1] - pad
-        images = torch.nn.functional.pad(images.unsqueeze(1), (pad, extra, pad, extra))
-        return TensorImages(images, labels)
-
-    def _datasets(self):
-        train, val = self._load("train"), self._load("test")
-        return train, train, val, train.labels
+        return torch.nn.functional.pad(images.unsqueeze(1), (pad, extra, pad, extra)), labels
 
     def collate(self, train: bool):
         return BatchTransform(MEAN, STD, train=train and self.augment, flip=True)

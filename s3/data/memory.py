@@ -6,11 +6,13 @@ training step; a vectorised collate keeps data loading off the critical path.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
+
+from s3.data.base import ClassificationDataModule
 
 
 class TensorImages(Dataset):
@@ -54,3 +56,24 @@ class BatchTransform:
         if x.shape[1] != self.channels:
             x = x.expand(-1, self.channels, -1, -1).contiguous()
         return x, y
+
+
+class InMemoryDataModule(ClassificationDataModule):
+    """A data set small enough to hold as uint8 tensors; `max_train` / `max_val` keep the first N
+    images of each split. Subclasses implement `_load(train) -> (images, labels)`."""
+
+    def __init__(self, max_train: int | None = None, max_val: int | None = None, **kw):
+        super().__init__(**kw)
+        self.max_train, self.max_val = max_train, max_val
+
+    def _load(self, train: bool) -> tuple[Tensor, Tensor]:
+        raise NotImplementedError
+
+    def _split(self, train: bool) -> TensorImages:
+        images, labels = self._load(train)
+        limit = self.max_train if train else self.max_val
+        return TensorImages(images[:limit], labels[:limit])
+
+    def _datasets(self):
+        train, val = self._split(True), self._split(False)
+        return train, train, val, train.labels

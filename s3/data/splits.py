@@ -7,8 +7,8 @@ reports only the final picks on the validation set, so the search split is carve
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 

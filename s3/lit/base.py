@@ -24,12 +24,10 @@ class ClassificationModule(L.LightningModule):
 
     def __init__(self, num_classes: int, optim: dict | None = None, loss: dict | None = None, seed: int = 0):
         super().__init__()
-        unknown = set(optim or {}) - set(DEFAULT_OPTIM)
-        if unknown:
-            raise ValueError(f"model.optim: unknown keys {sorted(unknown)}; allowed {sorted(DEFAULT_OPTIM)}")
-        unknown = set(loss or {}) - set(DEFAULT_LOSS)
-        if unknown:
-            raise ValueError(f"model.loss: unknown keys {sorted(unknown)}; allowed {sorted(DEFAULT_LOSS)}")
+        for name, given, defaults in (("optim", optim, DEFAULT_OPTIM), ("loss", loss, DEFAULT_LOSS)):
+            unknown = set(given or {}) - set(defaults)
+            if unknown:
+                raise ValueError(f"model.{name}: unknown keys {sorted(unknown)}; allowed {sorted(defaults)}")
         self.num_classes, self.seed = num_classes, seed
         self.optim_cfg = {**DEFAULT_OPTIM, **(optim or {})}
         self.loss_cfg = {**DEFAULT_LOSS, **(loss or {})}

@@ -35,8 +35,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     truncated `last.ckpt` behind."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options=None) -> None:
-        fs = get_filesystem(path)
-        if fs.protocol not in ("file", ("file", "local")) and "file" not in fs.protocol:
+        if "file" not in get_filesystem(path).protocol:  # remote stores keep Lightning's own writer
             return super().save_checkpoint(checkpoint, path, storage_options)
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -20,7 +20,6 @@ class ClassifierModule(ClassificationModule):
         super().__init__(net["num_classes"], optim, loss, seed)
         self.save_hyperparameters(logger=False)
         self.arch = Arch.from_dict(arch)
-        self.arch.check_geometry(net.get("img_size", 224), net.get("patch_size", 4))
         self.model = S3Transformer(self.arch, **net)
         self.ema = ModelEmaV3(self.model, decay=ema_decay) if ema_decay else None
         self.val_metrics = self.accuracy_metrics()
@@ -30,7 +29,7 @@ class ClassifierModule(ClassificationModule):
         """Start from the supernet's weights for this arch (which must lie in its space)."""
         supernet = SupernetModule.load_supernet(supernet_ckpt)
         supernet.space.check(self.arch)
-        if supernet.model_kwargs()["num_classes"] != self.num_classes:
+        if supernet.num_classes != self.num_classes:
             raise ValueError(f"supernet {supernet_ckpt} has {supernet.num_classes} classes, this run {self.num_classes}")
         self.model.load_state_dict(supernet.extract(self.arch).state_dict())
         if self.ema is not None:
