@@ -20,3 +20,15 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 
 def write_yaml(path: str | Path, data: Any) -> Path:
     return atomic_write_text(path, yaml.safe_dump(data, default_flow_style=None, sort_keys=False))
+
+
+def atomic_torch_save(obj: Any, path: str | Path) -> Path:
+    """`torch.save` through a temporary file and a rename."""
+    import torch
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(obj, tmp)
+    tmp.replace(path)
+    return path

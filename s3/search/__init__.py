@@ -1,0 +1,1 @@
+"""The searches of S3: E-T Error and space evolution, evolutionary and random architecture search."""

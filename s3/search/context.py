@@ -1,0 +1,128 @@
+"""What every search needs before its first evaluation: devices (Lightning Fabric), the cached
+search split, the constraints, loggers, and a trained supernet that fits the requested space."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import lightning as L
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from s3.lit.supernet import SupernetModule
+from s3.models import Supernet
+from s3.search.constraints import Constraints
+from s3.search.evaluator import CachedSplit, CandidateEvaluator
+from s3.space import DIMENSIONS, SearchSpace
+
+log = logging.getLogger(__name__)
+
+
+def make_fabric(cfg: DictConfig) -> L.Fabric:
+    """Devices and precision of the trainer config; several devices -> one process each (DDP)."""
+    t = cfg.trainer
+    world = int(t.devices if isinstance(t.devices, int) else 1) * int(t.num_nodes)
+    fabric = L.Fabric(accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes,
+                      strategy="ddp" if world > 1 else "auto", precision=t.precision)
+    fabric.launch()
+    return fabric
+
+
+def space_mismatch(requested: SearchSpace, trained: SearchSpace) -> list[str]:
+    """Why `requested` is not a subspace of the space a supernet was trained on (empty when it is)."""
+    out = []
+    for name in ("img_size", "patch_size", "num_stages"):
+        if getattr(requested, name) != getattr(trained, name):
+            out.append(f"{name} {getattr(requested, name)} != {getattr(trained, name)}")
+    if out:
+        return out
+    for i, (r, t) in enumerate(zip(requested.stages, trained.stages)):
+        for dim in DIMENSIONS:
+            extra = sorted(set(r.choices(dim)) - set(t.choices(dim)))
+            if extra:
+                out.append(f"stage {i} {dim} {extra} not in the supernet's {list(t.choices(dim))}")
+    return out
+
+
+def _trained_space(config_file: Path) -> SearchSpace | None:
+    cfg = OmegaConf.load(config_file)
+    if not str(cfg.get("model", {}).get("_target_", "")).endswith("SupernetModule"):
+        return None
+    return SearchSpace.from_dict(cfg.space)
+
+
+def resolve_supernet(cfg: DictConfig, space: SearchSpace) -> Path:
+    """`supernet=path`, or `supernet=latest`: the newest supernet run under paths.log_dir whose
+    space contains the requested one (read from the config saved beside its checkpoints)."""
+    if cfg.supernet != "latest":
+        path = Path(cfg.supernet)
+        if not path.is_file():
+            raise FileNotFoundError(f"supernet={path}: no such checkpoint")
+        return path
+    runs = sorted(Path(cfg.paths.log_dir).glob("*/runs/*/checkpoints/config.yaml"),
+                  key=lambda p: p.stat().st_mtime, reverse=True)
+    for config_file in runs:
+        ckpt = config_file.parent / "last.ckpt"
+        trained = _trained_space(config_file) if ckpt.is_file() else None
+        if trained is not None and not space_mismatch(space, trained):
+            log.info("supernet=latest: %s", ckpt)
+            return ckpt
+    raise FileNotFoundError(
+        f"supernet=latest: no trained supernet for this space under {cfg.paths.log_dir}/*/runs/. "
+        f"Train one first (`python train.py`, same space and data), or pass supernet=path/to/last.ckpt"
+    )
+
+
+def load_supernet(path: Path, space: SearchSpace, num_classes: int) -> Supernet:
+    supernet = SupernetModule.load_supernet(path)
+    bad = space_mismatch(space, supernet.space)
+    if bad:
+        raise ValueError(f"supernet={path} was trained on another space than the requested one: " + "; ".join(bad))
+    if supernet.num_classes != num_classes:
+        raise ValueError(f"supernet={path} has {supernet.num_classes} classes, the data set has {num_classes}")
+    return supernet
+
+
+def check_split_unseen(ckpt: Path, search_indices: list[int]) -> None:
+    """The search split must be the one held out when the supernet was trained."""
+    saved = ckpt.parent.parent / "search_split.json"
+    if saved.is_file() and json.loads(saved.read_text())["search_indices"] != list(search_indices):
+        raise ValueError(f"the search split differs from the one held out when {ckpt} was trained ({saved}): "
+                         f"the supernet has seen these images; use the same data.search_per_class and data.split_seed")
+
+
+def build_constraints(cfg: DictConfig, space: SearchSpace) -> Constraints:
+    c = cfg.get("constraints") or {}
+    constraints = Constraints(space, c.get("params"), c.get("flops"), num_classes=cfg.data.num_classes,
+                              head_dim=cfg.model.net.head_dim)
+    constraints.check_feasible(space)
+    return constraints
+
+
+def build_data(cfg: DictConfig):
+    dm = instantiate(cfg.data)
+    dm.check()
+    dm.setup("fit")
+    return dm
+
+
+def cached_split(cfg: DictConfig, fabric: L.Fabric, loader, name: str) -> CachedSplit:
+    """`search.split_cache=memory`: every rank holds the tensors; `mmap`: rank 0 writes them to
+    `<output_dir>/<name>_split.pt` and every rank maps that file."""
+    s = cfg.search
+    if s.split_cache == "memory":
+        return CachedSplit.from_loader(loader, s.split_dtype)
+    if s.split_cache != "mmap":
+        raise ValueError(f"search.split_cache={s.split_cache}: allowed ['memory', 'mmap']")
+    cache_file = Path(cfg.paths.output_dir) / f"{name}_split.pt"
+    if fabric.global_rank == 0:
+        CachedSplit.from_loader(loader, s.split_dtype, cache_file)
+    fabric.barrier()
+    return CachedSplit.from_loader(loader, s.split_dtype, cache_file)
+
+
+def make_evaluator(cfg: DictConfig, fabric: L.Fabric, supernet: Supernet, split: CachedSplit,
+                   constraints: Constraints) -> CandidateEvaluator:
+    return CandidateEvaluator(fabric.to_device(supernet), split, constraints, cfg.search.batch_size, fabric.autocast)

@@ -1,0 +1,136 @@
+"""Candidate evaluation shared by every search: top-1 of a subnet with inherited supernet weights.
+
+The split is decoded and transformed once and kept as tensors (`CachedSplit`); a candidate costs
+`set_arch` plus forward passes under `torch.inference_mode()`, nothing else. Results are cached per
+`Arch`. Under `torch.distributed` the new candidates of a call are dealt round-robin to the ranks
+and the results gathered, so every rank ends with the same cache.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch import Tensor
+
+from s3.io import atomic_torch_save
+from s3.models import Supernet
+from s3.search.constraints import Constraints
+from s3.space import Arch
+
+log = logging.getLogger(__name__)
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+@dataclass
+class CachedSplit:
+    """Transformed images (N, C, H, W) and labels (N,), in memory or memory-mapped from a file."""
+
+    images: Tensor
+    labels: Tensor
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @classmethod
+    def from_loader(cls, loader, dtype: str = "float32", cache_file: str | Path | None = None) -> CachedSplit:
+        """Run `loader` once. With `cache_file` the tensors are saved there (atomically) and read back
+        memory-mapped, so an ImageNet-size split costs disk, not RAM, and later runs skip decoding."""
+        if dtype not in DTYPES:
+            raise ValueError(f"search.split_dtype={dtype}: allowed {sorted(DTYPES)}")
+        if cache_file is not None and Path(cache_file).is_file():
+            return cls._load(cache_file)
+        xs, ys = [], []
+        for x, y in loader:
+            xs.append(x.to(DTYPES[dtype]))
+            ys.append(y)
+        if not xs:
+            raise ValueError("the search split is empty: set data.search_per_class >= 1")
+        split = cls(torch.cat(xs), torch.cat(ys))
+        if cache_file is None:
+            return split
+        atomic_torch_save({"images": split.images, "labels": split.labels}, cache_file)
+        return cls._load(cache_file)
+
+    @classmethod
+    def _load(cls, path: str | Path) -> CachedSplit:
+        d = torch.load(path, weights_only=True, mmap=True)
+        return cls(d["images"], d["labels"])
+
+    def batches(self, batch_size: int, device: torch.device) -> Iterator[tuple[Tensor, Tensor]]:
+        for i in range(0, len(self), batch_size):
+            x = self.images[i:i + batch_size].to(device, non_blocking=True).float()
+            yield x, self.labels[i:i + batch_size].to(device, non_blocking=True)
+
+
+def distributed() -> tuple[int, int]:
+    """(rank, world size); (0, 1) outside torch.distributed."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+class CandidateEvaluator:
+    """`evaluate(archs)` -> one record per arch: params, flops, top1 (%), loss on `split`."""
+
+    def __init__(self, supernet: Supernet, split: CachedSplit, constraints: Constraints, batch_size: int = 256,
+                 autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext):
+        if batch_size < 1:
+            raise ValueError(f"search.batch_size={batch_size}: must be >= 1")
+        self.supernet, self.split, self.constraints = supernet.eval(), split, constraints
+        self.batch_size, self.autocast = batch_size, autocast
+        self.device = next(supernet.parameters()).device
+        self.cache: dict[Arch, dict] = {}
+
+    def record(self, arch: Arch) -> dict:
+        return self.cache[arch]
+
+    def evaluate(self, archs: Sequence[Arch], progress: Callable[[int], None] | None = None) -> list[dict]:
+        todo = list(dict.fromkeys(a for a in archs if a not in self.cache))
+        costs = {a: self.constraints.cost(a) for a in todo}
+        for a, cost in costs.items():  # costs are checked before any forward pass
+            bad = self.constraints.violations(cost)
+            if bad:
+                raise ValueError(f"{a} violates the constraints ({'; '.join(bad)}); searches filter before evaluating")
+        rank, world = distributed()
+        mine = {}
+        for a in todo[rank::world]:
+            mine[a] = self.measure(a)
+            if progress:
+                progress(world)
+        if world > 1:
+            gathered: list[dict | None] = [None] * world
+            dist.all_gather_object(gathered, mine)
+            mine = {a: m for part in gathered for a, m in part.items()}
+        for a in todo:
+            self.cache[a] = {"arch": a, **costs[a], **mine[a]}
+        return [self.cache[a] for a in archs]
+
+    @torch.inference_mode()
+    def measure(self, arch: Arch, split: CachedSplit | None = None) -> dict[str, float]:
+        """Top-1 (%) and mean cross-entropy of `arch` with inherited weights on `split`."""
+        split = split or self.split
+        self.supernet.set_arch(arch)
+        correct, loss = 0, 0.0
+        with self.autocast():
+            for x, y in split.batches(self.batch_size, self.device):
+                logits = self.supernet(x).float()
+                correct += int((logits.argmax(-1) == y).sum())
+                loss += float(torch.nn.functional.cross_entropy(logits, y, reduction="sum"))
+        return {"top1": 100.0 * correct / len(split), "loss": loss / len(split)}
+
+    # -- resumable state ----------------------------------------------------------------------------
+    def state_dict(self) -> list[dict]:
+        return [{**r, "arch": r["arch"].to_dict()} for r in self.cache.values()]
+
+    def load_state_dict(self, records: list[dict]) -> None:
+        self.cache = {}
+        for r in records:
+            arch = Arch.from_dict(r["arch"])
+            self.cache[arch] = {**r, "arch": arch}

@@ -1,0 +1,143 @@
+"""search.py's three searches from a composed config: evolution, random and space."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import lightning as L
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from s3.io import atomic_write_text
+from s3.search import context as ctx
+from s3.search.evaluator import CandidateEvaluator
+from s3.search.evolution import Evolution, EvolutionConfig
+from s3.search.progress import progress_bar
+from s3.search.report import RECORD_COLUMNS, arch_table, plot_history, plot_pareto, record_rows, write_csv, write_json
+from s3.space import SearchSpace
+from s3.train import build_loggers, save_resolved_config
+
+log = logging.getLogger(__name__)
+
+SEARCHES = ("evolution", "random", "space")
+STATE_FILE = "search_state.json"
+EVOLUTION_KNOBS = tuple(EvolutionConfig.__dataclass_fields__)
+
+
+def evolution_config(cfg: DictConfig) -> EvolutionConfig:
+    knobs = {k: v for k, v in OmegaConf.to_container(cfg.search, resolve=True).items() if k in EVOLUTION_KNOBS}
+    return EvolutionConfig(**knobs)
+
+
+def resume_dir(cfg: DictConfig) -> Path:
+    """Where the search runs: the output dir, or with `resume=true` the newest run of this task
+    that left an unfinished search state (so `python search.py resume=true` just continues)."""
+    out = Path(cfg.paths.output_dir)
+    if not cfg.get("resume") or (out / STATE_FILE).is_file():
+        return out
+    for state in sorted(Path(cfg.paths.log_dir).glob(f"{cfg.task_name}/runs/*/{STATE_FILE}"),
+                        key=lambda p: p.stat().st_mtime, reverse=True):
+        if not (state.parent / "result.json").is_file():
+            log.info("resume=true: continuing %s", state.parent)
+            return state.parent
+    log.info("resume=true: no unfinished search under %s/%s/runs; starting afresh", cfg.paths.log_dir, cfg.task_name)
+    return out
+
+
+def prepare(cfg: DictConfig) -> dict:
+    """Everything that can fail on bad input, before any evaluation."""
+    name = cfg.search.name
+    if name not in SEARCHES:
+        raise ValueError(f"search.name={name}: allowed {list(SEARCHES)} (choose with search=...)")
+    space = SearchSpace.from_dict(cfg.space)
+    constraints = ctx.build_constraints(cfg, space)
+    if name == "space":
+        return {"space": space, "constraints": constraints}
+    evo = evolution_config(cfg)
+    if cfg.search.top_k < 1:
+        raise ValueError(f"search.top_k={cfg.search.top_k}: must be >= 1")
+    ckpt = ctx.resolve_supernet(cfg, space)
+    supernet = ctx.load_supernet(ckpt, space, cfg.data.num_classes)
+    return {"space": space, "constraints": constraints, "evolution": evo, "ckpt": ckpt, "supernet": supernet}
+
+
+def run(cfg: DictConfig, prepared: dict) -> dict:
+    if cfg.search.name == "space":
+        from s3.search.space_search import run_space_search
+
+        return run_space_search(cfg, prepared)
+    return run_evolution(cfg, prepared)
+
+
+def run_evolution(cfg: DictConfig, p: dict) -> dict:
+    fabric = ctx.make_fabric(cfg)
+    work = resume_dir(cfg)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(work)
+    zero = fabric.global_rank == 0
+    dm = ctx.build_data(cfg)
+    ctx.check_split_unseen(p["ckpt"], dm.search_set.indices)
+    split = ctx.cached_split(cfg, fabric, dm.search_dataloader(), "search")
+    evaluator = ctx.make_evaluator(cfg, fabric, p["supernet"], split, p["constraints"])
+    evo = Evolution(p["space"], p["constraints"], evaluator, p["evolution"], seed=cfg.seed)
+    state_file = work / STATE_FILE
+    if cfg.get("resume") and state_file.is_file():
+        evo.load_state_dict(json.loads(state_file.read_text()))
+        log.info("resumed at generation %d (%d archs evaluated)", evo.generation, len(evaluator.cache))
+    loggers = build_loggers(cfg) if zero else []
+    if zero:
+        save_resolved_config(cfg, work)
+        log.info("%s search: %s, constraints %s, supernet %s", cfg.search.name, work, p["constraints"], p["ckpt"])
+
+    def save(e: Evolution) -> None:
+        if zero:
+            atomic_write_text(state_file, json.dumps(e.state_dict()))
+            for lg in loggers:
+                lg.log_metrics({f"search/{k}": v for k, v in e.history[-1].items() if k != "generation"},
+                               step=e.history[-1]["generation"])
+
+    total = p["evolution"].population * p["evolution"].generations
+    with progress_bar(f"{cfg.search.name} search", total, enabled=zero) as advance:
+        advance(len(evaluator.cache))
+        ranked = evo.run(on_generation_end=save, progress=advance)
+    picks = ranked[: cfg.search.top_k] if p["evolution"].objective == "accuracy" else evo.pareto_front()
+    result = finish_architecture_search(cfg, fabric, dm, evaluator, evo, picks, work, loggers)
+    for lg in loggers:
+        lg.finalize("success")
+    return result
+
+
+def finish_architecture_search(cfg: DictConfig, fabric: L.Fabric, dm, evaluator: CandidateEvaluator,
+                               evo: Evolution, picks: list[dict], work: Path, loggers: list) -> dict:
+    """Validation top-1 of the picks only, then the files: top-k YAMLs, CSVs, plots, result.json."""
+    val = ctx.cached_split(cfg, fabric, dm.val_dataloader(), "val")
+    picks = [{**r, "val_top1": evaluator.measure(r["arch"], val)["top1"]} for r in picks]
+    if fabric.global_rank != 0:
+        return {}
+    ranked = evo.ranked()
+    write_csv(work / "archs.csv", record_rows(ranked), RECORD_COLUMNS)
+    write_csv(work / "history.csv", evo.history)
+    paths = []
+    for i, r in enumerate(picks):
+        paths.append(str(r["arch"].to_yaml(work / "top" / f"top{i + 1}.yaml")))
+    write_csv(work / "picks.csv", record_rows(picks), ("rank", "val_top1", *RECORD_COLUMNS[1:]))
+    plots = [plot_pareto(work / "pareto.png", ranked, picks),
+             plot_history(work / "history.png", evo.history, f"{cfg.search.name} search")]
+    result = {
+        "search": cfg.search.name, "objective": evo.config.objective, "evaluated": len(evaluator.cache),
+        "constraints": str(evo.constraints), "best_search_top1": ranked[0]["top1"],
+        "picks": [{"yaml": y, "top1": r["top1"], "val_top1": r["val_top1"], "params": r["params"],
+                   "flops": r["flops"], "arch": str(r["arch"])} for y, r in zip(paths, picks)],
+    }
+    write_json(work / "result.json", result)
+    for lg in loggers:
+        if hasattr(lg, "log_table"):  # W&B: the whole history as a table, the plots as images
+            rows = record_rows(ranked)
+            lg.log_table("search/archs", columns=list(RECORD_COLUMNS), data=[[r[c] for c in RECORD_COLUMNS] for r in rows])
+            lg.log_image("search/plots", images=[str(p) for p in plots])
+    log.info("best archs (search split top-1, validation top-1):\n%s",
+             arch_table(picks, ("top1", "val_top1", "params", "flops")))
+    log.info("outputs: %s (top-k YAMLs in %s; retrain with `python train.py experiment=retrain arch=%s`)",
+             work, work / "top", paths[0] if paths else "...")
+    return result

@@ -1,0 +1,25 @@
+"""Search architectures on a trained supernet, or search the search space itself.
+
+    python search.py                                           # evolution on the latest tiny supernet
+    python search.py search=evolution supernet=last.ckpt constraints.params.max=30e6 constraints.params.min=25e6
+    python search.py search=random                             # the baseline, same number of evaluations
+    python search.py search=space                              # S3: evolve the space, write it as conf/space YAML
+    python search.py -m search=evolution constraints.params.max=30e6,50e6,70e6
+"""
+
+import hydra
+from omegaconf import DictConfig
+
+from s3.cli import user_errors_exit
+from s3.search.run import prepare, run
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="search")
+def main(cfg: DictConfig) -> float | None:
+    prepared = user_errors_exit(prepare)(cfg)  # bad input: one line, exit 2, before any evaluation
+    result = run(cfg, prepared)
+    return result.get("best_search_top1")
+
+
+if __name__ == "__main__":
+    main()

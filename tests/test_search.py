@@ -1,0 +1,315 @@
+import csv
+import json
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from s3.models import Supernet
+from s3.search.constraints import Constraints
+from s3.search.et_error import et_error, fit_dimensions
+from s3.search.evaluator import CachedSplit, CandidateEvaluator
+from s3.search.evolution import Evolution, EvolutionConfig, crossover, mutate
+from s3.search.pareto import non_dominated_fronts, nsga2_select
+from s3.search.run import prepare, run
+from s3.search.shift import evolve_space, shifted
+from s3.space import Arch, SearchSpace
+from s3.train import run as train
+from tests.conftest import ROOT
+from tests.helpers import FAST, compose_cfg
+
+SMALL = ["search.population=6", "search.generations=3", "search.parents=3", "search.mutations=2",
+         "search.crossovers=2", "search.top_k=2"]
+
+
+@pytest.fixture(scope="session")
+def supernet_ckpt(tmp_path_factory) -> Path:
+    """The tiny supernet, trained once on a few hundred Fashion-MNIST images."""
+    out = tmp_path_factory.mktemp("supernet")
+    train(compose_cfg(FAST, out))
+    return out / "checkpoints" / "last.ckpt"
+
+
+def _search(out: Path, *overrides: str) -> dict:
+    cfg = compose_cfg([*FAST, *overrides], out, config_name="search")
+    return run(cfg, prepare(cfg))
+
+
+class SyntheticEvaluator(CandidateEvaluator):
+    """A fitness known in closed form: the search logic is tested without a supernet."""
+
+    def __init__(self, constraints: Constraints, fitness):
+        self.constraints, self.fitness, self.cache = constraints, fitness, {}
+
+    def measure(self, arch: Arch, split=None) -> dict:
+        return {"top1": self.fitness(arch), "loss": 0.0}
+
+
+# -- E-T Error and space evolution --------------------------------------------------------------------
+def test_et_error_of_a_hand_made_table(tiny_space):
+    assert et_error([40.0, 10.0, 30.0, 20.0], top_k=2).to_dict() == {"q_e": 25.0, "q_t": 15.0, "n": 4, "k": 2, "q": 20.0}
+    # stage-0 depth 1 -> errors 30, 50, 40 ; depth 2 -> errors 10, 20 (K=2 of N=5 scales to 1 per choice)
+    base = tiny_space.smallest()
+    deep = base.replace_stage(0, depth=2, mlp_ratio=(2.0, 2.0), num_heads=(1, 1), window_size=(4, 4))
+    archs = [base, base.replace_stage(1, embed_dim=96), base.replace_stage(2, embed_dim=128), deep,
+             deep.replace_stage(1, embed_dim=96)]
+    fit = next(f for f in fit_dimensions(tiny_space, archs, [30, 50, 40, 10, 20], top_k=2)
+               if (f.stage, f.dimension) == (0, "depth"))
+    d1, d2 = fit.per_choice
+    assert (d1.q_e, d1.q_t, d1.k, d1.q) == (40.0, 30.0, 1, 35.0)
+    assert (d2.q_e, d2.q_t, d2.k, d2.q) == (15.0, 10.0, 1, 12.5)
+    assert fit.slope == pytest.approx(-22.5) and fit.change == pytest.approx(-22.5)
+
+
+def test_synthetic_fitness_moves_stage3_depth_up_and_nothing_else(tiny_space):
+    rng = random.Random(0)
+    archs = list({tiny_space.sample(rng) for _ in range(3000)})
+    errors = [50.0 - 3.0 * a.depths[2] for a in archs]  # deeper stage 3 -> lower error, nothing else matters
+    fits = fit_dimensions(tiny_space, archs, errors, top_k=50)
+    new, decisions = evolve_space(tiny_space, fits, threshold=0.5)
+    moved = [(d.stage, d.dimension, d.action, d.new) for d in decisions if d.moved]
+    assert moved == [(2, "depth", "up", (2, 3, 4))]
+    assert new.stages[2].depth == (2, 3, 4) and new.stages[:2] == tiny_space.stages[:2]
+    assert {d.action for d in decisions if not d.moved} <= {"flat", "single_choice"}
+
+
+def test_shifts_keep_count_and_legal_bounds(tiny_space):
+    assert shifted(tiny_space, 0, "depth", -1) is None  # [1, 2] cannot go below 1
+    assert shifted(tiny_space, 0, "embed_dim", +1) == (48, 64)
+    assert shifted(tiny_space, 0, "mlp_ratio", -1) == (1.0, 2.0, 3.0)
+    assert shifted(tiny_space, 1, "num_heads", -1) is None  # heads >= 1
+    assert shifted(tiny_space, 0, "window_size", +1) == (8, 16)  # along the legal ladder 1, 2, 4, 8, 16
+    assert shifted(tiny_space, 2, "window_size", +1) is None  # [2, 4] at grid 4: 4 is already global
+    assert shifted(tiny_space, 2, "window_size", -1) == (1, 2)
+    assert shifted(tiny_space, 3, "window_size", -1) is None  # a single choice never moves
+
+
+# -- evolution --------------------------------------------------------------------------------------------
+def test_mutation_and_crossover_stay_in_the_space(tiny_space):
+    rng = random.Random(1)
+    for _ in range(300):
+        a, b = tiny_space.sample(rng), tiny_space.sample(rng)
+        assert tiny_space.contains(mutate(a, tiny_space, rng, 0.2, 0.4))
+        b = mutate(a, tiny_space, rng, 1.0, 0.0)  # same depths, every block gene redrawn
+        for s in range(4):
+            b = b.replace_stage(s, embed_dim=tiny_space.sample(rng).embed_dims[s])
+        child = crossover(a, b, rng)
+        assert tiny_space.contains(child) and child.depths == a.depths
+        for s in range(4):
+            assert child.embed_dims[s] in (a.embed_dims[s], b.embed_dims[s])
+            for d in ("mlp_ratio", "num_heads", "window_size"):
+                assert all(v in (x, y) for v, x, y in zip(child.values(s, d), a.values(s, d), b.values(s, d)))
+    assert mutate(a, tiny_space, rng, 0.0, 0.0) == a
+
+
+def _evolution(space, constraints, seed=0, **knobs) -> Evolution:
+    fitness = lambda a: float(sum(a.depths) + sum(a.embed_dims) / 100)  # noqa: E731
+    return Evolution(space, constraints, SyntheticEvaluator(constraints, fitness),
+                     EvolutionConfig(**{"population": 20, "generations": 5, "parents": 5, "mutations": 8,
+                                        "crossovers": 8, **knobs}), seed=seed)
+
+
+def test_evolution_candidates_are_new_valid_and_within_constraints(tiny_space):
+    constraints = Constraints(tiny_space, params={"min": 4e5, "max": 8e5}, num_classes=10)
+    evo = _evolution(tiny_space, constraints)
+    seen = []
+    evo.run(on_generation_end=lambda e: seen.append(list(e.candidates)))
+    for gen in seen[:-1]:
+        assert len(gen) == 20 and len(set(gen)) == 20
+        for a in gen:
+            assert tiny_space.contains(a) and constraints.satisfied(a)
+    assert len(evo.evaluator.cache) == 20 * 5  # no arch evaluated twice
+    best = evo.ranked()[0]
+    assert best["top1"] == max(r["top1"] for r in evo.evaluator.cache.values())
+    assert best["params"] <= 8e5 and best["params"] >= 4e5
+
+
+def test_evolution_resume_equals_uninterrupted(tiny_space):
+    constraints = Constraints(tiny_space, params={"max": 8e5}, num_classes=10)
+    full = _evolution(tiny_space, constraints, seed=3)
+    full.run()
+
+    class Stop(Exception):
+        pass
+
+    saved = {}
+
+    def interrupt(e):
+        saved["state"] = json.loads(json.dumps(e.state_dict()))  # what search_state.json holds
+        if e.generation == 2:
+            raise Stop
+
+    first = _evolution(tiny_space, constraints, seed=3)
+    with pytest.raises(Stop):
+        first.run(on_generation_end=interrupt)
+    resumed = _evolution(tiny_space, constraints, seed=3)
+    resumed.load_state_dict(saved["state"])
+    resumed.run()
+    assert resumed.ranked() == full.ranked() and resumed.history == full.history
+
+
+def test_random_search_spends_the_same_budget_as_evolution(tiny_space):
+    constraints = Constraints(tiny_space, num_classes=10)
+    rnd = _evolution(tiny_space, constraints, mutations=0, crossovers=0)
+    evo = _evolution(tiny_space, constraints)
+    rnd.run(), evo.run()
+    assert len(rnd.evaluator.cache) == len(evo.evaluator.cache) == 100
+    assert evo.ranked()[0]["top1"] >= rnd.ranked()[0]["top1"]
+
+
+def test_nsga2_fronts_and_selection():
+    points = [(1, 5), (2, 3), (3, 4), (4, 1), (5, 5), (2, 2)]
+    assert non_dominated_fronts(points) == [[0, 3, 5], [1], [2], [4]]
+    assert set(nsga2_select(points, 3)) == {0, 3, 5}
+    assert nsga2_select(points, 4)[:3] == [0, 3, 5] and nsga2_select(points, 4)[3] == 1
+
+
+def test_pareto_objective_returns_a_front(tiny_space):
+    constraints = Constraints(tiny_space, num_classes=10)
+    evo = _evolution(tiny_space, constraints, objective="pareto")
+    evo.run()
+    front = evo.pareto_front()
+    assert len(front) >= 2
+    for r in front:  # nobody evaluated is both more accurate and smaller
+        assert not any(o["top1"] > r["top1"] and o["params"] < r["params"] for o in evo.evaluator.cache.values())
+
+
+# -- the candidate evaluator ------------------------------------------------------------------------
+def test_evaluator_equals_extracted_standalone_and_caches(tiny_space):
+    torch.manual_seed(0)
+    supernet = Supernet(tiny_space, num_classes=10).eval()
+    split = CachedSplit(torch.randn(24, 3, 32, 32), torch.randint(0, 10, (24,)))
+    evaluator = CandidateEvaluator(supernet, split, Constraints(tiny_space, num_classes=10), batch_size=10)
+    archs = [tiny_space.sample(torch.Generator().manual_seed(i)) for i in range(3)]
+    records = evaluator.evaluate(archs + archs[:1])
+    assert len(evaluator.cache) == 3 and records[0] is records[3]
+    for arch, r in zip(archs, records):
+        with torch.no_grad():
+            logits = supernet.extract(arch).eval()(split.images)
+        assert r["top1"] == pytest.approx(100 * (logits.argmax(-1) == split.labels).float().mean().item())
+        assert r["loss"] == pytest.approx(torch.nn.functional.cross_entropy(logits, split.labels).item(), rel=1e-5)
+        assert r["params"] == sum(p.numel() for p in supernet.extract(arch).parameters())
+
+
+def test_mmap_cached_split_round_trips(tmp_path):
+    images, labels = torch.randn(10, 3, 32, 32), torch.arange(10)
+    loader = [(images[:6], labels[:6]), (images[6:], labels[6:])]
+    split = CachedSplit.from_loader(loader, "float16", tmp_path / "split.pt")
+    assert (tmp_path / "split.pt").is_file() and split.images.dtype == torch.float16
+    torch.testing.assert_close(split.images.float(), images, atol=1e-2, rtol=1e-2)
+    again = CachedSplit.from_loader([], "float16", tmp_path / "split.pt")  # read back, no decoding
+    assert torch.equal(again.labels, labels)
+
+
+# -- search.py end to end ---------------------------------------------------------------------------
+def _rows(path: Path) -> list[dict]:
+    return list(csv.DictReader(open(path)))
+
+
+def test_evolution_search_writes_its_outputs(tmp_path, supernet_ckpt):
+    out = tmp_path / "evo"
+    result = _search(out, "search=evolution", f"supernet={supernet_ckpt}", "constraints.params.max=9e5", *SMALL)
+    rows = _rows(out / "archs.csv")
+    assert len(rows) == result["evaluated"] == 18 and all(int(r["params"]) <= 9e5 for r in rows)
+    assert [float(r["top1"]) for r in rows] == sorted((float(r["top1"]) for r in rows), reverse=True)
+    top1 = Arch.from_yaml(out / "top" / "top1.yaml")
+    assert str(top1) == rows[0]["arch"] and len(result["picks"]) == 2
+    assert all(0 <= p["val_top1"] <= 100 for p in result["picks"])
+    for name in ("pareto.png", "history.png", "picks.csv", "history.csv", "search_state.json", "config.yaml"):
+        assert (out / name).is_file(), name
+
+
+def test_search_resume_equals_uninterrupted(tmp_path, supernet_ckpt, monkeypatch):
+    args = ["search=evolution", f"supernet={supernet_ckpt}", *SMALL]
+    _search(tmp_path / "full", *args)
+
+    original = Evolution.run
+
+    def interrupted(self, on_generation_end=None, progress=None):
+        def stop(e):
+            on_generation_end(e)
+            if e.generation == 2:
+                raise KeyboardInterrupt
+        return original(self, stop, progress)
+
+    monkeypatch.setattr(Evolution, "run", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        _search(tmp_path / "resumed", *args)
+    assert not (tmp_path / "resumed" / "result.json").exists()
+    monkeypatch.setattr(Evolution, "run", original)
+    _search(tmp_path / "resumed", *args, "resume=true")
+    for name in ("archs.csv", "history.csv", "picks.csv"):
+        assert _rows(tmp_path / "resumed" / name) == _rows(tmp_path / "full" / name), name
+
+
+def test_random_search_on_two_processes_equals_one(tmp_path, supernet_ckpt):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    outs = {}
+    for trainer in ("cpu", "ddp_cpu"):
+        out = tmp_path / trainer
+        cmd = [sys.executable, str(ROOT / "search.py"), *FAST, "search=random", f"supernet={supernet_ckpt}",
+               *SMALL, f"trainer={trainer}", f"hydra.run.dir={out}"]
+        proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        outs[trainer] = _rows(out / "archs.csv")
+    assert len(outs["cpu"]) == 18
+    strip = lambda rows: [(r["arch"], r["top1"], r["params"], r["flops"]) for r in rows]  # noqa: E731
+    assert strip(outs["ddp_cpu"]) == strip(outs["cpu"])
+
+
+def test_space_search_writes_iterations_and_a_loadable_space(tmp_path):
+    out = tmp_path / "space"
+    result = _search(out, "search=space", "search.iterations=2", "search.samples=12", "search.top_k=3",
+                     "search.threshold=0.0")
+    assert result["iterations"] == len(result["et_error"]) >= 1
+    searched = SearchSpace.from_yaml(out / "conf" / "space" / "searched.yaml")
+    state = json.loads((out / "search_state.json").read_text())["iterations"]
+    assert SearchSpace.from_dict(state[-1]["next_space"]) == searched
+    assert SearchSpace.from_yaml(out / "iter0" / "space.yaml") == SearchSpace.from_yaml(ROOT / "conf/space/tiny.yaml")
+    rows = _rows(out / "iter0" / "et_error.csv")
+    assert {r["dimension"] for r in rows} == {"depth", "embed_dim", "mlp_ratio", "num_heads", "window_size"}
+    for name in ("et_error.png", "report.md", "iter0/dimensions.png", "iter0/checkpoints/last.ckpt"):
+        assert (out / name).is_file(), name
+    # train.py composes the searched space through hydra.searchpath
+    cfg = compose_cfg([f"hydra.searchpath=[file://{out / 'conf'}]", "space=searched"], tmp_path / "t")
+    assert SearchSpace.from_dict(cfg.space) == searched
+
+
+# -- bad input ---------------------------------------------------------------------------------------------
+def _search_cli(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, str(ROOT / "search.py"), *FAST, f"hydra.run.dir={tmp_path}", *overrides]
+    return subprocess.run(cmd, cwd=tmp_path.parent, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_unsatisfiable_constraints_fail_before_any_evaluation(tmp_path):
+    proc = _search_cli(tmp_path / "bad", "constraints.params.max=1e5", "supernet=/nonexistent.ckpt")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "constraints.params=[-inf, 100k] cannot be met" in proc.stderr and "range over [2" in proc.stderr
+
+
+def test_supernet_of_another_space_is_rejected(tmp_path, supernet_ckpt):
+    proc = _search_cli(tmp_path / "bad", "space=s3_t", f"supernet={supernet_ckpt}")
+    assert proc.returncode == 2 and "trained on another space" in proc.stderr and "img_size 224 != 32" in proc.stderr
+    proc = _search_cli(tmp_path / "none", f"paths.log_dir={tmp_path / 'empty'}")
+    assert proc.returncode == 2 and "Train one first (`python train.py`" in proc.stderr
+
+
+def test_next_iteration_supernet_inherits_the_previous_one(tmp_path, supernet_ckpt, tiny_space):
+    from s3.lit.supernet import SupernetModule
+    from s3.search.space_search import train_supernet
+
+    shifted_space = tiny_space.replace(2, "depth", (2, 3, 4)).replace(0, "embed_dim", (48, 64))
+    cfg = compose_cfg([*FAST, "search=space"], tmp_path, config_name="search")
+    new = train_supernet(cfg, shifted_space, tmp_path / "iter1", epochs=0, previous=supernet_ckpt).eval()
+    old = SupernetModule.load_supernet(supernet_ckpt).eval()
+    arch = Arch.create([1, 1, 2, 1], [48, 64, 96, 128], [2.0, 3.0, [4.0, 2.0], 2.0], [1, 2, [2, 3], 2], [8, 4, 2, 2])
+    assert arch in shifted_space and arch in old.space
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(new(x, arch), old(x, arch), atol=1e-5, rtol=0)
+    assert len(new.layers[2].blocks) == 4 and len(old.layers[2].blocks) == 3  # the 4th block is new
