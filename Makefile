@@ -19,7 +19,7 @@ test-all: install
 	$(PY) -m pytest -q
 
 demo: install
-	@echo "make demo: the end-to-end pipeline is not yet implemented (see issue 5)"
+	bash scripts/demo.sh
 
 lint: install
 	$(PY) -m ruff check s3 tests bench *.py
@@ -28,6 +28,7 @@ bench: install
 	$(PY) bench/supernet_overhead.py
 	$(PY) bench/cost_model.py
 	$(PY) bench/train_throughput.py
+	$(PY) bench/search_overhead.py
 
 clean:
 	rm -rf $(VENV) outputs logs multirun wandb .pytest_cache

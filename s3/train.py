@@ -22,13 +22,21 @@ def _is_standalone(cfg: DictConfig) -> bool:
     return cfg.model._target_.endswith("ClassifierModule")
 
 
+def resolve_arch(cfg: DictConfig) -> Arch:
+    """`arch=path/to/arch.yaml`, else the architecture a model preset holds (model=s3_t)."""
+    if cfg.get("arch"):
+        return Arch.from_yaml(cfg.arch)
+    inline = OmegaConf.select(cfg, "model.arch", throw_on_missing=False)
+    if isinstance(inline, DictConfig):
+        return Arch.from_dict(OmegaConf.to_container(inline))
+    raise ValueError("arch=null: one architecture (model=standalone, experiment=retrain) needs arch=path/to/arch.yaml "
+                     "or a model preset such as model=s3_t")
+
+
 def build_module(cfg: DictConfig) -> L.LightningModule:
     """The LightningModule of the config: a supernet, or one arch (`arch=`, optionally `init_from=`)."""
     if _is_standalone(cfg):
-        if not cfg.get("arch"):
-            raise ValueError("arch=null: model=standalone (experiment=retrain) needs arch=path/to/arch.yaml")
-        arch = Arch.from_yaml(cfg.arch)
-        module = instantiate(cfg.model, arch=arch.to_dict(), _convert_="all")
+        module = instantiate(cfg.model, arch=resolve_arch(cfg).to_dict(), _convert_="all")
         if cfg.get("init_from"):
             module.inherit_from(cfg.init_from)
         return module

@@ -1,0 +1,22 @@
+"""Evaluate one architecture: top-1/top-5/loss, params, FLOPs and throughput, as a table and JSON.
+
+    python evaluate.py model=s3_t ckpt_path=S3-T.pth data=imagenet data.root=/path/to/imagenet
+    python evaluate.py arch=top1.yaml ckpt_path=logs/retrain/runs/.../checkpoints/last.ckpt
+    python evaluate.py arch=top1.yaml ckpt_path=supernet/last.ckpt     # inherited supernet weights
+"""
+
+import hydra
+from omegaconf import DictConfig
+
+from s3.cli import user_errors_exit
+from s3.evaluate import prepare, run
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")
+def main(cfg: DictConfig) -> float | None:
+    prepared = user_errors_exit(prepare)(cfg)  # bad input: one line, exit 2, before any evaluation
+    return run(cfg, *prepared).get("top1")
+
+
+if __name__ == "__main__":
+    main()

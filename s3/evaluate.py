@@ -1,0 +1,101 @@
+"""Evaluate one architecture: an official model-zoo checkpoint, a retrained one, or a subnet with
+inherited supernet weights. Reports top-1/top-5/loss, params, FLOPs and inference throughput."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+from rich.console import Console
+from rich.table import Table
+
+from s3.cost import count_flops, count_params
+from s3.io import atomic_write_text
+from s3.lit import ClassifierModule
+from s3.models.checkpoint import load_state_dict, read_checkpoint, to_native
+from s3.train import resolve_arch
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("val", "search")
+
+
+def build_classifier(cfg: DictConfig) -> ClassifierModule:
+    """The arch of `arch=` / `model=s3_*`, holding the weights of `ckpt_path` (for a supernet
+    checkpoint of this project: the arch's inherited slices)."""
+    arch = resolve_arch(cfg)
+    module = instantiate(cfg.model, arch=arch.to_dict(), _convert_="all")
+    ckpt = read_checkpoint(cfg.ckpt_path)
+    hp = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
+    if hp and "space" in hp:
+        module.inherit_from(cfg.ckpt_path)
+    else:
+        load_state_dict(module.model, to_native(ckpt), source=f"ckpt_path={cfg.ckpt_path}")
+    return module
+
+
+def prepare(cfg: DictConfig):
+    if cfg.split not in SPLITS:
+        raise ValueError(f"split={cfg.split}: allowed {list(SPLITS)}")
+    if cfg.throughput.batch_size < 1 or cfg.throughput.repeats < 1:
+        raise ValueError(f"throughput={dict(cfg.throughput)}: batch_size and repeats must be >= 1")
+    datamodule = instantiate(cfg.data)
+    datamodule.check()
+    module = build_classifier(cfg)
+    trainer = instantiate(cfg.trainer, logger=False, callbacks=[], enable_checkpointing=False)
+    return datamodule, module, trainer
+
+
+@torch.inference_mode()
+def throughput(model: torch.nn.Module, img_size: int, batch_size: int, repeats: int, device: torch.device,
+               autocast: bool) -> float:
+    """Images per second of forward passes on a fixed batch (after warm-up)."""
+    model = model.to(device).eval()
+    x = torch.randn(batch_size, 3, img_size, img_size, device=device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+        for _ in range(3):
+            model(x)
+        sync()
+        t0 = time.perf_counter()
+        for _ in range(repeats):
+            model(x)
+        sync()
+    return batch_size * repeats / (time.perf_counter() - t0)
+
+
+def run(cfg: DictConfig, datamodule, module: ClassifierModule, trainer: L.Trainer) -> dict[str, Any]:
+    datamodule.setup("validate")
+    loader = datamodule.val_dataloader() if cfg.split == "val" else datamodule.search_dataloader()
+    metrics = trainer.validate(module, dataloaders=loader, verbose=False)[0]
+    if not trainer.is_global_zero:
+        return {}
+    arch, net = module.arch, module.model
+    geometry = dict(img_size=net.img_size, patch_size=net.patch_size, num_classes=net.num_classes,
+                    in_chans=net.in_chans, head_dim=net.head_dim)
+    t = cfg.throughput
+    result = {
+        "arch": arch.to_dict(), "ckpt_path": str(cfg.ckpt_path), "split": cfg.split, "images": len(loader.dataset),
+        "top1": 100 * metrics["val/top1"], "top5": 100 * metrics["val/top5"], "loss": metrics["val/loss"],
+        "params": count_params(arch, **geometry), "flops": count_flops(arch, **geometry),
+        "throughput": throughput(net, net.img_size, t.batch_size, t.repeats, trainer.strategy.root_device,
+                                 "bf16" in str(trainer.precision)),
+        "throughput_batch": t.batch_size, "device": str(trainer.strategy.root_device),
+    }
+    out = atomic_write_text(Path(cfg.paths.output_dir) / "evaluation.json", json.dumps(result, indent=2))
+    table = Table(title=f"{arch}")
+    for col in ("split", "images", "top-1 (%)", "top-5 (%)", "loss", "params (M)", "FLOPs (G)", "images/s"):
+        table.add_column(col, justify="right")
+    table.add_row(cfg.split, f"{result['images']:,}", f"{result['top1']:.2f}", f"{result['top5']:.2f}",
+                  f"{result['loss']:.4f}", f"{result['params'] / 1e6:.2f}", f"{result['flops'] / 1e9:.3f}",
+                  f"{result['throughput']:.0f} (batch {t.batch_size}, {result['device']})")
+    Console().print(table)
+    log.info("results: %s", out)
+    return result

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# make demo: the whole S3 method on the embedded default (Fashion-MNIST 32x32, tiny space, CPU),
+# as the five entry-point calls the README documents, chained. Each stage writes to a fixed
+# directory under $DEMO and is skipped when finished, resumed when interrupted: re-running continues.
+set -euo pipefail
+PY=${PY:-.venv/bin/python}
+DEMO=${DEMO:-logs/demo}
+BUDGET=${BUDGET:-8e5}                   # params budget of the architecture search
+DATA="data.max_train=12000 data.max_val=2000"
+SPACE_CONF="hydra.searchpath=[file://$(realpath -m "$DEMO")/1_space/conf]"
+export WANDB_SILENT=true
+
+stage() { echo; echo "== $1"; }
+resume_ckpt() { [ -f "$1/checkpoints/last.ckpt" ] && echo "ckpt_path=$1/checkpoints/last.ckpt" || true; }
+
+stage "1/5 space search: supernet training + E-T Error + shift, per iteration ($DEMO/1_space)"
+if [ ! -f "$DEMO/1_space/result.json" ]; then
+  $PY search.py search=space $DATA constraints.params.max=$BUDGET \
+    search.iterations=2 search.samples=100 search.top_k=10 search.threshold=0.5 \
+    search.train_epochs=2 search.finetune_epochs=1 hydra.run.dir="$DEMO/1_space" resume=true
+fi
+
+stage "2/5 supernet training on the searched space ($DEMO/2_supernet)"
+if [ ! -f "$DEMO/2_supernet/done" ]; then
+  $PY train.py "$SPACE_CONF" space=searched $DATA trainer.max_epochs=3 \
+    hydra.run.dir="$DEMO/2_supernet" $(resume_ckpt "$DEMO/2_supernet")
+  touch "$DEMO/2_supernet/done"
+fi
+
+stage "3/5 evolutionary search under params <= $BUDGET ($DEMO/3_evolution)"
+if [ ! -f "$DEMO/3_evolution/result.json" ]; then
+  $PY search.py search=evolution "$SPACE_CONF" space=searched $DATA supernet="$DEMO/2_supernet/checkpoints/last.ckpt" \
+    constraints.params.max=$BUDGET search.population=20 search.generations=8 search.parents=5 \
+    search.mutations=8 search.crossovers=8 hydra.run.dir="$DEMO/3_evolution" resume=true
+fi
+
+stage "4/5 retraining the best architecture from scratch ($DEMO/4_retrain)"
+if [ ! -f "$DEMO/4_retrain/done" ]; then
+  $PY train.py experiment=retrain_tiny arch="$DEMO/3_evolution/top/top1.yaml" data.max_train=20000 \
+    trainer.max_epochs=3 hydra.run.dir="$DEMO/4_retrain" $(resume_ckpt "$DEMO/4_retrain")
+  touch "$DEMO/4_retrain/done"
+fi
+
+stage "5/5 evaluation on the Fashion-MNIST test set ($DEMO/5_evaluate)"
+if [ ! -f "$DEMO/5_evaluate/evaluation.json" ]; then
+  $PY evaluate.py arch="$DEMO/3_evolution/top/top1.yaml" ckpt_path="$DEMO/4_retrain/checkpoints/last.ckpt" \
+    hydra.run.dir="$DEMO/5_evaluate"
+fi
+
+$PY scripts/demo_summary.py "$DEMO"

@@ -1,0 +1,44 @@
+"""The closing summary of `make demo`: where everything is, the space of every iteration with its
+E-T Error, the found architecture, its cost and its test accuracy."""
+
+import json
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from s3.space import SearchSpace
+
+
+def main(demo: Path) -> None:
+    console = Console()
+    space = json.loads((demo / "1_space" / "search_state.json").read_text())["iterations"]
+    t = Table(title="1. Space search (E-T Error on the search split, %)")
+    for col in ("iteration", "Q", "Q_e", "Q_t", "moved", "space (depth / embed dim per stage)"):
+        t.add_column(col)
+    for it in space:
+        s = SearchSpace.from_dict(it["space"])
+        desc = " | ".join(f"d{list(st.depth)} c{list(st.embed_dim)}" for st in s.stages)
+        e = it["et_error"]
+        t.add_row(str(it["iteration"]), f"{e['q']:.2f}", f"{e['q_e']:.2f}", f"{e['q_t']:.2f}", str(it["moved"]), desc)
+    console.print(t)
+    evo = json.loads((demo / "3_evolution" / "result.json").read_text())
+    ev = json.loads((demo / "5_evaluate" / "evaluation.json").read_text())
+    pick = evo["picks"][0]
+    t = Table(title="2. Found architecture")
+    for col in ("arch", "params", "FLOPs (MACs)", "search top-1 (inherited)", "test top-1 (retrained)", "test top-5"):
+        t.add_column(col)
+    t.add_row(pick["arch"], f"{ev['params']:,}", f"{ev['flops']:,}", f"{pick['top1']:.2f}", f"{ev['top1']:.2f}",
+              f"{ev['top5']:.2f}")
+    console.print(t)
+    console.print(f"outputs: {demo}/\n"
+                  f"  1_space/     searched_space.yaml, report.md, et_error.png, iter*/dimensions.png\n"
+                  f"  2_supernet/  checkpoints/last.ckpt (supernet of the searched space)\n"
+                  f"  3_evolution/ top/top1.yaml, archs.csv, pareto.png, history.png\n"
+                  f"  4_retrain/   checkpoints/last.ckpt\n"
+                  f"  5_evaluate/  evaluation.json")
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1] if len(sys.argv) > 1 else "logs/demo"))

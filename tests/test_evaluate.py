@@ -1,0 +1,90 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from s3.evaluate import build_classifier, prepare, run
+from s3.lit.supernet import SupernetModule
+from s3.models import S3Transformer, load_checkpoint
+from s3.space import Arch
+from s3.train import run as train
+from tests.conftest import ROOT, released_arch
+from tests.helpers import FAST, compose_cfg
+
+ARCH = Arch.create([1, 1, 2, 1], [48, 64, 96, 128], [2.0, 3.0, [4.0, 2.0], 2.0], [1, 2, [2, 3], 2], [8, 4, 2, 2])
+
+
+@pytest.fixture(scope="module")
+def supernet_run(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("supernet")
+    train(compose_cfg(FAST, out))
+    return out
+
+
+def _evaluate(out: Path, *overrides: str) -> dict:
+    cfg = compose_cfg([*FAST, "throughput.repeats=2", "throughput.batch_size=8", *overrides], out,
+                      config_name="evaluate")
+    return run(cfg, *prepare(cfg))
+
+
+def test_supernet_checkpoint_gives_inherited_weights_and_a_report(tmp_path, supernet_run):
+    arch_file = ARCH.to_yaml(tmp_path / "arch.yaml")
+    ckpt = supernet_run / "checkpoints" / "last.ckpt"
+    result = _evaluate(tmp_path / "eval", f"arch={arch_file}", f"ckpt_path={ckpt}")
+    assert json.loads((tmp_path / "eval" / "evaluation.json").read_text()) == result
+    standalone = SupernetModule.load_supernet(ckpt).extract(ARCH).eval()
+    assert result["params"] == sum(p.numel() for p in standalone.parameters())
+    assert result["images"] == 128 and 0 <= result["top1"] <= result["top5"] <= 100 and result["throughput"] > 0
+    # the same accuracy as the extracted subnet run by hand over the same images
+    cfg = compose_cfg([*FAST, f"arch={arch_file}", f"ckpt_path={ckpt}"], tmp_path / "c", config_name="evaluate")
+    dm, _, _ = prepare(cfg)
+    dm.setup("validate")
+    correct = 0
+    with torch.no_grad():
+        for x, y in dm.val_dataloader():
+            correct += int((standalone(x).argmax(-1) == y).sum())
+    assert result["top1"] == pytest.approx(100 * correct / 128)
+
+
+def test_official_checkpoint_loads_into_the_model_preset(tmp_path):
+    model = S3Transformer(released_arch("S3-T"))
+    torch.save({"model": model.state_dict()}, tmp_path / "S3-T.pth")
+    cfg = compose_cfg(["model=s3_t", "data=imagenet", f"ckpt_path={tmp_path / 'S3-T.pth'}"], tmp_path,
+                      config_name="evaluate")
+    module = build_classifier(cfg)
+    assert module.arch == released_arch("S3-T") and cfg.data.img_size == 224
+    assert sum(p.numel() for p in module.model.parameters()) == 28_328_674
+    for (k, a), b in zip(module.model.state_dict().items(), model.state_dict().values()):
+        assert torch.equal(a, b), k
+    assert load_checkpoint(S3Transformer(released_arch("S3-T")), tmp_path / "S3-T.pth") is not None
+
+
+def _evaluate_cli(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    fast = [] if "data=imagenet" in overrides else FAST
+    cmd = [sys.executable, str(ROOT / "evaluate.py"), *fast, f"hydra.run.dir={tmp_path}", *overrides]
+    return subprocess.run(cmd, cwd=tmp_path.parent, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_bad_input_is_one_clear_line(tmp_path, supernet_run):
+    arch_file = ARCH.to_yaml(tmp_path / "arch.yaml")
+    garbage = tmp_path / "garbage.ckpt"
+    garbage.write_bytes(b"not a checkpoint")
+    other = Arch.create([1, 1, 1, 1], [32, 64, 96, 128], [2.0] * 4, [1, 1, 2, 2], [4, 4, 2, 2])
+    torch.save(S3Transformer(other, img_size=32, patch_size=2, num_classes=10).state_dict(), tmp_path / "other.pth")
+    cases = [
+        ([f"arch={arch_file}", f"ckpt_path={tmp_path / 'missing.ckpt'}"], "does not exist"),
+        ([f"arch={arch_file}", f"ckpt_path={garbage}"], "could not be read as a PyTorch checkpoint"),
+        ([f"arch={arch_file}", f"ckpt_path={tmp_path / 'other.pth'}"], "does not fit the model: key"),
+        ([f"arch={arch_file}", f"ckpt_path={supernet_run / 'checkpoints/last.ckpt'}", "data.root=/nonexistent"],
+         "Fashion-MNIST not found"),
+        (["model=s3_t", "data=imagenet", "data.root=/nonexistent/imagenet", f"ckpt_path={garbage}"], "imagenet"),
+    ]
+    for overrides, message in cases:
+        proc = _evaluate_cli(tmp_path / "bad", *overrides)
+        assert proc.returncode == 2, (overrides, proc.stderr[-2000:])
+        assert message in proc.stderr and "Traceback" not in proc.stderr, (overrides, proc.stderr[-2000:])
