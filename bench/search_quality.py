@@ -19,9 +19,10 @@ def search(kind: str, seed: int, args) -> dict:
     if not (out / "result.json").is_file():
         cmd = [sys.executable, str(ROOT / "search.py"), f"search={kind}", f"seed={seed}", f"supernet={args.supernet}",
                f"search.population={args.population}", f"search.generations={args.generations}",
-               f"search.parents={args.parents}", f"search.mutations={args.mutations}",
-               f"search.crossovers={args.crossovers}", f"constraints.params.max={args.params_max}",
-               f"hydra.run.dir={out}", "resume=true"]
+               f"constraints.params.max={args.params_max}", f"hydra.run.dir={out}", "resume=true"]
+        if kind == "evolution":  # random keeps its 0 mutations / 0 crossovers
+            cmd += [f"search.parents={args.parents}", f"search.mutations={args.mutations}",
+                    f"search.crossovers={args.crossovers}"]
         subprocess.run(cmd, check=True, cwd=ROOT, capture_output=True)
     return json.loads((out / "result.json").read_text())
 

@@ -27,11 +27,12 @@ def main(demo: Path) -> None:
     ev = json.loads((demo / "5_evaluate" / "evaluation.json").read_text())
     pick = evo["picks"][0]
     t = Table(title="2. Found architecture")
-    for col in ("arch", "params", "FLOPs (MACs)", "search top-1 (inherited)", "test top-1 (retrained)", "test top-5"):
+    for col in ("params", "FLOPs (MACs)", "search top-1 (inherited)", "test top-1 (retrained)", "test top-5"):
         t.add_column(col)
-    t.add_row(pick["arch"], f"{ev['params']:,}", f"{ev['flops']:,}", f"{pick['top1']:.2f}", f"{ev['top1']:.2f}",
+    t.add_row(f"{ev['params']:,}", f"{ev['flops']:,}", f"{pick['top1']:.2f}", f"{ev['top1']:.2f}",
               f"{ev['top5']:.2f}")
     console.print(t)
+    console.print(f"found: {pick['arch']}", soft_wrap=True)
     console.print(f"outputs: {demo}/\n"
                   f"  1_space/     searched_space.yaml, report.md, et_error.png, iter*/dimensions.png\n"
                   f"  2_supernet/  checkpoints/last.ckpt (supernet of the searched space)\n"

@@ -313,3 +313,32 @@ def test_next_iteration_supernet_inherits_the_previous_one(tmp_path, supernet_ck
     with torch.no_grad():
         torch.testing.assert_close(new(x, arch), old(x, arch), atol=1e-5, rtol=0)
     assert len(new.layers[2].blocks) == 4 and len(old.layers[2].blocks) == 3  # the 4th block is new
+
+
+def test_wandb_offline_gets_the_evaluated_archs_table(tmp_path, supernet_ckpt):
+    out = tmp_path / "wandb"
+    _search(out, f"supernet={supernet_ckpt}", *SMALL, "logger=wandb", "logger.wandb.offline=true")
+    tables = list((out / "wandb").glob("offline-run-*/files/media/table/search/archs_*.table.json"))
+    assert len(tables) == 1
+    table = json.loads(tables[0].read_text())
+    assert len(table["data"]) == 18 and table["columns"][:2] == ["rank", "top1"]
+
+
+def test_multirun_one_search_per_budget(tmp_path, supernet_ckpt):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, str(ROOT / "search.py"), "-m", *FAST, f"supernet={supernet_ckpt}", *SMALL,
+           "constraints.params.max=6e5,9e5", f"hydra.sweep.dir={tmp_path}"]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for job, budget in (("0", 6e5), ("1", 9e5)):
+        rows = _rows(tmp_path / job / "archs.csv")
+        assert rows and all(int(r["params"]) <= budget for r in rows)
+
+
+def test_random_preset_is_evolution_without_variation(tmp_path):
+    from s3.search.run import evolution_config
+
+    rnd = evolution_config(compose_cfg(["search=random"], tmp_path, config_name="search"))
+    evo = evolution_config(compose_cfg(["search=evolution"], tmp_path, config_name="search"))
+    assert (rnd.mutations, rnd.crossovers) == (0, 0) and (evo.mutations, evo.crossovers) == (25, 25)
+    assert rnd.population * rnd.generations == evo.population * evo.generations == 1000
