@@ -56,6 +56,16 @@ def build_loggers(cfg: DictConfig) -> list:
     return loggers
 
 
+def close_loggers(loggers: list) -> None:
+    """Finalize, and end the W&B run so that a later run in the same process starts its own."""
+    for logger in loggers:
+        logger.finalize("success")
+        if "Wandb" in type(logger).__name__:
+            import wandb
+
+            wandb.finish()
+
+
 def _multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 

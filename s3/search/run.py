@@ -16,7 +16,7 @@ from s3.search.evolution import Evolution, EvolutionConfig
 from s3.search.progress import progress_bar
 from s3.search.report import RECORD_COLUMNS, arch_table, plot_history, plot_pareto, record_rows, write_csv, write_json
 from s3.space import SearchSpace
-from s3.train import build_loggers, save_resolved_config
+from s3.train import build_loggers, close_loggers, save_resolved_config
 
 log = logging.getLogger(__name__)
 
@@ -103,8 +103,7 @@ def run_evolution(cfg: DictConfig, p: dict) -> dict:
         ranked = evo.run(on_generation_end=save, progress=advance)
     picks = ranked[: cfg.search.top_k] if p["evolution"].objective == "accuracy" else evo.pareto_front()
     result = finish_architecture_search(cfg, fabric, dm, evaluator, evo, picks, work, loggers)
-    for lg in loggers:
-        lg.finalize("success")
+    close_loggers(loggers)
     return result
 
 

@@ -31,7 +31,7 @@ from s3.search.report import (
 from s3.search.run import STATE_FILE, resume_dir
 from s3.search.shift import evolve_space
 from s3.space import SearchSpace
-from s3.train import build_loggers, fit, prepare, save_resolved_config
+from s3.train import build_loggers, close_loggers, fit, prepare, save_resolved_config
 
 log = logging.getLogger(__name__)
 
@@ -157,14 +157,15 @@ def finish_space_search(cfg: DictConfig, work: Path, iterations: list[dict], sea
               "et_error": [it["et_error"] for it in iterations],
               "moved": [it["moved"] for it in iterations]}
     write_json(work / "result.json", result)
-    for lg in build_loggers(cfg):
+    loggers = build_loggers(cfg)
+    for lg in loggers:
         if hasattr(lg, "log_table"):  # W&B: E-T Error per iteration as a table, the plots as images
             cols = ["iteration", "q", "q_e", "q_t", "moved"]
             lg.log_table("space/et_error", columns=cols,
                          data=[[it["iteration"], *(it["et_error"][k] for k in cols[1:4]), it["moved"]] for it in iterations])
             lg.log_image("space/plots", images=[str(work / "et_error.png")] +
                          [str(work / f"iter{it['iteration']}" / "dimensions.png") for it in iterations])
-        lg.finalize("success")
+    close_loggers(loggers)
     log.info("\n%s", report)
     log.info("searched space: %s; train its supernet with `python train.py hydra.searchpath=[file://%s] "
              "space=searched`", work / "searched_space.yaml", (work / "conf").resolve())
