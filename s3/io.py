@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write to a sibling temporary file, then rename over `path`."""
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yields a sibling temporary path to write; renamed over `path` only when the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
+    yield tmp
     tmp.replace(path)
-    return path
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)
 
 
 def write_yaml(path: str | Path, data: Any) -> Path:
@@ -23,12 +31,8 @@ def write_yaml(path: str | Path, data: Any) -> Path:
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> Path:
-    """`torch.save` through a temporary file and a rename."""
     import torch
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    tmp.replace(path)
-    return path
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+    return Path(path)

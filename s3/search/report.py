@@ -14,7 +14,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from s3.io import atomic_write_text  # noqa: E402
+from s3.io import atomic_path, atomic_write_text  # noqa: E402
 from s3.search.et_error import DimensionFit  # noqa: E402
 from s3.space import DIMENSIONS, Arch, SearchSpace  # noqa: E402
 
@@ -41,13 +41,10 @@ def record_rows(records: Sequence[dict]) -> list[dict]:
 
 
 def _save(fig, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=120, bbox_inches="tight")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
     plt.close(fig)
-    tmp.replace(path)
-    return path
+    return Path(path)
 
 
 def plot_pareto(path: str | Path, records: Sequence[dict], picks: Sequence[dict]) -> Path:
