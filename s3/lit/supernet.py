@@ -70,11 +70,21 @@ class SupernetModule(ClassificationModule):
                 self.log(f"val/{name}/{k}", metric, prog_bar=(name == "largest" and k == "top1"))
 
     @staticmethod
-    def load_supernet(path: str | Path) -> Supernet:
-        """The trained `Supernet` of a checkpoint written by this module (weights only)."""
-        ckpt = read_checkpoint(path)
+    def is_supernet_checkpoint(ckpt) -> bool:
+        """Whether a loaded checkpoint was written by this module (its hyper-parameters hold the space)."""
         hp = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
-        if not hp or "space" not in hp:
-            raise ValueError(f"{path} is not a supernet checkpoint of this project (no 'space' in its hyper_parameters)")
+        return bool(hp) and "space" in hp
+
+    @staticmethod
+    def supernet_from(ckpt, source: str | Path) -> Supernet:
+        """The trained `Supernet` of a checkpoint written by this module, already read."""
+        if not SupernetModule.is_supernet_checkpoint(ckpt):
+            raise ValueError(f"{source} is not a supernet checkpoint of this project (no 'space' in its hyper_parameters)")
+        hp = ckpt["hyper_parameters"]
         supernet = Supernet(SearchSpace.from_dict(hp["space"]), **hp["net"])
-        return load_state_dict(supernet, to_native(ckpt), source=f"supernet checkpoint {path}")
+        return load_state_dict(supernet, to_native(ckpt), source=f"supernet checkpoint {source}")
+
+    @staticmethod
+    def load_supernet(path: str | Path) -> Supernet:
+        """The trained `Supernet` of a checkpoint file written by this module (weights only)."""
+        return SupernetModule.supernet_from(read_checkpoint(path), path)
