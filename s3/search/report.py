@@ -40,6 +40,15 @@ def record_rows(records: Sequence[dict]) -> list[dict]:
              "arch_json": json.dumps(r["arch"].to_dict())} for i, r in enumerate(records)]
 
 
+def log_to_wandb(loggers: Sequence, table_key: str, columns: Sequence[str], data: Sequence[Sequence],
+                 images_key: str, images: Sequence[str | Path]) -> None:
+    """A table and the plots as images, for the loggers that take them (W&B)."""
+    for lg in loggers:
+        if hasattr(lg, "log_table"):
+            lg.log_table(table_key, columns=list(columns), data=[list(row) for row in data])
+            lg.log_image(images_key, images=[str(p) for p in images])
+
+
 def _save(fig, path: str | Path) -> Path:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")

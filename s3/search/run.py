@@ -14,7 +14,16 @@ from s3.search import context as ctx
 from s3.search.evaluator import CandidateEvaluator
 from s3.search.evolution import Evolution, EvolutionConfig
 from s3.search.progress import progress_bar
-from s3.search.report import RECORD_COLUMNS, arch_table, plot_history, plot_pareto, record_rows, write_csv, write_json
+from s3.search.report import (
+    RECORD_COLUMNS,
+    arch_table,
+    log_to_wandb,
+    plot_history,
+    plot_pareto,
+    record_rows,
+    write_csv,
+    write_json,
+)
 from s3.space import SearchSpace
 from s3.train import build_loggers, close_loggers, save_resolved_config
 
@@ -115,7 +124,8 @@ def finish_architecture_search(cfg: DictConfig, fabric: L.Fabric, dm, evaluator:
     if fabric.global_rank != 0:
         return {}
     ranked = evo.ranked()
-    write_csv(work / "archs.csv", record_rows(ranked), RECORD_COLUMNS)
+    rows = record_rows(ranked)
+    write_csv(work / "archs.csv", rows, RECORD_COLUMNS)
     write_csv(work / "history.csv", evo.history)
     paths = []
     for i, r in enumerate(picks):
@@ -130,11 +140,8 @@ def finish_architecture_search(cfg: DictConfig, fabric: L.Fabric, dm, evaluator:
                    "flops": r["flops"], "arch": str(r["arch"])} for y, r in zip(paths, picks)],
     }
     write_json(work / "result.json", result)
-    for lg in loggers:
-        if hasattr(lg, "log_table"):  # W&B: the whole history as a table, the plots as images
-            rows = record_rows(ranked)
-            lg.log_table("search/archs", columns=list(RECORD_COLUMNS), data=[[r[c] for c in RECORD_COLUMNS] for r in rows])
-            lg.log_image("search/plots", images=[str(p) for p in plots])
+    log_to_wandb(loggers, "search/archs", RECORD_COLUMNS, [[r[c] for c in RECORD_COLUMNS] for r in rows],
+                 "search/plots", plots)
     log.info("best archs (search split top-1, validation top-1):\n%s",
              arch_table(picks, ("top1", "val_top1", "params", "flops")))
     log.info("outputs: %s (top-k YAMLs in %s; retrain with `python train.py experiment=retrain arch=%s`)",

@@ -21,6 +21,7 @@ from s3.search.et_error import GROUPINGS, et_error, fit_dimensions
 from s3.search.progress import progress_bar
 from s3.search.report import (
     RECORD_COLUMNS,
+    log_to_wandb,
     observations,
     plot_dimensions,
     plot_et_error,
@@ -158,13 +159,9 @@ def finish_space_search(cfg: DictConfig, work: Path, iterations: list[dict], sea
               "moved": [it["moved"] for it in iterations]}
     write_json(work / "result.json", result)
     loggers = build_loggers(cfg)
-    for lg in loggers:
-        if hasattr(lg, "log_table"):  # W&B: E-T Error per iteration as a table, the plots as images
-            cols = ["iteration", "q", "q_e", "q_t", "moved"]
-            lg.log_table("space/et_error", columns=cols,
-                         data=[[it["iteration"], *(it["et_error"][k] for k in cols[1:4]), it["moved"]] for it in iterations])
-            lg.log_image("space/plots", images=[str(work / "et_error.png")] +
-                         [str(work / f"iter{it['iteration']}" / "dimensions.png") for it in iterations])
+    log_to_wandb(loggers, "space/et_error", ["iteration", "q", "q_e", "q_t", "moved"],
+                 [[it["iteration"], *(it["et_error"][k] for k in ("q", "q_e", "q_t")), it["moved"]] for it in iterations],
+                 "space/plots", [work / "et_error.png"] + [work / f"iter{it['iteration']}" / "dimensions.png" for it in iterations])
     close_loggers(loggers)
     log.info("\n%s", report)
     log.info("searched space: %s; train its supernet with `python train.py hydra.searchpath=[file://%s] "
