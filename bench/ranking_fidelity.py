@@ -1,16 +1,25 @@
-"""Ranking fidelity of the supernet: Kendall tau between the top-1 of sampled archs with inherited
+"""Ranking fidelity of supernets: Kendall tau between the top-1 of sampled archs with inherited
 supernet weights and their top-1 when trained standalone with one and the same budget (both on
-the Fashion-MNIST test set), plus the scatter plot. Standalone runs go through train.py and are
-skipped when already finished, so the benchmark resumes.
+the Fashion-MNIST test set), with a scatter plot per supernet.
 
-    python train.py hydra.run.dir=logs/bench/supernet_tiny         # the default tiny supernet
-    python bench/ranking_fidelity.py [--archs 10] [--epochs 1]
+Each arch is trained standalone once per seed (`--seeds`); its ground truth is the mean over
+seeds, and with two seeds or more the tau between the seeds is printed too: how much of its
+own order a ground truth that noisy keeps, a rough ceiling for any supernet. Standalone runs go through train.py into
+`--standalone-dir` and are skipped when already finished, so the benchmark resumes and several
+supernets share them.
+
+    python train.py hydra.run.dir=logs/bench/supernet_tiny                                  # default
+    python train.py model.sampling.sandwich=true hydra.run.dir=logs/bench/supernet_sandwich # sandwich
+    python bench/ranking_fidelity.py --supernet logs/bench/supernet_tiny \
+        --supernet logs/bench/supernet_sandwich [--archs 10] [--epochs 3] [--seeds 42 1]
 """
 
 import argparse
 import csv
+import itertools
 import json
 import random
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -25,59 +34,102 @@ from s3.data import FashionMNISTDataModule  # noqa: E402
 from s3.lit.supernet import SupernetModule  # noqa: E402
 from s3.search.constraints import Constraints  # noqa: E402
 from s3.search.evaluator import CachedSplit, CandidateEvaluator  # noqa: E402
+from s3.space import SearchSpace  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def standalone_top1(arch_yaml: Path, out: Path, args) -> float:
-    metrics = out / "csv" / "metrics.csv"
+def standalone_top1(arch_yaml: Path, out: Path, seed: int, args) -> float:
     if not (out / "done").is_file():
-        cmd = [sys.executable, str(ROOT / "train.py"), "experiment=retrain_tiny", f"arch={arch_yaml}",
+        cmd = [sys.executable, str(ROOT / "train.py"), "experiment=retrain_tiny", f"arch={arch_yaml}", f"seed={seed}",
                f"trainer.max_epochs={args.epochs}", f"data.max_train={args.max_train}", f"hydra.run.dir={out}"]
         subprocess.run(cmd, check=True, cwd=ROOT, capture_output=True)
         (out / "done").touch()
-    rows = [r for r in csv.DictReader(open(metrics)) if r.get("val/top1")]
+    rows = [r for r in csv.DictReader(open(out / "csv" / "metrics.csv")) if r.get("val/top1")]
     return 100 * float(rows[-1]["val/top1"])
+
+
+def checkpoint(path: str) -> Path:
+    """A run directory (its checkpoints/last.ckpt) or a checkpoint file."""
+    p = Path(path)
+    return p / "checkpoints" / "last.ckpt" if p.is_dir() else p
+
+
+def scatter(ax, inherited, truth, tau, title, ylabel):
+    ax.scatter(inherited, truth)
+    ax.set_xlabel("top-1, inherited supernet weights (%)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(f"{title}: Kendall tau = {tau:.2f}")
+    ax.grid(alpha=0.3)
 
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--supernet", default="logs/bench/supernet_tiny/checkpoints/last.ckpt")
+    p.add_argument("--supernet", action="append", help="run directory or checkpoint; repeat to compare")
+    p.add_argument("--space", default=str(ROOT / "conf/space/tiny.yaml"), help="the space the archs are drawn from")
+    p.add_argument("--standalone-dir", default=None, help="default: logs/bench/standalone_<epochs>ep")
     p.add_argument("--out", default="logs/bench/ranking_fidelity")
     p.add_argument("--archs", type=int, default=10)
-    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--max-train", type=int, default=20000)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", type=int, nargs="+", default=[42])
+    p.add_argument("--sample-seed", type=int, default=0)
     args = p.parse_args()
+    supernets = [checkpoint(s) for s in (args.supernet or ["logs/bench/supernet_tiny"])]
     out = Path(args.out)
-    supernet = SupernetModule.load_supernet(args.supernet)
-    space = supernet.space
+    out.mkdir(parents=True, exist_ok=True)
+    standalone_dir = Path(args.standalone_dir or f"logs/bench/standalone_{args.epochs}ep")
+
+    space = SearchSpace.from_yaml(args.space)
+    rng = random.Random(f"ranking:{args.sample_seed}")
+    archs = list(dict.fromkeys(space.sample(rng) for _ in range(args.archs)))
+    constraints = Constraints(space, num_classes=10)
+    truth = {}  # arch index -> top-1 per seed
+    for i, arch in enumerate(archs):
+        arch_yaml = arch.to_yaml(standalone_dir / f"arch{i}.yaml")
+        truth[i] = [standalone_top1(arch_yaml, standalone_dir / f"arch{i}_seed{s}", s, args) for s in args.seeds]
+        print(f"arch {i}: standalone {' '.join(f'{t:.2f}' for t in truth[i])}  {arch}", flush=True)
+    mean_truth = [statistics.mean(truth[i]) for i in range(len(archs))]
+    params = [constraints.cost(a)["params"] for a in archs]
+
     dm = FashionMNISTDataModule(eval_batch_size=500)
     dm.setup()
     val = CachedSplit.from_loader(dm.val_dataloader())
-    evaluator = CandidateEvaluator(supernet, val, Constraints(space, num_classes=10), batch_size=500)
-    rng = random.Random(f"ranking:{args.seed}")
-    archs = list(dict.fromkeys(space.sample(rng) for _ in range(args.archs)))
-    rows = []
-    for i, arch in enumerate(archs):
-        arch_yaml = arch.to_yaml(out / f"arch{i}.yaml")
-        inherited = evaluator.measure(arch)["top1"]
-        trained = standalone_top1(arch_yaml, out / f"standalone{i}", args)
-        rows.append({"arch": str(arch), "params": evaluator.constraints.cost(arch)["params"],
-                     "inherited_top1": inherited, "standalone_top1": trained})
-        print(f"arch {i}: inherited {inherited:.2f}  standalone {trained:.2f}  {arch}", flush=True)
-    tau, pvalue = kendalltau([r["inherited_top1"] for r in rows], [r["standalone_top1"] for r in rows])
-    fig, ax = plt.subplots(figsize=(5, 4))
-    ax.scatter([r["inherited_top1"] for r in rows], [r["standalone_top1"] for r in rows])
-    ax.set_xlabel("top-1, inherited supernet weights (%)")
-    ax.set_ylabel(f"top-1, trained standalone {args.epochs} epoch(s) (%)")
-    ax.set_title(f"Kendall tau = {tau:.2f} over {len(rows)} archs")
-    ax.grid(alpha=0.3)
+    results = {"archs": [{"arch": str(a), "params": params[i], "standalone_top1": truth[i]} for i, a in enumerate(archs)],
+               "budget": {"epochs": args.epochs, "max_train": args.max_train, "seeds": args.seeds},
+               "seed_vs_seed_tau": [kendalltau([truth[i][a] for i in truth], [truth[i][b] for i in truth])[0]
+                                    for a, b in itertools.combinations(range(len(args.seeds)), 2)],
+               "params_tau": kendalltau(params, mean_truth)[0],
+               "supernets": {}}
+    fig, axes = plt.subplots(1, len(supernets), figsize=(5 * len(supernets), 4), squeeze=False)
+    ylabel = f"top-1, standalone {args.epochs} ep, mean of {len(args.seeds)} seed(s) (%)"
+    for ax, path in zip(axes[0], supernets):
+        supernet = SupernetModule.load_supernet(path)
+        if not all(supernet.space.contains(a) for a in archs):
+            sys.exit(f"--supernet {path}: its space does not contain the archs sampled from {args.space}")
+        evaluator = CandidateEvaluator(supernet, val, Constraints(supernet.space, num_classes=10), batch_size=500)
+        inherited = [evaluator.measure(a)["top1"] for a in archs]
+        tau, pvalue = kendalltau(inherited, mean_truth)
+        name = path.parent.parent.name if path.parent.name == "checkpoints" else path.stem
+        results["supernets"][name] = {"checkpoint": str(path), "kendall_tau": tau, "p_value": pvalue,
+                                      "params_tau": kendalltau(params, inherited)[0], "inherited_top1": inherited}
+        scatter(ax, inherited, mean_truth, tau, name, ylabel)
     fig.savefig(out / "ranking_fidelity.png", dpi=120, bbox_inches="tight")
-    (out / "ranking_fidelity.json").write_text(json.dumps({"kendall_tau": tau, "p_value": pvalue, "archs": rows},
-                                                          indent=2))
-    print(f"Kendall tau {tau:.3f} (p = {pvalue:.3g}) over {len(rows)} archs (target >= 0.5); plot: "
-          f"{out / 'ranking_fidelity.png'}")
+    (out / "ranking_fidelity.json").write_text(json.dumps(results, indent=2))
+
+    print(f"\nKendall tau over {len(archs)} archs, standalone {args.epochs} epochs x {args.max_train} images, "
+          f"seeds {args.seeds} (target >= 0.5)")
+    pairs = itertools.combinations(range(len(args.seeds)), 2)
+    for (a, b), tau in zip(pairs, results["seed_vs_seed_tau"]):
+        print(f"  standalone seed {args.seeds[a]} vs seed {args.seeds[b]} (noise ceiling): {tau:.3f}")
+    for name, r in results["supernets"].items():
+        print(f"  {name}: {r['kendall_tau']:.3f} (p = {r['p_value']:.3g})")
+    print(f"Kendall tau with params: standalone {results['params_tau']:.3f}, "
+          + ", ".join(f"{name} {r['params_tau']:.3f}" for name, r in results["supernets"].items()))
+    for a, b in itertools.combinations(results["supernets"], 2):
+        inh_a, inh_b = results["supernets"][a]["inherited_top1"], results["supernets"][b]["inherited_top1"]
+        print(f"Kendall tau between {a} and {b}: {kendalltau(inh_a, inh_b)[0]:.3f}")
+    print(f"plot: {out / 'ranking_fidelity.png'}")
 
 
 if __name__ == "__main__":
