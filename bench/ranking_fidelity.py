@@ -67,7 +67,7 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--supernet", action="append", help="run directory or checkpoint; repeat to compare")
     p.add_argument("--space", default=str(ROOT / "conf/space/tiny.yaml"), help="the space the archs are drawn from")
-    p.add_argument("--standalone-dir", default=None, help="default: logs/bench/standalone_<epochs>ep")
+    p.add_argument("--standalone-dir", default=None, help="default: logs/bench/standalone_<epochs>ep_sample<seed>")
     p.add_argument("--out", default="logs/bench/ranking_fidelity")
     p.add_argument("--archs", type=int, default=10)
     p.add_argument("--epochs", type=int, default=3)
@@ -78,7 +78,7 @@ def main() -> None:
     supernets = [checkpoint(s) for s in (args.supernet or ["logs/bench/supernet_tiny"])]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    standalone_dir = Path(args.standalone_dir or f"logs/bench/standalone_{args.epochs}ep")
+    standalone_dir = Path(args.standalone_dir or f"logs/bench/standalone_{args.epochs}ep_sample{args.sample_seed}")
 
     space = SearchSpace.from_yaml(args.space)
     rng = random.Random(f"ranking:{args.sample_seed}")

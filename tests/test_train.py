@@ -29,6 +29,13 @@ def test_supernet_presets_compose_and_build(experiment, tmp_path):
         assert module.space.contains(released)
 
 
+def test_ranked_preset_overrides_only_the_supernet_budget(tmp_path):
+    tiny, ranked = (compose_cfg([f"experiment={e}"], tmp_path) for e in ("tiny", "tiny_ranked"))
+    assert (ranked.trainer.max_epochs, ranked.data.max_train, ranked.model.sampling.sandwich) == (6, None, True)
+    assert (tiny.trainer.max_epochs, tiny.data.max_train, tiny.model.sampling.sandwich) == (3, 20000, False)
+    assert ranked.model.optim == tiny.model.optim and ranked.model.loss == tiny.model.loss
+
+
 def test_retrain_preset_composes(tmp_path):
     arch_file = released_arch("S3-T").to_yaml(tmp_path / "S3-T.yaml")
     cfg = compose_cfg(["experiment=retrain", f"arch={arch_file}", "data=imagenet", "space=s3_t"], tmp_path)
