@@ -5,7 +5,7 @@ the Fashion-MNIST test set), with a scatter plot per supernet.
 Each arch is trained standalone once per seed (`--seeds`); its ground truth is the mean over
 seeds, and with two seeds or more the tau between the seeds is printed too: how much of its
 own order a ground truth that noisy keeps, a rough ceiling for any supernet. Standalone runs go through train.py into
-`--standalone-dir` and are skipped when already finished, so the benchmark resumes and several
+`--standalone-root` and are skipped when already finished, so the benchmark resumes and several
 supernets share them.
 
     python train.py hydra.run.dir=logs/bench/supernet_tiny                                  # default
@@ -67,37 +67,40 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--supernet", action="append", help="run directory or checkpoint; repeat to compare")
     p.add_argument("--space", default=str(ROOT / "conf/space/tiny.yaml"), help="the space the archs are drawn from")
-    p.add_argument("--standalone-dir", default=None, help="default: logs/bench/standalone_<epochs>ep_sample<seed>")
+    p.add_argument("--standalone-root", default="logs/bench", help="standalone runs go to <root>/standalone_<epochs>ep_sample<seed>")
     p.add_argument("--out", default="logs/bench/ranking_fidelity")
     p.add_argument("--archs", type=int, default=10)
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--max-train", type=int, default=20000)
     p.add_argument("--seeds", type=int, nargs="+", default=[42])
-    p.add_argument("--sample-seed", type=int, default=0)
+    p.add_argument("--sample-seed", type=int, nargs="+", default=[0], help="several: their archs are pooled")
     args = p.parse_args()
     supernets = [checkpoint(s) for s in (args.supernet or ["logs/bench/supernet_tiny"])]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    standalone_dir = Path(args.standalone_dir or f"logs/bench/standalone_{args.epochs}ep_sample{args.sample_seed}")
 
     space = SearchSpace.from_yaml(args.space)
-    rng = random.Random(f"ranking:{args.sample_seed}")
-    archs = list(dict.fromkeys(space.sample(rng) for _ in range(args.archs)))
     constraints = Constraints(space, num_classes=10)
-    truth = {}  # arch index -> top-1 per seed
-    for i, arch in enumerate(archs):
-        arch_yaml = arch.to_yaml(standalone_dir / f"arch{i}.yaml")
-        truth[i] = [standalone_top1(arch_yaml, standalone_dir / f"arch{i}_seed{s}", s, args) for s in args.seeds]
-        print(f"arch {i}: standalone {' '.join(f'{t:.2f}' for t in truth[i])}  {arch}", flush=True)
-    mean_truth = [statistics.mean(truth[i]) for i in range(len(archs))]
+    archs, truth = [], []  # truth: top-1 per standalone seed, per arch
+    for sample in args.sample_seed:
+        standalone_dir = Path(args.standalone_root) / f"standalone_{args.epochs}ep_sample{sample}"
+        rng = random.Random(f"ranking:{sample}")
+        for i, arch in enumerate(dict.fromkeys(space.sample(rng) for _ in range(args.archs))):
+            arch_yaml = arch.to_yaml(standalone_dir / f"arch{i}.yaml")
+            top1 = [standalone_top1(arch_yaml, standalone_dir / f"arch{i}_seed{s}", s, args) for s in args.seeds]
+            archs.append(arch)
+            truth.append(top1)
+            print(f"sample {sample} arch {i}: standalone {' '.join(f'{t:.2f}' for t in top1)}  {arch}", flush=True)
+    mean_truth = [statistics.mean(t) for t in truth]
     params = [constraints.cost(a)["params"] for a in archs]
 
     dm = FashionMNISTDataModule(eval_batch_size=500)
     dm.setup()
     val = CachedSplit.from_loader(dm.val_dataloader())
     results = {"archs": [{"arch": str(a), "params": params[i], "standalone_top1": truth[i]} for i, a in enumerate(archs)],
-               "budget": {"epochs": args.epochs, "max_train": args.max_train, "seeds": args.seeds},
-               "seed_vs_seed_tau": [kendalltau([truth[i][a] for i in truth], [truth[i][b] for i in truth])[0]
+               "budget": {"epochs": args.epochs, "max_train": args.max_train, "seeds": args.seeds,
+                          "sample_seeds": args.sample_seed},
+               "seed_vs_seed_tau": [kendalltau([t[a] for t in truth], [t[b] for t in truth])[0]
                                     for a, b in itertools.combinations(range(len(args.seeds)), 2)],
                "params_tau": kendalltau(params, mean_truth)[0],
                "supernets": {}}
@@ -117,7 +120,7 @@ def main() -> None:
     fig.savefig(out / "ranking_fidelity.png", dpi=120, bbox_inches="tight")
     (out / "ranking_fidelity.json").write_text(json.dumps(results, indent=2))
 
-    print(f"\nKendall tau over {len(archs)} archs, standalone {args.epochs} epochs x {args.max_train} images, "
+    print(f"\nKendall tau over {len(archs)} archs (samples {args.sample_seed}), standalone {args.epochs} epochs x {args.max_train} images, "
           f"seeds {args.seeds} (target >= 0.5)")
     pairs = itertools.combinations(range(len(args.seeds)), 2)
     for (a, b), tau in zip(pairs, results["seed_vs_seed_tau"]):
