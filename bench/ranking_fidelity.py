@@ -4,9 +4,9 @@ the Fashion-MNIST test set), with a scatter plot per supernet.
 
 Each arch is trained standalone once per seed (`--seeds`); its ground truth is the mean over
 seeds, and with two seeds or more the tau between the seeds is printed too: how much of its
-own order a ground truth that noisy keeps, a rough ceiling for any supernet. Standalone runs go through train.py into
-`--standalone-root` and are skipped when already finished, so the benchmark resumes and several
-supernets share them.
+own order a ground truth that noisy keeps, a rough ceiling for any supernet. Standalone runs go
+through train.py into `--standalone-root` and are skipped when already finished, so the
+benchmark resumes and several supernets share them.
 
     python train.py hydra.run.dir=logs/bench/supernet_tiny                                  # default
     python train.py model.sampling.sandwich=true hydra.run.dir=logs/bench/supernet_sandwich # sandwich
@@ -31,8 +31,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 from scipy.stats import kendalltau  # noqa: E402
 
 from s3.data import FashionMNISTDataModule  # noqa: E402
-from s3.lit.supernet import SupernetModule  # noqa: E402
 from s3.search.constraints import Constraints  # noqa: E402
+from s3.search.context import load_supernet  # noqa: E402
 from s3.search.evaluator import CachedSplit, CandidateEvaluator  # noqa: E402
 from s3.space import SearchSpace  # noqa: E402
 
@@ -107,9 +107,10 @@ def main() -> None:
     fig, axes = plt.subplots(1, len(supernets), figsize=(5 * len(supernets), 4), squeeze=False)
     ylabel = f"top-1, standalone {args.epochs} ep, mean of {len(args.seeds)} seed(s) (%)"
     for ax, path in zip(axes[0], supernets):
-        supernet = SupernetModule.load_supernet(path)
-        if not all(supernet.space.contains(a) for a in archs):
-            sys.exit(f"--supernet {path}: its space does not contain the archs sampled from {args.space}")
+        try:
+            supernet = load_supernet(path, space, num_classes=10)
+        except ValueError as e:
+            sys.exit(f"--supernet: {e}")
         evaluator = CandidateEvaluator(supernet, val, Constraints(supernet.space, num_classes=10), batch_size=500)
         inherited = [evaluator.measure(a)["top1"] for a in archs]
         tau, pvalue = kendalltau(inherited, mean_truth)
