@@ -6,6 +6,8 @@ import functools
 import logging
 import sys
 
+from hydra.errors import InstantiationException
+
 log = logging.getLogger("s3")
 
 USER_ERRORS = (ValueError, FileNotFoundError)
@@ -18,7 +20,11 @@ def user_errors_exit(fn):
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except USER_ERRORS as e:
+        except (*USER_ERRORS, InstantiationException) as e:
+            if isinstance(e, InstantiationException):  # raised by a constructor Hydra called
+                if not isinstance(e.__cause__, USER_ERRORS):
+                    raise
+                e = e.__cause__
             log.error("error: %s", e)
             print(f"error: {e}", file=sys.stderr)
             sys.exit(2)

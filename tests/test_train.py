@@ -1,11 +1,13 @@
 import csv
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 
 from s3.lit import ClassifierModule, SupernetModule
@@ -34,6 +36,42 @@ def test_ranked_preset_overrides_only_the_supernet_budget(tmp_path):
     assert (ranked.trainer.max_epochs, ranked.data.max_train, ranked.model.sampling.sandwich) == (6, None, True)
     assert (tiny.trainer.max_epochs, tiny.data.max_train, tiny.model.sampling.sandwich) == (3, 20000, False)
     assert ranked.model.optim == tiny.model.optim and ranked.model.loss == tiny.model.loss
+
+
+def test_inplace_distillation_teaches_every_subnet_with_the_largest(tmp_path):
+    module = build_module(compose_cfg(["model.sampling.sandwich=true", "model.sampling.distill=true"], tmp_path))
+    module.model.eval()  # no drop path: the same forward twice
+    archs = module.sample_archs(step=0)
+    assert archs[:2] == [module.space.largest(), module.space.smallest()] and len(archs) == 3
+    x, y = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(0)), torch.tensor([0, 3, 5, 9])
+    loss = module.subnets_loss(x, y, archs)
+    loss.backward()
+    grads = [p.grad.clone() for p in module.model.parameters() if p.grad is not None]
+
+    module.zero_grad(set_to_none=True)
+    logits = []
+    for arch in archs:
+        module.model.set_arch(arch)
+        logits.append(module.model(x))
+    teacher = logits[0].detach().softmax(-1)
+    expected = (module.train_criterion(logits[0], y)
+                + sum(-(teacher * s.log_softmax(-1)).sum(-1).mean() for s in logits[1:])) / 3
+    expected.backward()
+    assert torch.allclose(loss, expected)
+    assert all(torch.allclose(a, p.grad) for a, p in zip(grads, (p for p in module.model.parameters() if p.grad is not None)))
+    module.sampling["distill"] = False
+    labels_only = sum(module.train_criterion(s, y) for s in logits) / 3
+    assert torch.allclose(module.subnets_loss(x, y, archs), labels_only) and not torch.allclose(labels_only, expected)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["model.sampling.distill=true"], "model.sampling.distill=true: needs model.sampling.sandwich=true"),
+    (["+model.sampling.distil=true"], "model.sampling: unknown keys ['distil']"),
+])
+def test_bad_sampling_options_are_rejected(tmp_path, overrides, message):
+    with pytest.raises(InstantiationException, match=re.escape(message)) as e:
+        build_module(compose_cfg(overrides, tmp_path))
+    assert isinstance(e.value.__cause__, ValueError)  # what the entry points print as one line
 
 
 def test_retrain_preset_composes(tmp_path):
@@ -135,6 +173,7 @@ def test_two_process_ddp_ranks_train_identical_subnets(tmp_path):
     (["data.root=/nonexistent/fashion"], "Fashion-MNIST not found (looked in /nonexistent/fashion)"),
     (["experiment=retrain_tiny"], "needs arch=path/to/arch.yaml"),
     (["ckpt_path=/nonexistent/last.ckpt"], "no such checkpoint"),
+    (["model.sampling.subnets_per_step=0"], "model.sampling.subnets_per_step=0: must be >= 1"),
 ])
 def test_bad_input_is_one_clear_line(tmp_path, overrides, message):
     proc = _train_cli(tmp_path / "bad", *overrides, timeout=120)

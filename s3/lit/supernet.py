@@ -6,6 +6,7 @@ import random
 from pathlib import Path
 
 import torch
+from timm.loss import SoftTargetCrossEntropy
 
 from s3.lit.base import ClassificationModule
 from s3.models import Supernet
@@ -13,11 +14,14 @@ from s3.models.checkpoint import load_state_dict, read_checkpoint, to_native
 from s3.space import Arch, SearchSpace
 
 VALIDATION_SUBNETS = ("largest", "smallest", "random")
+DEFAULT_SAMPLING = dict(subnets_per_step=1, sandwich=False, distill=False)
 
 
 class SupernetModule(ClassificationModule):
     """Options: `subnets_per_step` (losses of several subnets summed before one optimizer step,
-    the paper's fused gradients) and `sandwich` (largest + smallest + `subnets_per_step` random).
+    the paper's fused gradients), `sandwich` (largest + smallest + `subnets_per_step` random) and
+    `distill` (with `sandwich`: in-place distillation as in BigNAS, the largest subnet learns from
+    the labels and every other subnet of the step from the largest's detached predictions).
 
     The subnet of a step is a pure function of (seed, global step, micro-batch, k), so every
     data-parallel rank trains the same subnet without communication, and a resumed run samples
@@ -29,10 +33,16 @@ class SupernetModule(ClassificationModule):
         net = dict(net)
         super().__init__(net["num_classes"], optim, loss, seed)
         self.save_hyperparameters(logger=False)
-        sampling = {"subnets_per_step": 1, "sandwich": False, **(sampling or {})}
+        unknown = set(sampling or {}) - set(DEFAULT_SAMPLING)
+        if unknown:
+            raise ValueError(f"model.sampling: unknown keys {sorted(unknown)}; allowed {sorted(DEFAULT_SAMPLING)}")
+        sampling = {**DEFAULT_SAMPLING, **(sampling or {})}
         if sampling["subnets_per_step"] < 1:
             raise ValueError(f"model.sampling.subnets_per_step={sampling['subnets_per_step']}: must be >= 1")
+        if sampling["distill"] and not sampling["sandwich"]:
+            raise ValueError("model.sampling.distill=true: needs model.sampling.sandwich=true (the largest subnet is the teacher)")
         self.sampling = sampling
+        self.distill_criterion = SoftTargetCrossEntropy()
         self.space = SearchSpace.from_dict(space)
         self.model = Supernet(self.space, **net)
         self.val_subnets = {
@@ -49,13 +59,25 @@ class SupernetModule(ClassificationModule):
                   for k in range(self.sampling["subnets_per_step"])]
         return archs
 
+    def subnets_loss(self, x: torch.Tensor, y: torch.Tensor, archs: list[Arch]) -> torch.Tensor:
+        """Mean training loss of `archs` on one (mixed) batch; with `distill`, `archs[0]` (the
+        largest) is the teacher of the others."""
+        loss, teacher = 0.0, None
+        for arch in archs:
+            self.model.set_arch(arch)
+            logits = self.model(x)
+            if teacher is None:
+                loss = loss + self.train_criterion(logits, y) / len(archs)
+                if self.sampling["distill"]:
+                    teacher = logits.detach().softmax(-1)
+            else:
+                loss = loss + self.distill_criterion(logits, teacher) / len(archs)
+        return loss
+
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         x, y = self.mix(batch)
         self.last_archs = self.sample_archs(self.global_step, batch_idx % self.trainer.accumulate_grad_batches)
-        loss = 0.0
-        for arch in self.last_archs:
-            self.model.set_arch(arch)
-            loss = loss + self.train_criterion(self.model(x), y) / len(self.last_archs)
+        loss = self.subnets_loss(x, y, self.last_archs)
         self.log("train/loss", loss, prog_bar=True, sync_dist=False)
         return loss
 
