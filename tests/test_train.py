@@ -67,8 +67,9 @@ def test_inplace_distillation_teaches_every_subnet_with_the_largest(tmp_path):
 @pytest.mark.parametrize("overrides, message", [
     (["model.sampling.distill=true"], "model.sampling.distill=true: needs model.sampling.sandwich=true"),
     (["+model.sampling.distil=true"], "model.sampling: unknown keys ['distil']"),
+    (["+model.optim.lrr=1.0"], "model.optim: unknown keys ['lrr']"),
 ])
-def test_bad_sampling_options_are_rejected(tmp_path, overrides, message):
+def test_bad_model_options_are_rejected(tmp_path, overrides, message):
     with pytest.raises(InstantiationException, match=re.escape(message)) as e:
         build_module(compose_cfg(overrides, tmp_path))
     assert isinstance(e.value.__cause__, ValueError)  # what the entry points print as one line

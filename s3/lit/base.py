@@ -17,6 +17,14 @@ DEFAULT_OPTIM = dict(lr=5e-4, base_batch=512, weight_decay=0.05, warmup_epochs=5
 DEFAULT_LOSS = dict(mixup=0.8, cutmix=1.0, label_smoothing=0.1)
 
 
+def with_defaults(name: str, given: dict | None, defaults: dict) -> dict:
+    """`defaults` updated with `given`, the `model.<name>` group; a key `defaults` lacks is a typo."""
+    unknown = set(given or {}) - set(defaults)
+    if unknown:
+        raise ValueError(f"model.{name}: unknown keys {sorted(unknown)}; allowed {sorted(defaults)}")
+    return {**defaults, **(given or {})}
+
+
 class ClassificationModule(L.LightningModule):
     """Loss (timm Mixup/CutMix + SoftTargetCrossEntropy, or label-smoothed CE), AdamW without
     decay on norms/biases/bias tables, lr scaled by global batch / base_batch, linear warmup then
@@ -24,13 +32,9 @@ class ClassificationModule(L.LightningModule):
 
     def __init__(self, num_classes: int, optim: dict | None = None, loss: dict | None = None, seed: int = 0):
         super().__init__()
-        for name, given, defaults in (("optim", optim, DEFAULT_OPTIM), ("loss", loss, DEFAULT_LOSS)):
-            unknown = set(given or {}) - set(defaults)
-            if unknown:
-                raise ValueError(f"model.{name}: unknown keys {sorted(unknown)}; allowed {sorted(defaults)}")
         self.num_classes, self.seed = num_classes, seed
-        self.optim_cfg = {**DEFAULT_OPTIM, **(optim or {})}
-        self.loss_cfg = {**DEFAULT_LOSS, **(loss or {})}
+        self.optim_cfg = with_defaults("optim", optim, DEFAULT_OPTIM)
+        self.loss_cfg = with_defaults("loss", loss, DEFAULT_LOSS)
         mix = self.loss_cfg
         self.mixup = None
         if mix["mixup"] > 0 or mix["cutmix"] > 0:

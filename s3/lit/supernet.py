@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from timm.loss import SoftTargetCrossEntropy
 
-from s3.lit.base import ClassificationModule
+from s3.lit.base import ClassificationModule, with_defaults
 from s3.models import Supernet
 from s3.models.checkpoint import load_state_dict, read_checkpoint, to_native
 from s3.space import Arch, SearchSpace
@@ -33,10 +33,7 @@ class SupernetModule(ClassificationModule):
         net = dict(net)
         super().__init__(net["num_classes"], optim, loss, seed)
         self.save_hyperparameters(logger=False)
-        unknown = set(sampling or {}) - set(DEFAULT_SAMPLING)
-        if unknown:
-            raise ValueError(f"model.sampling: unknown keys {sorted(unknown)}; allowed {sorted(DEFAULT_SAMPLING)}")
-        sampling = {**DEFAULT_SAMPLING, **(sampling or {})}
+        sampling = with_defaults("sampling", sampling, DEFAULT_SAMPLING)
         if sampling["subnets_per_step"] < 1:
             raise ValueError(f"model.sampling.subnets_per_step={sampling['subnets_per_step']}: must be >= 1")
         if sampling["distill"] and not sampling["sandwich"]:
