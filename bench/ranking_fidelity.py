@@ -11,13 +11,15 @@ benchmark resumes and several supernets share them.
     python train.py hydra.run.dir=logs/bench/supernet_tiny                                  # default
     python train.py model.sampling.sandwich=true hydra.run.dir=logs/bench/supernet_sandwich # sandwich
     python bench/ranking_fidelity.py --supernet logs/bench/supernet_tiny \
-        --supernet logs/bench/supernet_sandwich [--archs 10] [--epochs 3] [--seeds 42 1]
+        --supernet logs/bench/supernet_sandwich [--archs 10] [--epochs 3] [--max-train 20000|all] [--seeds 42 1]
 """
 
 import argparse
+import concurrent.futures
 import csv
 import itertools
 import json
+import os
 import random
 import statistics
 import subprocess
@@ -41,12 +43,21 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def standalone_top1(arch_yaml: Path, out: Path, seed: int, args) -> float:
     if not (out / "done").is_file():
+        images = "null" if args.max_train == "all" else args.max_train
         cmd = [sys.executable, str(ROOT / "train.py"), "experiment=retrain_tiny", f"arch={arch_yaml}", f"seed={seed}",
-               f"trainer.max_epochs={args.epochs}", f"data.max_train={args.max_train}", f"hydra.run.dir={out}"]
-        subprocess.run(cmd, check=True, cwd=ROOT, capture_output=True)
+               f"trainer.max_epochs={args.epochs}", f"data.max_train={images}", f"hydra.run.dir={out}"]
+        # Small models use two cores better as two one-thread runs than as one two-thread run.
+        env = {**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // args.jobs))}
+        subprocess.run(cmd, check=True, cwd=ROOT, capture_output=True, env=env)
         (out / "done").touch()
     rows = [r for r in csv.DictReader(open(out / "csv" / "metrics.csv")) if r.get("val/top1")]
     return 100 * float(rows[-1]["val/top1"])
+
+
+def max_train(value: str) -> str:
+    if value != "all" and not (value.isdigit() and int(value) > 0):
+        raise argparse.ArgumentTypeError(f"--max-train must be a positive number of images or 'all', got {value!r}")
+    return value
 
 
 def checkpoint(path: str) -> Path:
@@ -67,13 +78,15 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--supernet", action="append", help="run directory or checkpoint; repeat to compare")
     p.add_argument("--space", default=str(ROOT / "conf/space/tiny.yaml"), help="the space the archs are drawn from")
-    p.add_argument("--standalone-root", default="logs/bench", help="standalone runs go to <root>/standalone_<epochs>ep_sample<seed>")
+    p.add_argument("--standalone-root", default="logs/bench",
+                   help="standalone runs go to <root>/standalone_<epochs>ep_<max-train>_sample<seed>")
     p.add_argument("--out", default="logs/bench/ranking_fidelity")
     p.add_argument("--archs", type=int, default=10)
     p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--max-train", type=int, default=20000)
+    p.add_argument("--max-train", type=max_train, default="20000", help="images per epoch, or 'all' (59,000)")
     p.add_argument("--seeds", type=int, nargs="+", default=[42])
     p.add_argument("--sample-seed", type=int, nargs="+", default=[0], help="several: their archs are pooled")
+    p.add_argument("--jobs", type=int, default=2, help="standalone runs trained side by side, sharing the cores")
     args = p.parse_args()
     supernets = [checkpoint(s) for s in (args.supernet or ["logs/bench/supernet_tiny"])]
     out = Path(args.out)
@@ -81,16 +94,21 @@ def main() -> None:
 
     space = SearchSpace.from_yaml(args.space)
     constraints = Constraints(space, num_classes=10)
-    archs, truth = [], []  # truth: top-1 per standalone seed, per arch
+    runs = []  # (sample, index, arch, arch yaml, its run directory per seed)
     for sample in args.sample_seed:
-        standalone_dir = Path(args.standalone_root) / f"standalone_{args.epochs}ep_sample{sample}"
+        standalone_dir = Path(args.standalone_root) / f"standalone_{args.epochs}ep_{args.max_train}_sample{sample}"
         rng = random.Random(f"ranking:{sample}")
         for i, arch in enumerate(dict.fromkeys(space.sample(rng) for _ in range(args.archs))):
-            arch_yaml = arch.to_yaml(standalone_dir / f"arch{i}.yaml")
-            top1 = [standalone_top1(arch_yaml, standalone_dir / f"arch{i}_seed{s}", s, args) for s in args.seeds]
+            runs.append((sample, i, arch, arch.to_yaml(standalone_dir / f"arch{i}.yaml"),
+                         [standalone_dir / f"arch{i}_seed{s}" for s in args.seeds]))
+    with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
+        top1 = {(sample, i): [pool.submit(standalone_top1, yaml, out, s, args) for out, s in zip(outs, args.seeds)]
+                for sample, i, _, yaml, outs in runs}
+        archs, truth = [], []  # truth: top-1 per standalone seed, per arch
+        for sample, i, arch, _, _ in runs:
             archs.append(arch)
-            truth.append(top1)
-            print(f"sample {sample} arch {i}: standalone {' '.join(f'{t:.2f}' for t in top1)}  {arch}", flush=True)
+            truth.append([f.result() for f in top1[sample, i]])
+            print(f"sample {sample} arch {i}: standalone {' '.join(f'{t:.2f}' for t in truth[-1])}  {arch}", flush=True)
     mean_truth = [statistics.mean(t) for t in truth]
     params = [constraints.cost(a)["params"] for a in archs]
 
@@ -105,7 +123,7 @@ def main() -> None:
                "params_tau": kendalltau(params, mean_truth)[0],
                "supernets": {}}
     fig, axes = plt.subplots(1, len(supernets), figsize=(5 * len(supernets), 4), squeeze=False)
-    ylabel = f"top-1, standalone {args.epochs} ep, mean of {len(args.seeds)} seed(s) (%)"
+    ylabel = f"top-1, standalone {args.epochs} ep x {args.max_train}, mean of {len(args.seeds)} seed(s) (%)"
     for ax, path in zip(axes[0], supernets):
         try:
             supernet = load_supernet(path, space, num_classes=10)
