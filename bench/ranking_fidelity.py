@@ -5,8 +5,8 @@ the Fashion-MNIST test set), with a scatter plot per supernet.
 Each arch is trained standalone once per seed (`--seeds`); its ground truth is the mean over
 seeds, and with two seeds or more the tau between the seeds is printed too: how much of its
 own order a ground truth that noisy keeps, a rough ceiling for any supernet. Standalone runs go
-through train.py into `--standalone-root` and are skipped when already finished, so the
-benchmark resumes and several supernets share them.
+through train.py into `--standalone-root`, are skipped when finished and continued from their
+last checkpoint when interrupted, so the benchmark resumes and several supernets share them.
 
     python train.py hydra.run.dir=logs/bench/supernet_tiny                                  # default
     python train.py model.sampling.sandwich=true hydra.run.dir=logs/bench/supernet_sandwich # sandwich
@@ -46,6 +46,8 @@ def standalone_top1(arch_yaml: Path, out: Path, seed: int, args) -> float:
         images = "null" if args.max_train == "all" else args.max_train
         cmd = [sys.executable, str(ROOT / "train.py"), "experiment=retrain_tiny", f"arch={arch_yaml}", f"seed={seed}",
                f"trainer.max_epochs={args.epochs}", f"data.max_train={images}", f"hydra.run.dir={out}"]
+        if (out / "checkpoints" / "last.ckpt").is_file():  # an interrupted run continues
+            cmd.append(f"ckpt_path={out / 'checkpoints' / 'last.ckpt'}")
         # Small models use two cores better as two one-thread runs than as one two-thread run.
         env = {**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // args.jobs))}
         subprocess.run(cmd, check=True, cwd=ROOT, capture_output=True, env=env)
