@@ -90,6 +90,8 @@ def main() -> None:
     p.add_argument("--sample-seed", type=int, nargs="+", default=[0], help="several: their archs are pooled")
     p.add_argument("--jobs", type=int, default=2, help="standalone runs trained side by side, sharing the cores")
     args = p.parse_args()
+    if args.jobs < 1:
+        p.error(f"--jobs must be >= 1, got {args.jobs}")
     supernets = [checkpoint(s) for s in (args.supernet or ["logs/bench/supernet_tiny"])]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -103,13 +105,13 @@ def main() -> None:
         for i, arch in enumerate(dict.fromkeys(space.sample(rng) for _ in range(args.archs))):
             runs.append((sample, i, arch, arch.to_yaml(standalone_dir / f"arch{i}.yaml"),
                          [standalone_dir / f"arch{i}_seed{s}" for s in args.seeds]))
+    archs, truth = [], []  # truth: top-1 per standalone seed, per arch
     with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
-        top1 = {(sample, i): [pool.submit(standalone_top1, yaml, out, s, args) for out, s in zip(outs, args.seeds)]
-                for sample, i, _, yaml, outs in runs}
-        archs, truth = [], []  # truth: top-1 per standalone seed, per arch
-        for sample, i, arch, _, _ in runs:
+        futures = [[pool.submit(standalone_top1, yaml, run_dir, s, args) for run_dir, s in zip(run_dirs, args.seeds)]
+                   for *_, yaml, run_dirs in runs]
+        for (sample, i, arch, _, _), top1 in zip(runs, futures):
             archs.append(arch)
-            truth.append([f.result() for f in top1[sample, i]])
+            truth.append([f.result() for f in top1])
             print(f"sample {sample} arch {i}: standalone {' '.join(f'{t:.2f}' for t in truth[-1])}  {arch}", flush=True)
     mean_truth = [statistics.mean(t) for t in truth]
     params = [constraints.cost(a)["params"] for a in archs]
