@@ -387,17 +387,26 @@ class SearchSpace:
     def num_stages(self) -> int:
         return len(self.stages)
 
-    def sample(self, generator: Generator) -> Arch:
-        """Uniform draw: each stage's depth and embed dim, then every block's dims, independently."""
-        depths, dims, ratios, heads, windows = [], [], [], [], []
-        for s in self.stages:
-            d = _choice(generator, s.depth)
+    def sample(self, generator: Generator, fixed: Mapping[tuple[int, str], Any] | None = None) -> Arch:
+        """Uniform draw: each stage's depth and embed dim, then every block's dims, independently.
+        `fixed` maps (stage, dimension) to one of its choices, which the stage (every block of it,
+        for a block dimension) then takes; everything else is drawn as usual."""
+        fixed = dict(fixed or {})
+        for (i, dim), value in fixed.items():
+            if not 0 <= i < self.num_stages or dim not in DIMENSIONS or value not in self.stages[i].choices(dim):
+                raise ValueError(f"fixed[({i}, {dim!r})]={value}: not a choice of this space")
+
+        def draw(i: int, dim: str):
+            return fixed[(i, dim)] if (i, dim) in fixed else _choice(generator, self.stages[i].choices(dim))
+
+        depths, dims, blocks = [], [], {dim: [] for dim in BLOCK_DIMENSIONS}
+        for i in range(self.num_stages):
+            d = draw(i, "depth")
             depths.append(d)
-            dims.append(_choice(generator, s.embed_dim))
-            ratios.append([_choice(generator, s.mlp_ratio) for _ in range(d)])
-            heads.append([_choice(generator, s.num_heads) for _ in range(d)])
-            windows.append([_choice(generator, s.window_size) for _ in range(d)])
-        return Arch.create(depths, dims, ratios, heads, windows)
+            dims.append(draw(i, "embed_dim"))
+            for dim in BLOCK_DIMENSIONS:
+                blocks[dim].append([draw(i, dim) for _ in range(d)])
+        return Arch.create(depths, dims, *blocks.values())
 
     def _extreme(self, pick) -> Arch:
         return Arch.create(

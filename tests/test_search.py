@@ -15,11 +15,12 @@ from s3.search.et_error import et_error, fit_dimensions
 from s3.search.evaluator import CachedSplit, CandidateEvaluator
 from s3.search.evolution import Evolution, EvolutionConfig, crossover, mutate
 from s3.search.pareto import non_dominated_fronts, nsga2_select
+from s3.search.pool import SUBSPACES, PooledArch, sample_pool
 from s3.search.run import prepare, run
 from s3.search.shift import evolve_space, shifted
 from s3.space import Arch, SearchSpace
 from s3.train import run as train
-from tests.conftest import ROOT
+from tests.conftest import ROOT, SPACES
 from tests.helpers import FAST, compose_cfg
 
 SMALL = ["search.population=6", "search.generations=3", "search.parents=3", "search.mutations=2",
@@ -57,7 +58,8 @@ def test_et_error_of_a_hand_made_table(tiny_space):
     deep = base.replace_stage(0, depth=2, mlp_ratio=(2.0, 2.0), num_heads=(1, 1), window_size=(4, 4))
     archs = [base, base.replace_stage(1, embed_dim=96), base.replace_stage(2, embed_dim=128), deep,
              deep.replace_stage(1, embed_dim=96)]
-    fit = next(f for f in fit_dimensions(tiny_space, archs, [30, 50, 40, 10, 20], top_k=2)
+    pool = [PooledArch(a, frozenset()) for a in archs]
+    fit = next(f for f in fit_dimensions(tiny_space, pool, [30, 50, 40, 10, 20], top_k=2)
                if (f.stage, f.dimension) == (0, "depth"))
     d1, d2 = fit.per_choice
     assert (d1.q_e, d1.q_t, d1.k, d1.q) == (40.0, 30.0, 1, 35.0)
@@ -65,16 +67,63 @@ def test_et_error_of_a_hand_made_table(tiny_space):
     assert fit.slope == pytest.approx(-22.5) and fit.change == pytest.approx(-22.5)
 
 
-def test_synthetic_fitness_moves_stage3_depth_up_and_nothing_else(tiny_space):
-    rng = random.Random(0)
-    archs = list({tiny_space.sample(rng) for _ in range(3000)})
-    errors = [50.0 - 3.0 * a.depths[2] for a in archs]  # deeper stage 3 -> lower error, nothing else matters
-    fits = fit_dimensions(tiny_space, archs, errors, top_k=50)
-    new, decisions = evolve_space(tiny_space, fits, threshold=0.5)
-    moved = [(d.stage, d.dimension, d.action, d.new) for d in decisions if d.moved]
-    assert moved == [(2, "depth", "up", (2, 3, 4))]
-    assert new.stages[2].depth == (2, 3, 4) and new.stages[:2] == tiny_space.stages[:2]
+def _moves(space: SearchSpace, error, subspace: str = "pinned", n: int = 1000) -> list[tuple]:
+    """What one space-evolution step moves when the top-1 error is the closed form `error(arch)`."""
+    pool = sample_pool(space, Constraints(space), n, "synthetic", subspace)
+    assert len(pool) == n
+    fits = fit_dimensions(space, pool, [error(m.arch) for m in pool], top_k=50)
+    new, decisions = evolve_space(space, fits, threshold=0.5)
     assert {d.action for d in decisions if not d.moved} <= {"flat", "single_choice"}
+    return [(d.stage, d.dimension, d.action, d.new) for d in decisions if d.moved]
+
+
+def mean(values) -> float:
+    return sum(values) / len(values)
+
+
+@pytest.mark.parametrize("subspace", SUBSPACES)
+def test_synthetic_fitness_moves_stage3_depth_up_and_nothing_else(tiny_space, subspace):
+    # deeper stage 3 -> lower error, nothing else matters
+    assert _moves(tiny_space, lambda a: 50.0 - 3.0 * a.depths[2], subspace) == [(2, "depth", "up", (2, 3, 4))]
+
+
+S3_S = SearchSpace.from_yaml(SPACES / "s3_s.yaml")  # stage 3: depth 14-22, ratio 3.5-4.5, heads 10-14, window 7/14
+
+
+@pytest.mark.parametrize("subspace", SUBSPACES)
+@pytest.mark.parametrize("error, moved", [
+    (lambda a: 50.0 - 4.0 * mean(a.mlp_ratios[2]), (2, "mlp_ratio", "up", (4.0, 4.5, 5.0))),
+    (lambda a: 50.0 - 0.5 * mean(a.num_heads[2]), (2, "num_heads", "up", (12, 14, 16))),
+    (lambda a: 40.0 + 0.2 * mean(a.window_sizes[2]), (2, "window_size", "down", (2, 7))),
+], ids=["mlp_ratio", "num_heads", "window_size"])
+def test_synthetic_fitness_moves_a_deep_stages_block_dimension_and_nothing_else(error, moved, subspace):
+    """A block dimension of an 18-block stage moves (counting an arch under every value its blocks
+    use, the pre-pinning grouping, gave every choice the same E-T Error here)."""
+    assert _moves(S3_S, error, subspace) == [moved]
+
+
+def test_pinned_pool_pins_one_block_dimension_per_stage_in_turn(tiny_space):
+    pool = sample_pool(tiny_space, Constraints(tiny_space), 280, "pins")
+    for m in pool:
+        assert sorted(s for s, _ in m.pinned) == [0, 1, 2, 3]
+        for s, dim in m.pinned:
+            assert len(set(m.arch.values(s, dim))) == 1
+    # stage 4 has 3 ratios + 2 heads (its single window is never pinned): every pair 280 / 5 = 56 times
+    counts = {}
+    for m in pool:
+        ((dim,),) = [[d for s, d in m.pinned if s == 3]]
+        counts[(dim, m.arch.values(3, dim)[0])] = counts.get((dim, m.arch.values(3, dim)[0]), 0) + 1
+    assert counts == {("mlp_ratio", 2.0): 56, ("mlp_ratio", 3.0): 56, ("mlp_ratio", 4.0): 56,
+                      ("num_heads", 2): 56, ("num_heads", 4): 56}
+
+
+def test_pool_respects_constraints_and_rejects_unknown_subspaces(tiny_space):
+    constraints = Constraints(tiny_space, params={"max": 6e5})
+    pool = sample_pool(tiny_space, constraints, 50, "budget", "stage_uniform")
+    assert len(pool) == 50 and all(constraints.satisfied(m.arch) for m in pool)
+    assert all(len(set(m.arch.values(s, d))) == 1 for m in pool for s, d in m.pinned)
+    with pytest.raises(ValueError, match=r"search.subspace=each: allowed \['pinned', 'stage_uniform'\]"):
+        sample_pool(tiny_space, constraints, 5, "x", "each")
 
 
 def test_shifts_keep_count_and_legal_bounds(tiny_space):

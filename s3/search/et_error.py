@@ -1,9 +1,10 @@
 """E-T Error of a space and the per-dimension analysis that drives space evolution (S3 sections 3-4).
 
 Q_e is the mean top-1 error of architectures sampled under the constraint, Q_t the mean error of
-the best K of them, Q = (Q_e + Q_t) / 2. For one (stage, dimension) the sampled architectures are
-split by the value they took there; a line fitted to the E-T Error of each choice says in which
-direction that dimension should move.
+the best K of them, Q = (Q_e + Q_t) / 2. For one (stage, dimension) the pool is
+split by the choice it took there: a stage dimension by its value, a block dimension over the archs
+that pinned it (`s3.search.pool`), by the one value all blocks of the stage take. A line fitted to
+the E-T Error of each choice says in which direction that dimension should move.
 """
 
 from __future__ import annotations
@@ -13,9 +14,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from s3.space import BLOCK_DIMENSIONS, DIMENSIONS, Arch, SearchSpace
-
-GROUPINGS = ("each", "nearest_mean")
+from s3.search.pool import PooledArch
+from s3.space import BLOCK_DIMENSIONS, DIMENSIONS, SearchSpace
 
 
 @dataclass(frozen=True)
@@ -42,21 +42,6 @@ def et_error(errors: Sequence[float], top_k: int) -> ETError:
     e = sorted(errors)
     k = min(top_k, len(e))
     return ETError(float(np.mean(e)), float(np.mean(e[:k])), len(e), k)
-
-
-def choices_taken(arch: Arch, space: SearchSpace, stage: int, dimension: str, grouping: str) -> list:
-    """The choice(s) of `dimension` an arch counts under. A stage dim has one value; a block dim
-    has one per block: `nearest_mean` counts the arch once, under the choice nearest the stage's
-    mean (ties to the lower), `each` counts it under every value its blocks use."""
-    values = arch.values(stage, dimension)
-    if dimension not in BLOCK_DIMENSIONS:
-        return [values[0]]
-    if grouping == "each":
-        return sorted(set(values))
-    if grouping != "nearest_mean":
-        raise ValueError(f"search.grouping={grouping}: allowed {list(GROUPINGS)}")
-    mean = float(np.mean(values))
-    return [min(space.stages[stage].choices(dimension), key=lambda c: (abs(c - mean), c))]
 
 
 @dataclass(frozen=True)
@@ -86,8 +71,8 @@ class DimensionFit:
         ]
 
 
-def fit_dimensions(space: SearchSpace, archs: Sequence[Arch], errors: Sequence[float], top_k: int,
-                   grouping: str = "each") -> list[DimensionFit]:
+def fit_dimensions(space: SearchSpace, pool: Sequence[PooledArch], errors: Sequence[float],
+                   top_k: int) -> list[DimensionFit]:
     """Per (stage, dimension): E-T Error of every choice and the least-squares slope over choices.
     The top tier of a choice is scaled to its share of the pool: k = max(1, round(K * n / N))."""
     fits = []
@@ -95,11 +80,11 @@ def fit_dimensions(space: SearchSpace, archs: Sequence[Arch], errors: Sequence[f
         for dim in DIMENSIONS:
             choices = stage.choices(dim)
             groups: dict = {c: [] for c in choices}
-            for arch, err in zip(archs, errors):
-                for c in choices_taken(arch, space, s, dim, grouping):
-                    groups[c].append(err)
+            for member, err in zip(pool, errors):
+                if dim not in BLOCK_DIMENSIONS or (s, dim) in member.pinned:
+                    groups[member.arch.values(s, dim)[0]].append(err)
             per_choice = tuple(
-                et_error(g, max(1, round(top_k * len(g) / len(archs)))) if g else None for g in groups.values()
+                et_error(g, max(1, round(top_k * len(g) / len(pool)))) if g else None for g in groups.values()
             )
             xs = [c for c, e in zip(choices, per_choice) if e is not None]
             ys = [e.q for e in per_choice if e is not None]

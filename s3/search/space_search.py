@@ -6,7 +6,6 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import random
 from dataclasses import replace
 from pathlib import Path
 
@@ -16,8 +15,8 @@ from s3.io import atomic_write_text
 from s3.lit.supernet import SupernetModule
 from s3.models import Supernet
 from s3.search import context as ctx
-from s3.search.constraints import Constraints
-from s3.search.et_error import GROUPINGS, et_error, fit_dimensions
+from s3.search.et_error import et_error, fit_dimensions
+from s3.search.pool import SUBSPACES, sample_pool
 from s3.search.progress import progress_bar
 from s3.search.report import (
     RECORD_COLUMNS,
@@ -43,8 +42,8 @@ def check_knobs(s: DictConfig) -> None:
             raise ValueError(f"search.{name}={s[name]}: must be >= 1")
     if s.threshold < 0:
         raise ValueError(f"search.threshold={s.threshold}: must be >= 0 (error points across a choice range)")
-    if s.grouping not in GROUPINGS:
-        raise ValueError(f"search.grouping={s.grouping}: allowed {list(GROUPINGS)}")
+    if s.subspace not in SUBSPACES:
+        raise ValueError(f"search.subspace={s.subspace}: allowed {list(SUBSPACES)}")
 
 
 def train_supernet(cfg: DictConfig, space: SearchSpace, out: Path, epochs: int, previous: Path | None) -> Supernet:
@@ -63,20 +62,6 @@ def train_supernet(cfg: DictConfig, space: SearchSpace, out: Path, epochs: int, 
         log.info("fine-tuning from the overlapping weights of %s", previous)
     fit(tcfg, datamodule, module, trainer)
     return module.model
-
-
-def sample_pool(space: SearchSpace, constraints: Constraints, n: int, seed: str) -> list:
-    """Up to `n` distinct archs drawn uniformly from `space` under the constraints."""
-    rng, pool = random.Random(seed), {}
-    for _ in range(50 * n):
-        arch = space.sample(rng)
-        if arch not in pool and constraints.satisfied(arch):
-            pool[arch] = None
-            if len(pool) == n:
-                break
-    if len(pool) < n:
-        log.warning("only %d distinct archs under the constraints (search.samples=%d)", len(pool), n)
-    return list(pool)
 
 
 def run_space_search(cfg: DictConfig, p: dict) -> dict:
@@ -105,11 +90,11 @@ def run_space_search(cfg: DictConfig, p: dict) -> dict:
         epochs = s.train_epochs if t == 0 else s.finetune_epochs
         supernet = train_supernet(cfg, space, it_dir, epochs or cfg.trainer.max_epochs, previous)
         evaluator = ctx.make_evaluator(cfg, fabric, supernet, split, constraints)
-        pool = sample_pool(space, constraints, s.samples, f"s3-space:{cfg.seed}:{t}")
+        pool = sample_pool(space, constraints, s.samples, f"s3-space:{cfg.seed}:{t}", s.subspace)
         with progress_bar(f"space iteration {t}: E-T Error", len(pool), enabled=zero) as advance:
-            records = evaluator.evaluate(pool, advance)
+            records = evaluator.evaluate([m.arch for m in pool], advance)
         errors = [100.0 - r["top1"] for r in records]
-        fits = fit_dimensions(space, pool, errors, s.top_k, s.grouping)
+        fits = fit_dimensions(space, pool, errors, s.top_k)
         new_space, decisions = evolve_space(space, fits, s.threshold)
         try:
             constraints.check_feasible(new_space)
