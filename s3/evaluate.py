@@ -46,7 +46,7 @@ def prepare(cfg: DictConfig):
     if cfg.throughput.batch_size < 1 or cfg.throughput.repeats < 1:
         raise ValueError(f"throughput={dict(cfg.throughput)}: batch_size and repeats must be >= 1")
     datamodule = instantiate(cfg.data)
-    datamodule.check()
+    datamodule.check("validate" if cfg.split == "val" else None)  # the val split needs no train set
     module = build_classifier(cfg)
     trainer = instantiate(cfg.trainer, logger=False, callbacks=[], enable_checkpointing=False)
     return datamodule, module, trainer
@@ -71,7 +71,7 @@ def throughput(model: torch.nn.Module, img_size: int, batch_size: int, repeats: 
 
 
 def run(cfg: DictConfig, datamodule, module: ClassifierModule, trainer: L.Trainer) -> dict[str, Any]:
-    datamodule.setup("validate")
+    datamodule.setup("validate" if cfg.split == "val" else "fit")
     loader = datamodule.val_dataloader() if cfg.split == "val" else datamodule.search_dataloader()
     metrics = trainer.validate(module, dataloaders=loader, verbose=False)[0]
     if not trainer.is_global_zero:

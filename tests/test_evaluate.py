@@ -63,6 +63,32 @@ def test_official_checkpoint_loads_into_the_model_preset(tmp_path):
     assert load_checkpoint(S3Transformer(released_arch("S3-T")), tmp_path / "S3-T.pth") is not None
 
 
+def test_imagenet_validation_needs_only_val(tmp_path):
+    """evaluate.py data=imagenet (split=val) reads val/ alone: no train/ to list or split."""
+    from PIL import Image
+
+    root = tmp_path / "imagenet"
+    for c in ("n01", "n02"):
+        (root / "val" / c).mkdir(parents=True)
+        for i in range(2):
+            Image.fromarray(torch.randint(0, 255, (80, 96, 3), dtype=torch.uint8).numpy()).save(root / "val" / c / f"{i}.JPEG")
+    model = S3Transformer(released_arch("S3-T"), num_classes=2).eval()
+    torch.save({"model": model.state_dict()}, tmp_path / "S3-T.pth")
+    common = ["model=s3_t", "data=imagenet", f"data.root={root}", "data.num_classes=2", "data.num_workers=0",
+              "data.pin_memory=false", f"ckpt_path={tmp_path / 'S3-T.pth'}", "throughput.batch_size=2",
+              "throughput.repeats=1"]
+    cfg = compose_cfg(common, tmp_path / "eval", config_name="evaluate")
+    dm, module, trainer = prepare(cfg)
+    result = run(cfg, dm, module, trainer)
+    assert result["images"] == 4 and dm.train_set is None and not (root / "train").exists()
+    with torch.no_grad():  # the official transform (resize 256, crop 224) and the zoo weights, by hand
+        correct = sum(int((model(x).argmax(-1) == y).sum()) for x, y in dm.val_dataloader())
+    assert result["top1"] == pytest.approx(100 * correct / 4)
+    cfg = compose_cfg([*common, "split=search"], tmp_path / "search", config_name="evaluate")
+    with pytest.raises(FileNotFoundError, match=r"ImageNet train split not found"):
+        prepare(cfg)
+
+
 def _evaluate_cli(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     fast = [] if "data=imagenet" in overrides else FAST

@@ -27,8 +27,39 @@ def test_supernet_presets_compose_and_build(experiment, tmp_path):
     if experiment != "tiny":
         assert cfg.data._target_.endswith("ImageNetDataModule") and cfg.trainer.strategy.find_unused_parameters
         assert module.space.img_size == 224 and cfg.trainer.precision == "bf16-mixed"
+        assert (module.optim_cfg["warmup_epochs"], cfg.data.repeated_aug, cfg.trainer.max_epochs) == (20, 3, 500)
         released = released_arch({"supernet_t": "S3-T", "supernet_s": "S3-S", "supernet_b": "S3-B"}[experiment])
         assert module.space.contains(released)
+
+
+@pytest.mark.parametrize("overrides", [[], ["standalone"]], ids=["supernet", "standalone"])
+def test_optimizer_decays_only_matrices_not_norms_biases_or_bias_tables(tmp_path, overrides):
+    if overrides:
+        overrides = ["experiment=retrain_tiny", f"arch={released_arch_file(tmp_path)}", "space=s3_t"]
+    module = build_module(compose_cfg(overrides, tmp_path))
+    decay = {id(p): g["weight_decay"] for g in module.optimizer(1e-3).param_groups for p in g["params"]}
+    names = dict(module.model.named_parameters())
+    assert set(decay) == {id(p) for p in names.values()}
+    tables = [n for n in names if n.endswith("attn.relative_position_bias_table")]
+    assert tables and all(names[n].ndim == 2 for n in tables)  # 2-D: timm's 1-D rule alone would decay them
+    for n, p in names.items():
+        no_decay = n in tables or n.endswith(".bias") or ".norm" in n or n.startswith("norm.")
+        assert decay[id(p)] == (0.0 if no_decay else 0.05), n
+
+
+def released_arch_file(tmp_path: Path) -> Path:
+    return released_arch("S3-T").to_yaml(tmp_path / "S3-T.yaml")
+
+
+@pytest.mark.parametrize("size, drop_path", [("t", 0.2), ("s", 0.3), ("b", 0.5)])
+def test_imagenet_retraining_drop_path_grows_with_size(size, drop_path, tmp_path):
+    arch = released_arch_file(tmp_path)
+    cfg = compose_cfg([f"experiment=retrain_{size}", f"arch={arch}"], tmp_path)
+    module = build_module(cfg)
+    assert isinstance(module, ClassifierModule) and module.model.drop_path_rate == drop_path
+    assert (cfg.trainer.max_epochs, module.optim_cfg["warmup_epochs"], cfg.data.repeated_aug) == (300, 20, 0)
+    released = compose_cfg([f"experiment=retrain_{size}", f"model=s3_{size}"], tmp_path)  # the released arch itself
+    assert released.model.net.drop_path_rate == drop_path and released.model.arch.DEPTHS[2] in (6, 18, 30)
 
 
 def test_ranked_preset_overrides_only_the_supernet_budget(tmp_path):
@@ -232,3 +263,29 @@ def test_submitit_local_multirun(tmp_path):
     for job in ("0", "1"):
         assert (tmp_path / job / "checkpoints" / "last.ckpt").is_file()
     assert "seed=1,2" in (tmp_path / "multirun.yaml").read_text()
+
+
+def test_repeated_augmentation_shards_by_rank_and_is_left_alone_by_lightning(tmp_path):
+    from types import SimpleNamespace
+
+    import lightning as L
+    from torch.utils.data import DistributedSampler
+
+    cfg = compose_cfg([*FAST, "data.max_train=1100", "data.repeated_aug=3"], tmp_path)
+    dm = instantiate(cfg.data)
+    dm.setup("fit")
+    per_rank = []
+    for rank in (0, 1):
+        dm.trainer = SimpleNamespace(world_size=2, global_rank=rank)
+        loader = dm.train_dataloader()
+        loader.sampler.set_epoch(1)
+        per_rank.append(list(loader.sampler))
+    n = len(dm.train_set)  # 1060 after the search split: 1024 per epoch (timm rounds to 256), 512 per rank
+    assert len(per_rank[0]) == len(per_rank[1]) == n // 256 * 256 // 2
+    # the copies of one image go to different ranks: [a, a, a, b, b, b, ...] dealt round-robin
+    assert per_rank[0][0] == per_rank[1][0] == per_rank[0][1] and per_rank[1][1] == per_rank[0][2]
+    assert isinstance(loader.sampler, DistributedSampler)
+    trainer = L.Trainer(accelerator="cpu", devices=2, strategy="ddp", logger=False)
+    assert not trainer._data_connector._requires_distributed_sampler(loader)  # no second sharding
+    with pytest.raises(ValueError, match=r"data.repeated_aug=1: the number of augmented copies"):
+        type(dm)(repeated_aug=1)

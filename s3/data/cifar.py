@@ -31,7 +31,7 @@ class CIFARDataModule(InMemoryDataModule):
                 f"set data.download=true (needs internet) or point data.root at the extracted data"
             ) from None
 
-    def check(self) -> None:
+    def check(self, stage: str | None = None) -> None:
         if not self.download:
             self._dataset(train=False)
 

@@ -65,7 +65,7 @@ class FashionMNISTDataModule(InMemoryDataModule):
                 return d
         return None
 
-    def check(self) -> None:
+    def check(self, stage: str | None = None) -> None:
         if self._directory() is None and not self.download:
             looked = ", ".join(str(p) for p in self._candidates())
             raise FileNotFoundError(

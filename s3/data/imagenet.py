@@ -16,8 +16,8 @@ class ImageNetDataModule(ClassificationDataModule):
         self.root, self.img_size, self.num_classes = Path(root), img_size, num_classes
         self.auto_augment, self.reprob, self.crop_pct, self.interpolation = auto_augment, reprob, crop_pct, interpolation
 
-    def check(self) -> None:
-        for split in ("train", "val"):
+    def check(self, stage: str | None = None) -> None:
+        for split in ("val",) if stage == "validate" else ("train", "val"):
             d = self.root / split
             if not d.is_dir() or not any(p.is_dir() for p in d.iterdir()):
                 raise FileNotFoundError(
@@ -38,14 +38,19 @@ class ImageNetDataModule(ClassificationDataModule):
                                     std=IMAGENET_DEFAULT_STD)
         return train, evaluate
 
-    def _datasets(self):
+    def _train_datasets(self):
         from torchvision.datasets import ImageFolder
 
         self.check()
         train_tf, eval_tf = self.transforms()
         train_aug = ImageFolder(str(self.root / "train"), transform=train_tf)
         train_eval = ImageFolder(str(self.root / "train"), transform=eval_tf)
-        val = ImageFolder(str(self.root / "val"), transform=eval_tf)
         if len(train_aug.classes) != self.num_classes:
             raise ValueError(f"{self.root}/train has {len(train_aug.classes)} classes but data.num_classes={self.num_classes}")
-        return train_aug, train_eval, val, train_aug.targets
+        return train_aug, train_eval, train_aug.targets
+
+    def _val_dataset(self):
+        from torchvision.datasets import ImageFolder
+
+        self.check("validate")
+        return ImageFolder(str(self.root / "val"), transform=self.transforms()[1])

@@ -74,6 +74,9 @@ class InMemoryDataModule(ClassificationDataModule):
         limit = self.max_train if train else self.max_val
         return TensorImages(images[:limit], labels[:limit])
 
-    def _datasets(self):
-        train, val = self._split(True), self._split(False)
-        return train, train, val, train.labels
+    def _train_datasets(self):
+        train = self._split(True)
+        return train, train, train.labels
+
+    def _val_dataset(self):
+        return self._split(False)

@@ -64,11 +64,15 @@ class ClassificationModule(L.LightningModule):
         per_device = dm.batch_size if dm is not None else 1
         return per_device * self.trainer.world_size * self.trainer.accumulate_grad_batches
 
+    def optimizer(self, lr: float) -> torch.optim.Optimizer:
+        """AdamW; no decay on 1-D params, biases and what the model's `no_weight_decay()` lists."""
+        o = self.optim_cfg
+        return create_optimizer_v2(self.model, "adamw", lr=lr, weight_decay=o["weight_decay"],
+                                   betas=tuple(o["betas"]), eps=o["eps"])
+
     def configure_optimizers(self) -> dict[str, Any]:
         o = self.optim_cfg
-        lr = o["lr"] * self.global_batch() / o["base_batch"]
-        opt = create_optimizer_v2(self.model, "adamw", lr=lr, weight_decay=o["weight_decay"],
-                                  betas=tuple(o["betas"]), eps=o["eps"])
+        opt = self.optimizer(o["lr"] * self.global_batch() / o["base_batch"])
         total = max(1, int(self.trainer.estimated_stepping_batches))
         epochs = max(1, self.trainer.max_epochs or 1)
         warmup = int(o["warmup_epochs"] * total / epochs)

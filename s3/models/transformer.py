@@ -293,6 +293,12 @@ class Supernet(nn.Module):
             self.set_arch(arch)
         return self.head(self.forward_features(x))
 
+    @torch.jit.ignore
+    def no_weight_decay(self) -> set[str]:
+        """Parameters AdamW must not decay beyond timm's default (1-D params and biases): the
+        relative-position bias tables, as in Swin. timm's `create_optimizer_v2` reads this."""
+        return {n for n, _ in self.named_parameters() if n.endswith("relative_position_bias_table")}
+
     # -- weight entanglement ------------------------------------------------------------------------
     def model_kwargs(self) -> dict:
         return dict(img_size=self.img_size, patch_size=self.patch_size, in_chans=self.in_chans,
