@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from s3.models import Supernet
 from s3.search.constraints import Constraints
@@ -354,7 +355,10 @@ def test_next_iteration_supernet_inherits_the_previous_one(tmp_path, supernet_ck
 
     shifted_space = tiny_space.replace(2, "depth", (2, 3, 4)).replace(0, "embed_dim", (48, 64))
     cfg = compose_cfg([*FAST, "search=space"], tmp_path, config_name="search")
-    new = train_supernet(cfg, shifted_space, tmp_path / "iter1", epochs=0, previous=supernet_ckpt).eval()
+    new = train_supernet(cfg, shifted_space, tmp_path / "iter1", epochs=0, previous=supernet_ckpt,
+                         warmup_epochs=0.25).eval()
+    trained_with = OmegaConf.load(tmp_path / "iter1" / "checkpoints" / "config.yaml")
+    assert trained_with.model.optim.warmup_epochs == 0.25 and cfg.model.optim.warmup_epochs == 0.5
     old = SupernetModule.load_supernet(supernet_ckpt).eval()
     arch = Arch.create([1, 1, 2, 1], [48, 64, 96, 128], [2.0, 3.0, [4.0, 2.0], 2.0], [1, 2, [2, 3], 2], [8, 4, 2, 2])
     assert arch in shifted_space and arch in old.space
@@ -391,3 +395,30 @@ def test_random_preset_is_evolution_without_variation(tmp_path):
     evo = evolution_config(compose_cfg(["search=evolution"], tmp_path, config_name="search"))
     assert (rnd.mutations, rnd.crossovers) == (0, 0) and (evo.mutations, evo.crossovers) == (25, 25)
     assert rnd.population * rnd.generations == evo.population * evo.generations == 1000
+
+
+@pytest.mark.parametrize("size", ["t", "s", "b"])
+def test_imagenet_space_search_starts_from_a_wide_initial_space(size, tmp_path):
+    from s3.cost import count_params
+    from s3.search.context import build_constraints
+    from tests.conftest import released_arch
+
+    cfg = compose_cfg([f"experiment=space_{size}"], tmp_path, config_name="search")
+    space, released = SearchSpace.from_dict(cfg.space), released_arch(f"S3-{size.upper()}")
+    final = SearchSpace.from_dict(compose_cfg([f"experiment=supernet_{size}"], tmp_path).space)
+    assert space.contains(released) and final.contains(released) and space != final
+    for i, stage in enumerate(space.stages):
+        for dim in ("depth", "embed_dim", "mlp_ratio", "num_heads", "window_size"):
+            # grid 7 has two legal windows, 1 and global
+            assert len(stage.choices(dim)) >= (2 if (i, dim) == (3, "window_size") else 3), (i, dim)
+        assert released.embed_dims[i] == max(stage.embed_dim) and released.num_heads[i][0] == max(stage.num_heads)
+        assert min(stage.mlp_ratio) < 4.0 == max(stage.mlp_ratio) and min(stage.window_size) < released.window_sizes[i][0]
+    assert space.smallest().depths[:2] == (1, 1) and min(space.stages[2].depth) < released.depths[2]
+    lo, hi = cfg.constraints.params.min, cfg.constraints.params.max
+    assert lo <= count_params(released) <= hi and count_params(space.largest()) > 1.25 * hi
+    assert count_params(space.smallest()) < lo / 4
+    pool = sample_pool(space, build_constraints(cfg, space), 1000, "preset", cfg.search.subspace)
+    assert len(pool) == 1000  # the budget band holds a full pool
+    s = cfg.search
+    assert (s.name, s.train_epochs, s.finetune_epochs, s.finetune_warmup_epochs) == ("space", 500, 50, 5)
+    assert cfg.data._target_.endswith("ImageNetDataModule") and cfg.trainer.devices == 8 and cfg.data.repeated_aug == 3

@@ -72,7 +72,7 @@ def sample_pool(space: SearchSpace, constraints: Constraints, n: int, seed: str,
             break
         if subspace == "pinned":
             pins = {(i, dim): c for i, cyc in enumerate(cycles) if cyc is not None for dim, c in [next(cyc)]}
-        for _ in range(50):
+        for _ in range(200):
             fixed = pins if subspace == "pinned" else stage_values()
             arch = space.sample(rng, fixed)
             if arch not in pool and constraints.satisfied(arch):

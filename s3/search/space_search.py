@@ -40,13 +40,17 @@ def check_knobs(s: DictConfig) -> None:
     for name in ("iterations", "samples", "top_k"):
         if s[name] < 1:
             raise ValueError(f"search.{name}={s[name]}: must be >= 1")
+    for name in ("train_epochs", "finetune_epochs", "finetune_warmup_epochs"):
+        if s[name] is not None and s[name] < 0:
+            raise ValueError(f"search.{name}={s[name]}: must be >= 0 (null: the trainer's / model's own)")
     if s.threshold < 0:
         raise ValueError(f"search.threshold={s.threshold}: must be >= 0 (error points across a choice range)")
     if s.subspace not in SUBSPACES:
         raise ValueError(f"search.subspace={s.subspace}: allowed {list(SUBSPACES)}")
 
 
-def train_supernet(cfg: DictConfig, space: SearchSpace, out: Path, epochs: int, previous: Path | None) -> Supernet:
+def train_supernet(cfg: DictConfig, space: SearchSpace, out: Path, epochs: int, previous: Path | None,
+                   warmup_epochs: float | None = None) -> Supernet:
     """train.py's supernet training on `space` in `out`; a new run starts from every overlapping
     slice of the previous iteration's supernet, an interrupted one resumes from its last.ckpt."""
     tcfg = copy.deepcopy(cfg)
@@ -56,6 +60,8 @@ def train_supernet(cfg: DictConfig, space: SearchSpace, out: Path, epochs: int, 
         tcfg.paths.output_dir = str(out)
         tcfg.trainer.max_epochs = epochs
         tcfg.ckpt_path = str(last) if last.is_file() else None
+        if warmup_epochs is not None:
+            tcfg.model.optim.warmup_epochs = warmup_epochs
     datamodule, module, trainer = prepare(tcfg)
     if previous is not None and tcfg.ckpt_path is None:
         module.model.inherit(SupernetModule.load_supernet(previous))
@@ -87,8 +93,8 @@ def run_space_search(cfg: DictConfig, p: dict) -> dict:
             if iterations[t]["moved"] == 0:
                 break
             continue
-        epochs = s.train_epochs if t == 0 else s.finetune_epochs
-        supernet = train_supernet(cfg, space, it_dir, epochs or cfg.trainer.max_epochs, previous)
+        epochs = (s.train_epochs if t == 0 else s.finetune_epochs) or cfg.trainer.max_epochs
+        supernet = train_supernet(cfg, space, it_dir, epochs, previous, None if t == 0 else s.finetune_warmup_epochs)
         evaluator = ctx.make_evaluator(cfg, fabric, supernet, split, constraints)
         pool = sample_pool(space, constraints, s.samples, f"s3-space:{cfg.seed}:{t}", s.subspace)
         with progress_bar(f"space iteration {t}: E-T Error", len(pool), enabled=zero) as advance:
