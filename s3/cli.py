@@ -1,4 +1,5 @@
-"""What the entry points share: user errors become one clear line and exit code 2."""
+"""What the entry points share: user errors become one clear line and exit code 2, and the config
+resolvers (`${cpu_precision:}`) are registered."""
 
 from __future__ import annotations
 
@@ -8,7 +9,10 @@ import sys
 
 from hydra.errors import InstantiationException
 
+from s3.precision import register_resolvers
+
 log = logging.getLogger("s3")
+register_resolvers()  # before Hydra composes the entry point's config
 
 USER_ERRORS = (ValueError, FileNotFoundError)
 

@@ -25,6 +25,11 @@ def supernet_run(tmp_path_factory) -> Path:
     return out
 
 
+def same_precision(cfg):
+    """The autocast evaluate.py's trainer runs under (bf16 where the CPU supports it)."""
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled="bf16" in cfg.trainer.precision)
+
+
 def _evaluate(out: Path, *overrides: str) -> dict:
     cfg = compose_cfg([*FAST, "throughput.repeats=2", "throughput.batch_size=8", *overrides], out,
                       config_name="evaluate")
@@ -44,7 +49,7 @@ def test_supernet_checkpoint_gives_inherited_weights_and_a_report(tmp_path, supe
     dm, _, _ = prepare(cfg)
     dm.setup("validate")
     correct = 0
-    with torch.no_grad():
+    with torch.no_grad(), same_precision(cfg):
         for x, y in dm.val_dataloader():
             correct += int((standalone(x).argmax(-1) == y).sum())
     assert result["top1"] == pytest.approx(100 * correct / 128)
@@ -81,7 +86,7 @@ def test_imagenet_validation_needs_only_val(tmp_path):
     dm, module, trainer = prepare(cfg)
     result = run(cfg, dm, module, trainer)
     assert result["images"] == 4 and dm.train_set is None and not (root / "train").exists()
-    with torch.no_grad():  # the official transform (resize 256, crop 224) and the zoo weights, by hand
+    with torch.no_grad(), same_precision(cfg):  # the official transform (resize 256, crop 224) and the zoo weights, by hand
         correct = sum(int((model(x).argmax(-1) == y).sum()) for x, y in dm.val_dataloader())
     assert result["top1"] == pytest.approx(100 * correct / 4)
     cfg = compose_cfg([*common, "split=search"], tmp_path / "search", config_name="evaluate")

@@ -289,3 +289,45 @@ def test_repeated_augmentation_shards_by_rank_and_is_left_alone_by_lightning(tmp
     assert not trainer._data_connector._requires_distributed_sampler(loader)  # no second sharding
     with pytest.raises(ValueError, match=r"data.repeated_aug=1: the number of augmented copies"):
         type(dm)(repeated_aug=1)
+
+
+def test_cpu_precision_is_bf16_where_the_cpu_supports_it_and_can_be_forced(tmp_path):
+    from s3.precision import cpu_precision, cpu_supports_bf16
+
+    assert compose_cfg([], tmp_path).trainer.precision == cpu_precision() == (
+        "bf16-mixed" if cpu_supports_bf16() else "32-true")
+    assert compose_cfg(["trainer=ddp_cpu"], tmp_path).trainer.precision == cpu_precision()
+    assert compose_cfg(["trainer.precision=32-true"], tmp_path).trainer.precision == "32-true"
+
+
+def test_bf16_cpu_training_step_and_the_supernet_equals_its_extracted_subnet(tmp_path):
+    from omegaconf import OmegaConf
+
+    out = tmp_path / "bf16"
+    run(compose_cfg([*FAST, "trainer.precision=bf16-mixed"], out))
+    assert OmegaConf.load(out / "checkpoints" / "config.yaml").trainer.precision == "bf16-mixed"
+    supernet = SupernetModule.load_supernet(out / "checkpoints" / "last.ckpt").eval()
+    x = torch.randn(16, 3, 32, 32)
+    for arch in (supernet.space.largest(), supernet.space.sample(torch.Generator().manual_seed(3))):
+        standalone = supernet.extract(arch).eval()
+        with torch.no_grad():
+            exact = standalone(x)
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                sliced, extracted = supernet(x, arch), standalone(x)
+        assert sliced.dtype == extracted.dtype == torch.bfloat16
+        torch.testing.assert_close(sliced.float(), extracted.float(), atol=0.05, rtol=0.02)
+        assert not torch.equal(extracted.float(), exact)  # autocast really ran in bf16
+        torch.testing.assert_close(extracted.float(), exact, atol=0.1, rtol=0.05)
+
+
+def test_compiled_standalone_model_equals_eager_and_keeps_its_checkpoint_keys(tmp_path):
+    arch = Arch.create([1, 1, 1, 1], [32, 64, 96, 128], [2.0] * 4, [1, 1, 2, 2], [4, 4, 2, 2])
+    net = dict(img_size=32, patch_size=2, num_classes=10, drop_path_rate=0.0)
+    compiled = ClassifierModule(arch.to_dict(), net, compile=True, ema_decay=0.9).eval()
+    eager = ClassifierModule(arch.to_dict(), net, ema_decay=0.9).eval()
+    assert list(compiled.state_dict()) == list(eager.state_dict())  # no `_orig_mod.` prefixes
+    eager.model.load_state_dict(compiled.model.state_dict())
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(compiled.model(x), eager.model(x), atol=1e-5, rtol=1e-5)
+    assert compiled.model._compiled_call_impl is not None and eager.model._compiled_call_impl is None

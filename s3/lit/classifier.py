@@ -15,13 +15,15 @@ from s3.space import Arch
 
 class ClassifierModule(ClassificationModule):
     def __init__(self, arch: dict, net: dict, optim: dict | None = None, loss: dict | None = None,
-                 ema_decay: float | None = None, seed: int = 0):
+                 ema_decay: float | None = None, compile: bool = False, seed: int = 0):
         net = dict(net)
         super().__init__(net["num_classes"], optim, loss, seed)
         self.save_hyperparameters(logger=False)
         self.arch = Arch.from_dict(arch)
         self.model = S3Transformer(self.arch, **net)
         self.ema = ModelEmaV3(self.model, decay=ema_decay) if ema_decay else None
+        if compile:  # in place: the module, its state-dict keys and checkpoints stay as they are
+            self.model.compile()
         self.val_metrics = self.accuracy_metrics()
         self.ema_metrics = self.accuracy_metrics() if self.ema is not None else None
 
