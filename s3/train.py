@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +12,8 @@ import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from s3.io import atomic_write_text
 from s3.space import Arch
@@ -75,11 +78,36 @@ def save_resolved_config(cfg: DictConfig, directory: str | Path) -> Path:
     return atomic_write_text(Path(directory) / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
 
 
+FINISHED = "finished.json"  # in the run directory: the run reached its max_epochs / max_steps
+
+
+def continue_or_start(cfg: DictConfig) -> None:
+    """Re-running the identical command continues the run (what a SLURM requeue does): without
+    `ckpt_path`, an unfinished run in the output directory resumes from its `last.ckpt`. A
+    finished run is not trained over unless `overwrite=true`, which starts afresh."""
+    out = Path(cfg.paths.output_dir)
+    last = out / "checkpoints" / "last.ckpt"
+    if cfg.get("overwrite"):
+        for stale in [out / FINISHED, *out.glob("checkpoints/*.ckpt"), *out.glob("sampled_archs.rank*.jsonl")]:
+            stale.unlink()
+        return
+    if cfg.get("ckpt_path"):
+        return
+    if (out / FINISHED).is_file():
+        raise ValueError(f"{out} holds a finished run ({out / FINISHED}); pass overwrite=true to train it again "
+                         f"from scratch, or choose another hydra.run.dir")
+    if last.is_file():
+        log.info("continuing the unfinished run in %s from %s", out, last)
+        with open_dict(cfg):
+            cfg.ckpt_path = str(last)
+
+
 def prepare(cfg: DictConfig):
     """Everything that can fail on bad input, before any training: data, model, trainer."""
     L.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data)
     datamodule.check()
+    continue_or_start(cfg)
     if cfg.get("ckpt_path") and not Path(cfg.ckpt_path).is_file():
         raise FileNotFoundError(f"ckpt_path={cfg.ckpt_path}: no such checkpoint to resume from")
     module = build_module(cfg)
@@ -100,8 +128,18 @@ def fit(cfg: DictConfig, datamodule, module, trainer) -> dict[str, Any]:
         logger.log_hyperparams(resolved)
     if trainer.is_global_zero:
         save_resolved_config(cfg, Path(cfg.paths.output_dir) / "checkpoints")
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    except SIGTERMException:
+        log.warning("stopped by SIGTERM at step %d; last.ckpt holds it: re-run the identical command to continue",
+                    trainer.global_step)
+        raise SystemExit(128 + signal.SIGTERM) from None  # not 0: the job did not finish
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    finished = (trainer.max_epochs is not None and trainer.current_epoch >= trainer.max_epochs) or (
+        trainer.max_steps not in (None, -1) and trainer.global_step >= trainer.max_steps)
+    if trainer.is_global_zero and finished:
+        atomic_write_text(Path(cfg.paths.output_dir) / FINISHED, json.dumps({"global_step": trainer.global_step,
+                                                                            **metrics}))
     ckpt = trainer.checkpoint_callback
     if trainer.is_global_zero and ckpt is not None:
         log.info("checkpoints: %s (last: %s)", ckpt.dirpath, Path(ckpt.dirpath) / "last.ckpt")

@@ -276,7 +276,7 @@ def test_repeated_augmentation_shards_by_rank_and_is_left_alone_by_lightning(tmp
     dm.setup("fit")
     per_rank = []
     for rank in (0, 1):
-        dm.trainer = SimpleNamespace(world_size=2, global_rank=rank)
+        dm.trainer = SimpleNamespace(world_size=2, global_rank=rank, global_step=0, current_epoch=1, accumulate_grad_batches=1)
         loader = dm.train_dataloader()
         loader.sampler.set_epoch(1)
         per_rank.append(list(loader.sampler))
@@ -331,3 +331,80 @@ def test_compiled_standalone_model_equals_eager_and_keeps_its_checkpoint_keys(tm
     with torch.no_grad():
         torch.testing.assert_close(compiled.model(x), eager.model(x), atol=1e-5, rtol=1e-5)
     assert compiled.model._compiled_call_impl is not None and eager.model._compiled_call_impl is None
+
+
+# -- run lifecycle: preemption, requeue, finished runs ------------------------------------------------
+LIFECYCLE = [*FAST, "data.max_train=1000", "data.augment=false", "trainer.max_epochs=2"]  # 30 steps per epoch
+
+
+def _train_process(out: Path, *overrides: str) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen([sys.executable, str(ROOT / "train.py"), *overrides, f"hydra.run.dir={out}"],
+                            cwd=out.parent, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def test_sigterm_mid_epoch_exits_nonzero_and_the_identical_command_continues_exactly(tmp_path):
+    import signal
+    import time
+
+    full, part = tmp_path / "full", tmp_path / "part"
+    assert _train_process(full, *LIFECYCLE).wait(300) == 0
+    proc = _train_process(part, *LIFECYCLE)
+    log = part / "sampled_archs.rank0.jsonl"
+    deadline = time.time() + 240
+    while not (log.is_file() and len(log.read_text().splitlines()) >= 5) and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)  # what SLURM sends before a time limit or a preemption
+    assert proc.wait(120) == 143, proc.stderr.read()[-2000:]  # not 0: the job did not finish
+    stopped = torch.load(part / "checkpoints" / "last.ckpt", weights_only=True)["global_step"]
+    assert 0 < stopped < 60 and stopped % 30 != 0  # saved in the middle of an epoch
+    assert _train_process(part, *LIFECYCLE).wait(300) == 0  # the identical command, as a requeue runs it
+    assert sorted(p.name for p in (part / "checkpoints").glob("last*.ckpt")) == ["last.ckpt"]  # no stale last
+    a = torch.load(full / "checkpoints" / "last.ckpt", weights_only=True)
+    b = torch.load(part / "checkpoints" / "last.ckpt", weights_only=True)
+    assert a["global_step"] == b["global_step"] == 60
+    for k, v in a["state_dict"].items():
+        torch.testing.assert_close(b["state_dict"][k], v, rtol=0, atol=1e-6, msg=k)
+    logged = read_archs(log)
+    assert [s["step"] for s in logged] == list(range(60))  # every step exactly once
+    losses = [[(r["step"], r["train/loss"]) for r in csv.DictReader(open(d / "csv" / "metrics.csv")) if r["train/loss"]]
+              for d in (full, part)]
+    assert [int(s) for s, _ in losses[1]] == list(range(60)) and len(losses[0]) == 60  # history kept, no repeats
+    assert logged == read_archs(full / "sampled_archs.rank0.jsonl")
+
+
+def test_a_finished_run_is_not_trained_over_unless_asked(tmp_path):
+    out = tmp_path / "run"
+    assert _train_process(out, *FAST).wait(300) == 0
+    first = (out / "finished.json").read_text()
+    proc = _train_process(out, *FAST)
+    assert proc.wait(120) == 2
+    err = proc.stderr.read()
+    assert "holds a finished run" in err and "overwrite=true" in err and "Traceback" not in err
+    assert (out / "finished.json").read_text() == first
+    assert _train_process(out, *FAST, "overwrite=true").wait(300) == 0  # afresh: each step logged once
+    assert [s["step"] for s in read_archs(out / "sampled_archs.rank0.jsonl")] == list(range(8))
+
+
+def test_samplers_skip_what_a_restored_epoch_already_trained_on(tmp_path):
+    from types import SimpleNamespace
+
+    from s3.data.base import EpochSeededSampler, RepeatedAugmentationSampler
+
+    data = list(range(1000))
+    dm = SimpleNamespace(batch_size=32, trainer=None)
+    fresh = list(EpochSeededSampler(data, seed=3, datamodule=dm))
+    # restored at global step 35 of 31-step epochs, i.e. 4 batches into epoch 1
+    dm.trainer = SimpleNamespace(global_step=35, current_epoch=1, accumulate_grad_batches=1)
+    sampler = EpochSeededSampler(data, seed=3, datamodule=dm)
+    sampler.set_epoch(1)
+    assert len(fresh) == 1000 and sorted(fresh) == data
+    reference = EpochSeededSampler(data, seed=3)
+    reference.set_epoch(1)
+    assert list(sampler) == list(reference)[4 * 32:]
+    dm.trainer.global_step = 31  # an epoch boundary: nothing to skip
+    assert list(sampler) == list(reference)
+    dm.trainer = SimpleNamespace(global_step=2, current_epoch=0, accumulate_grad_batches=1)
+    ra = RepeatedAugmentationSampler(data, num_replicas=2, rank=1, num_repeats=3, datamodule=dm)
+    whole = RepeatedAugmentationSampler(data, num_replicas=2, rank=1, num_repeats=3)
+    assert list(ra) == list(whole)[2 * 32:]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import lightning as L
@@ -12,29 +13,63 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, S
 from s3.data.splits import save_split, search_split
 
 
-class EpochSeededSampler(Sampler[int]):
-    """A shuffling sampler whose order is a function of (seed, epoch) alone: Lightning calls
-    `set_epoch`, so a run resumed at an epoch boundary sees the same order as an uninterrupted one.
-    (Under DDP Lightning swaps in its DistributedSampler, which is seeded the same way.)"""
+def trained_in_epoch(trainer, batch_size: int, batches: int) -> int:
+    """Samples (per rank) of the current epoch that a restored run has already trained on, so that
+    a run stopped in the middle of an epoch (SIGTERM, a step checkpoint) continues with the next
+    batch, as the uninterrupted run would. Read when an epoch's iteration starts, after Lightning
+    restored the step counter: 0 at every epoch boundary."""
+    if batches < 1:
+        return 0
+    steps_per_epoch = math.ceil(batches / trainer.accumulate_grad_batches)
+    done = (trainer.global_step - trainer.current_epoch * steps_per_epoch) * trainer.accumulate_grad_batches
+    return batch_size * done if 0 < done < batches else 0
 
-    def __init__(self, data: Dataset, seed: int):
+
+class ResumableSampler(DistributedSampler):
+    """What the training samplers share: they shard by rank themselves (being `DistributedSampler`s,
+    Lightning uses them as they are under DDP) and skip what a restored epoch already trained on."""
+
+    datamodule: ClassificationDataModule | None = None
+
+    def skip(self) -> int:
+        dm = self.datamodule
+        if dm is None or dm.trainer is None:
+            return 0
+        return trained_in_epoch(dm.trainer, dm.batch_size, len(self) // dm.batch_size)
+
+
+class EpochSeededSampler(ResumableSampler):
+    """A shuffling sampler whose order is a function of (seed, epoch) alone (Lightning calls
+    `set_epoch`): a resumed run sees the batches the uninterrupted one would."""
+
+    def __init__(self, data: Dataset, seed: int, num_replicas: int = 1, rank: int = 0, datamodule=None):
         self.n, self.seed, self.epoch = len(data), seed, 0
+        self.num_replicas, self.rank, self.datamodule = num_replicas, rank, datamodule
+        self.num_samples = math.ceil(self.n / num_replicas)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __iter__(self):
         g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        return iter(torch.randperm(self.n, generator=g).tolist())
+        order = torch.randperm(self.n, generator=g).tolist()
+        order += order[: self.num_samples * self.num_replicas - self.n]  # pad to a multiple of the ranks
+        return iter(order[self.rank::self.num_replicas][self.skip():])
 
     def __len__(self) -> int:
-        return self.n
+        return self.num_samples
 
 
-class RepeatedAugmentationSampler(RepeatAugSampler, DistributedSampler):
+class RepeatedAugmentationSampler(RepeatAugSampler, ResumableSampler):
     """timm's repeated-augmentation sampler (DeiT, AutoFormer): every image appears `num_repeats`
-    times per epoch, each copy on another rank, with its own augmentation. It already shards by
-    rank; being a `DistributedSampler` tells Lightning not to wrap it in a second sharding."""
+    times per epoch, each copy on another rank, with its own augmentation."""
+
+    def __init__(self, *args, datamodule=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.datamodule = datamodule
+
+    def __iter__(self):
+        return iter(list(super().__iter__())[self.skip():])
 
 
 class ClassificationDataModule(L.LightningDataModule):
@@ -90,11 +125,11 @@ class ClassificationDataModule(L.LightningDataModule):
                           persistent_workers=self.num_workers > 0, collate_fn=self.collate(sampler is not None))
 
     def train_sampler(self) -> Sampler:
-        if not self.repeated_aug:
-            return EpochSeededSampler(self.train_set, self.split_seed)
         world, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer else (1, 0)
+        if not self.repeated_aug:
+            return EpochSeededSampler(self.train_set, self.split_seed, world, rank, datamodule=self)
         return RepeatedAugmentationSampler(self.train_set, num_replicas=world, rank=rank,
-                                           num_repeats=self.repeated_aug)
+                                           num_repeats=self.repeated_aug, datamodule=self)
 
     def collate(self, train: bool):
         return None
