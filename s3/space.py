@@ -124,23 +124,34 @@ class Arch:
     ) -> Arch:
         """Build from per-stage values; per-block entries may be a scalar (same for every block)
         or a list, of which only the first `depth` entries count (the official schema pads)."""
-        depths = tuple(int(d) for d in depths)
-        embed_dims = tuple(int(c) for c in embed_dims)
+        def as_list(name: str, values, entries: str = "one entry per stage") -> list:
+            if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
+                raise ValueError(f"{name}={values!r}: expected a list with {entries}")
+            return list(values)
+
+        def number(name: str, x, cast):
+            if isinstance(x, bool) or not isinstance(x, (int, float)) or (cast is int and x != int(x)):
+                kind = "an integer" if cast is int else "a number"
+                raise ValueError(f"{name}={x!r}: must be {kind}")
+            return cast(x)
+
+        depths = tuple(number(f"depths[{i}]", d, int) for i, d in enumerate(as_list("depths", depths)))
+        embed_dims = tuple(number(f"embed_dims[{i}]", c, int) for i, c in enumerate(as_list("embed_dims", embed_dims)))
 
         def per_block(name: str, values, cast) -> tuple[tuple, ...]:
-            values = list(values)
+            values = as_list(name, values)
             if len(values) != len(depths):
                 raise ValueError(f"{name} has {len(values)} stages but depths has {len(depths)}: {values}")
             out = []
             for i, (d, v) in enumerate(zip(depths, values)):
                 if isinstance(v, (int, float)):
                     v = [v] * d
-                v = list(v)
+                v = as_list(f"{name}[{i}]", v, "one entry per block (or one number for all)")
                 if len(v) < d:
                     raise ValueError(
                         f"{name}[{i}] lists {len(v)} blocks but the stage depth is {d}: {v}"
                     )
-                out.append(tuple(cast(x) for x in v[:d]))
+                out.append(tuple(number(f"{name}[{i}][{j}]", x, cast) for j, x in enumerate(v[:d])))
             return tuple(out)
 
         return cls(
@@ -170,7 +181,11 @@ class Arch:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"architecture file {path} does not exist")
-        data = yaml.safe_load(path.read_text())
+        try:
+            data = yaml.safe_load(path.read_text())
+        except (yaml.YAMLError, UnicodeDecodeError) as e:
+            raise ValueError(f"{path}: not a readable YAML architecture file ({type(e).__name__}: "
+                             f"{str(e).splitlines()[0]})") from None
         if not isinstance(data, Mapping):
             raise ValueError(f"{path}: expected a mapping with keys {list(OFFICIAL_KEYS)}, got {type(data).__name__}")
         try:

@@ -119,3 +119,14 @@ def test_bad_input_is_one_clear_line(tmp_path, supernet_run):
         proc = _evaluate_cli(tmp_path / "bad", *overrides)
         assert proc.returncode == 2, (overrides, proc.stderr[-2000:])
         assert message in proc.stderr and "Traceback" not in proc.stderr, (overrides, proc.stderr[-2000:])
+
+
+def test_evaluate_composes_cifar_data(tmp_path):
+    from hydra.utils import instantiate
+
+    from s3.data import CIFARDataModule
+
+    cfg = compose_cfg(["data=cifar10", "arch=x.yaml", "ckpt_path=x.ckpt"], tmp_path, config_name="evaluate")
+    assert isinstance(instantiate(cfg.data), CIFARDataModule) and cfg.data.img_size == 32  # was: unexpected img_size
+    with pytest.raises(ValueError, match=r"data.img_size=224: CIFAR images are 32x32"):
+        CIFARDataModule(img_size=224)

@@ -342,6 +342,17 @@ def test_unsatisfiable_constraints_fail_before_any_evaluation(tmp_path):
     assert "constraints.params=[-inf, 100k] cannot be met" in proc.stderr and "range over [2" in proc.stderr
 
 
+@pytest.mark.parametrize("overrides, message", [
+    (["search=space", "search.samples=5", "search.top_k=10"], "search.top_k=10: the top tier cannot exceed search.samples=5"),
+    (["search=space", "search.batch_size=0"], "search.batch_size=0: must be >= 1"),
+    (["search.batch_size=0"], "search.batch_size=0: must be >= 1"),
+    (["data.batch_size=0"], "data.batch_size=0: must be >= 1"),
+])
+def test_bad_search_knobs_are_one_line_before_any_work(tmp_path, overrides, message):
+    proc = _search_cli(tmp_path / "bad", *overrides, "supernet=/nonexistent.ckpt")
+    assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+
+
 def test_supernet_of_another_space_is_rejected(tmp_path, supernet_ckpt):
     proc = _search_cli(tmp_path / "bad", "space=s3_t", f"supernet={supernet_ckpt}")
     assert proc.returncode == 2 and "trained on another space" in proc.stderr and "img_size 224 != 32" in proc.stderr

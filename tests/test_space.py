@@ -148,3 +148,23 @@ def test_window_covering_the_grid_is_legal_and_arch_geometry_is_checked():
     arch.check_geometry(224, 4)
     with pytest.raises(ValueError, match=r"window_sizes\[0\]\[0\].*window_size=5"):
         arch.replace_stage(0, window_size=(5, 14)).check_geometry(224, 4)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("DEPTHS: [2.7, 1, 1, 1]\nEMBED_DIM: [32, 64, 96, 128]\nNUM_HEADS: 1\nMLP_RATIO: 2.0\nWINDOW_SIZE: 2\n",
+     "depths[0]=2.7: must be an integer"),
+    ("DEPTHS: null\nEMBED_DIM: [32, 64, 96, 128]\nNUM_HEADS: 1\nMLP_RATIO: 2.0\nWINDOW_SIZE: 2\n",
+     "depths=None: expected a list with one entry per stage"),
+    ("DEPTHS: 2\nEMBED_DIM: [32, 64, 96, 128]\nNUM_HEADS: 1\nMLP_RATIO: 2.0\nWINDOW_SIZE: 2\n",
+     "depths=2: expected a list with one entry per stage"),
+    ("DEPTHS: [1, 1, 1, 1]\nEMBED_DIM: [32, 64, 96, 128]\nNUM_HEADS: [1, null, 1, 1]\nMLP_RATIO: [2.0, 2.0, 2.0, 2.0]\n"
+     "WINDOW_SIZE: [2, 2, 2, 2]\n", "num_heads[1]=None: expected a list with one entry per block (or one number for all)"),
+    ("DEPTHS: [1, 1, 1, 1\nEMBED_DIM: [32", "not a readable YAML architecture file (ParserError"),
+    (b"\x80\x81\xfe\xff binary", "not a readable YAML architecture file (UnicodeDecodeError"),
+], ids=["fractional-depth", "null", "scalar-for-list", "null-block", "broken-yaml", "binary"])
+def test_bad_arch_files_name_the_file_and_the_field(tmp_path, text, message):
+    path = tmp_path / "arch.yaml"
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    with pytest.raises(ValueError) as e:
+        Arch.from_yaml(path)
+    assert str(e.value).startswith(f"{path}: ") and message in str(e.value), str(e.value)

@@ -13,8 +13,10 @@ STATS = {10: ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
 class CIFARDataModule(InMemoryDataModule):
     img_size = 32
 
-    def __init__(self, root: str = "data", num_classes: int = 10, download: bool = False, **kw):
+    def __init__(self, root: str = "data", num_classes: int = 10, download: bool = False, img_size: int = 32, **kw):
         super().__init__(**kw)
+        if img_size != 32:
+            raise ValueError(f"data.img_size={img_size}: CIFAR images are 32x32 (use a space with img_size 32)")
         if num_classes not in STATS:
             raise ValueError(f"data.num_classes={num_classes}: CIFAR has 10 or 100 classes")
         self.root, self.num_classes, self.download = root, num_classes, download

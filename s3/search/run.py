@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 import lightning as L
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from s3.io import atomic_write_text
@@ -61,11 +62,16 @@ def prepare(cfg: DictConfig) -> dict:
         raise ValueError(f"search.name={name}: allowed {list(SEARCHES)} (choose with search=...)")
     space = SearchSpace.from_dict(cfg.space)
     constraints = ctx.build_constraints(cfg, space)
+    instantiate(cfg.data).check()  # data settings (e.g. data.batch_size) and the data's presence
     if name == "space":
+        from s3.search.space_search import check_knobs
+
+        check_knobs(cfg.search)
         return {"space": space, "constraints": constraints}
     evo = evolution_config(cfg)
-    if cfg.search.top_k < 1:
-        raise ValueError(f"search.top_k={cfg.search.top_k}: must be >= 1")
+    for knob in ("top_k", "batch_size"):
+        if cfg.search[knob] < 1:
+            raise ValueError(f"search.{knob}={cfg.search[knob]}: must be >= 1")
     ckpt = ctx.resolve_supernet(cfg, space)
     supernet = ctx.load_supernet(ckpt, space, cfg.data.num_classes)
     return {"space": space, "constraints": constraints, "evolution": evo, "ckpt": ckpt, "supernet": supernet}

@@ -37,9 +37,11 @@ log = logging.getLogger(__name__)
 
 
 def check_knobs(s: DictConfig) -> None:
-    for name in ("iterations", "samples", "top_k"):
+    for name in ("iterations", "samples", "top_k", "batch_size"):
         if s[name] < 1:
             raise ValueError(f"search.{name}={s[name]}: must be >= 1")
+    if s.top_k > s.samples:
+        raise ValueError(f"search.top_k={s.top_k}: the top tier cannot exceed search.samples={s.samples}")
     for name in ("train_epochs", "finetune_epochs", "finetune_warmup_epochs"):
         if s[name] is not None and s[name] < 0:
             raise ValueError(f"search.{name}={s[name]}: must be >= 0 (null: the trainer's / model's own)")
