@@ -15,7 +15,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from s3.io import atomic_write_text
+from s3.io import atomic_path, atomic_write_text
 from s3.space import Arch
 
 log = logging.getLogger(__name__)
@@ -102,14 +102,28 @@ def continue_or_start(cfg: DictConfig) -> None:
             cfg.ckpt_path = str(last)
 
 
+def check_writable(directory: Path) -> None:
+    """Checkpoints are written at the end of the first epoch: find out now that they cannot be."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with atomic_path(directory / ".write-test") as tmp:
+            tmp.write_text("")
+        (directory / ".write-test").unlink()
+    except OSError as e:
+        raise ValueError(f"{directory}: cannot write checkpoints there ({e.strerror or e}); "
+                         f"set hydra.run.dir (or paths.log_dir) to a writable directory") from None
+
+
 def prepare(cfg: DictConfig):
     """Everything that can fail on bad input, before any training: data, model, trainer."""
     L.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data)
     datamodule.check()
+    check_writable(Path(cfg.paths.output_dir) / "checkpoints")
     continue_or_start(cfg)
     if cfg.get("ckpt_path") and not Path(cfg.ckpt_path).is_file():
         raise FileNotFoundError(f"ckpt_path={cfg.ckpt_path}: no such checkpoint to resume from")
+    datamodule.setup("fit")  # the splits, class counts and search split are checked here, not mid-training
     module = build_module(cfg)
     loggers = build_loggers(cfg)
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]

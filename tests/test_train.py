@@ -206,6 +206,8 @@ def test_two_process_ddp_ranks_train_identical_subnets(tmp_path):
     (["experiment=retrain_tiny"], "needs arch=path/to/arch.yaml"),
     (["ckpt_path=/nonexistent/last.ckpt"], "no such checkpoint"),
     (["model.sampling.subnets_per_step=0"], "model.sampling.subnets_per_step=0: must be >= 1"),
+    (["data.max_train=200", "data.search_per_class=100"], "data.search_per_class=100: class 0 has only"),
+    (["paths.output_dir=/dev/null/run"], "/dev/null/run/checkpoints: cannot write checkpoints there"),
 ])
 def test_bad_input_is_one_clear_line(tmp_path, overrides, message):
     proc = _train_cli(tmp_path / "bad", *overrides, timeout=120)
@@ -408,3 +410,21 @@ def test_samplers_skip_what_a_restored_epoch_already_trained_on(tmp_path):
     ra = RepeatedAugmentationSampler(data, num_replicas=2, rank=1, num_repeats=3, datamodule=dm)
     whole = RepeatedAugmentationSampler(data, num_replicas=2, rank=1, num_repeats=3)
     assert list(ra) == list(whole)[2 * 32:]
+
+
+def test_imagenet_val_classes_must_match_train_classes(tmp_path):
+    from PIL import Image
+
+    from s3.data import ImageNetDataModule
+
+    for split, classes in (("train", ("n01", "n02")), ("val", ("n01", "n03"))):
+        for c in classes:
+            (tmp_path / split / c).mkdir(parents=True)
+            for i in range(3):
+                Image.new("RGB", (40, 40)).save(tmp_path / split / c / f"{i}.JPEG")
+    dm = ImageNetDataModule(root=str(tmp_path), img_size=32, num_classes=2, search_per_class=1)
+    with pytest.raises(ValueError, match=r"different class folders \(e.g. \['n02', 'n03'\]\)"):
+        dm.setup("fit")
+    dm = ImageNetDataModule(root=str(tmp_path), img_size=32, num_classes=3, search_per_class=1)
+    with pytest.raises(ValueError, match=r"train has 2 classes but data.num_classes=3"):
+        dm.setup("fit")

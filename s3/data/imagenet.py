@@ -47,6 +47,11 @@ class ImageNetDataModule(ClassificationDataModule):
         train_eval = ImageFolder(str(self.root / "train"), transform=eval_tf)
         if len(train_aug.classes) != self.num_classes:
             raise ValueError(f"{self.root}/train has {len(train_aug.classes)} classes but data.num_classes={self.num_classes}")
+        val_classes = sorted(d.name for d in (self.root / "val").iterdir() if d.is_dir())
+        if val_classes != train_aug.classes:  # ImageFolder numbers classes by sorted folder name
+            differ = sorted(set(val_classes) ^ set(train_aug.classes))[:3]
+            raise ValueError(f"{self.root}/val and {self.root}/train have different class folders (e.g. {differ}): "
+                             f"the labels would not match")
         return train_aug, train_eval, train_aug.targets
 
     def _val_dataset(self):
