@@ -16,7 +16,8 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from s3.io import atomic_path, atomic_write_text
-from s3.space import Arch
+from s3.models.checkpoint import read_checkpoint
+from s3.space import Arch, SearchSpace
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +115,23 @@ def check_writable(directory: Path) -> None:
                          f"set hydra.run.dir (or paths.log_dir) to a writable directory") from None
 
 
+def check_resumable(path: Path, module: L.LightningModule) -> None:
+    """`ckpt_path` must be a training checkpoint of this kind of run: same space, or same arch."""
+    ckpt = read_checkpoint(path)  # a truncated or non-checkpoint file: one clear line
+    if not (isinstance(ckpt, dict) and "loops" in ckpt and "state_dict" in ckpt):
+        raise ValueError(f"ckpt_path={path}: not a training checkpoint written by train.py, so there is no run to "
+                         f"continue (weights alone: init_from= for a supernet's, evaluate.py for a zoo model's)")
+    theirs = ckpt.get("hyper_parameters") or {}
+    mine, other = ("space", "arch") if "space" in module.hparams else ("arch", "space")
+    if mine not in theirs:
+        raise ValueError(f"ckpt_path={path}: a checkpoint of a {'supernet' if other == 'space' else 'single-arch'} "
+                         f"run; this run trains a {'supernet' if mine == 'space' else 'single arch'}")
+    load = SearchSpace.from_dict if mine == "space" else Arch.from_dict
+    if load(theirs[mine]) != load(module.hparams[mine]):
+        raise ValueError(f"ckpt_path={path} was trained on another {mine} than this run's: resume with the "
+                         f"same config, or start a new run")
+
+
 def prepare(cfg: DictConfig):
     """Everything that can fail on bad input, before any training: data, model, trainer."""
     L.seed_everything(cfg.seed, workers=True)
@@ -125,6 +143,8 @@ def prepare(cfg: DictConfig):
         raise FileNotFoundError(f"ckpt_path={cfg.ckpt_path}: no such checkpoint to resume from")
     datamodule.setup("fit")  # the splits, class counts and search split are checked here, not mid-training
     module = build_module(cfg)
+    if cfg.get("ckpt_path"):
+        check_resumable(Path(cfg.ckpt_path), module)
     loggers = build_loggers(cfg)
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)

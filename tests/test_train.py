@@ -428,3 +428,27 @@ def test_imagenet_val_classes_must_match_train_classes(tmp_path):
     dm = ImageNetDataModule(root=str(tmp_path), img_size=32, num_classes=3, search_per_class=1)
     with pytest.raises(ValueError, match=r"train has 2 classes but data.num_classes=3"):
         dm.setup("fit")
+
+
+def test_resuming_from_a_checkpoint_of_another_run_is_one_clear_line(tmp_path):
+    from s3.train import prepare
+
+    _run(tmp_path / "supernet")
+    supernet = tmp_path / "supernet" / "checkpoints" / "last.ckpt"
+    truncated, text = tmp_path / "truncated.ckpt", tmp_path / "notes.ckpt"
+    truncated.write_bytes(supernet.read_bytes()[:1000])
+    text.write_text("not a checkpoint")
+    zoo = tmp_path / "zoo.pth"
+    torch.save({"model": {}}, zoo)
+    cases = [
+        ([f"ckpt_path={truncated}"], "could not be read as a PyTorch checkpoint"),
+        ([f"ckpt_path={text}"], "could not be read as a PyTorch checkpoint"),
+        ([f"ckpt_path={zoo}"], "not a training checkpoint written by train.py"),
+        ([f"ckpt_path={supernet}", "space.stages.0.depth=[1,2,3]"], "was trained on another space than this run's"),
+        ([f"ckpt_path={supernet}", "experiment=retrain_tiny", f"arch={released_arch_file(tmp_path)}", "space=s3_t"],
+         "a checkpoint of a supernet run; this run trains a single arch"),
+    ]
+    for overrides, message in cases:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            prepare(compose_cfg([*FAST, *overrides], tmp_path / "again"))
+    prepare(compose_cfg([*FAST, f"ckpt_path={supernet}"], tmp_path / "again"))  # the same run's: accepted
