@@ -433,3 +433,17 @@ def test_imagenet_space_search_starts_from_a_wide_initial_space(size, tmp_path):
     s = cfg.search
     assert (s.name, s.train_epochs, s.finetune_epochs, s.finetune_warmup_epochs) == ("space", 500, 50, 5)
     assert cfg.data._target_.endswith("ImageNetDataModule") and cfg.trainer.devices == 8 and cfg.data.repeated_aug == 3
+
+
+def test_a_search_split_other_than_the_held_out_one_is_refused_even_for_a_copied_checkpoint(tmp_path, supernet_ckpt):
+    import shutil
+
+    copied = tmp_path / "elsewhere" / "supernet.ckpt"  # no search_split.json beside it
+    copied.parent.mkdir()
+    shutil.copy(supernet_ckpt, copied)
+    for ckpt in (supernet_ckpt, copied):
+        proc = _search_cli(tmp_path / "bad", f"supernet={ckpt}", "data.search_per_class=5", *SMALL)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+        assert "the search split differs from the one held out" in proc.stderr
+    proc = _search_cli(tmp_path / "nodata", f"supernet={copied}", "data.root=/nonexistent/fashion")
+    assert proc.returncode == 2 and "Fashion-MNIST not found" in proc.stderr and "Traceback" not in proc.stderr

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from pathlib import Path
 
@@ -118,6 +120,17 @@ class ClassificationDataModule(L.LightningDataModule):
         self.search_set = Subset(train_eval, search_idx)
         if self.split_dir:
             save_split(Path(self.split_dir) / "search_split.json", search_idx, self.search_per_class, self.split_seed)
+
+    def split_identity(self) -> dict:
+        """What defines the held-out search split: the data, its settings and a hash of its indices."""
+        indices = self.search_set.indices
+        return {"data": type(self).__name__, "per_class": self.search_per_class, "seed": self.split_seed,
+                "images": len(indices), "sha256": hashlib.sha256(json.dumps(list(indices)).encode()).hexdigest()}
+
+    def state_dict(self) -> dict:
+        """Saved in every checkpoint (Lightning), so that a copied checkpoint still knows which
+        images its supernet never trained on."""
+        return {"search_split": self.split_identity()} if self.search_set is not None else {}
 
     def _loader(self, ds, batch_size: int, sampler: Sampler | None = None, drop_last: bool = False) -> DataLoader:
         return DataLoader(ds, batch_size=batch_size, sampler=sampler, drop_last=drop_last,

@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from s3.lit.supernet import SupernetModule
 from s3.models import Supernet
+from s3.models.checkpoint import read_checkpoint
 from s3.search.constraints import Constraints
 from s3.search.evaluator import CachedSplit, CandidateEvaluator
 from s3.space import DIMENSIONS, SearchSpace
@@ -75,8 +76,10 @@ def resolve_supernet(cfg: DictConfig, space: SearchSpace) -> Path:
     )
 
 
-def load_supernet(path: Path, space: SearchSpace, num_classes: int) -> Supernet:
-    supernet = SupernetModule.load_supernet(path)
+def load_supernet(path: Path, space: SearchSpace, num_classes: int, ckpt: dict | None = None) -> Supernet:
+    """The trained supernet of `path` (or of its already read checkpoint `ckpt`), checked against
+    the requested space and data."""
+    supernet = SupernetModule.supernet_from(read_checkpoint(path) if ckpt is None else ckpt, path)
     bad = space_mismatch(space, supernet.space)
     if bad:
         raise ValueError(f"supernet={path} was trained on another space than the requested one: " + "; ".join(bad))
@@ -85,12 +88,22 @@ def load_supernet(path: Path, space: SearchSpace, num_classes: int) -> Supernet:
     return supernet
 
 
-def check_split_unseen(ckpt: Path, search_indices: list[int]) -> None:
-    """The search split must be the one held out when the supernet was trained."""
-    saved = ckpt.parent.parent / "search_split.json"
-    if saved.is_file() and json.loads(saved.read_text())["search_indices"] != list(search_indices):
-        raise ValueError(f"the search split differs from the one held out when {ckpt} was trained ({saved}): "
-                         f"the supernet has seen these images; use the same data.search_per_class and data.split_seed")
+def check_split_unseen(ckpt: dict, path: Path, dm) -> None:
+    """The search split must be the one held out when the supernet was trained: its identity is
+    stored in the checkpoint (older checkpoints: `search_split.json` beside their run)."""
+    trained = next((v["search_split"] for v in ckpt.values() if isinstance(v, dict) and "search_split" in v), None)
+    if trained is not None:
+        same = trained == dm.split_identity()
+    else:
+        saved = path.parent.parent / "search_split.json"
+        if not saved.is_file():
+            log.warning("supernet=%s records no search split: cannot check that the search images are unseen", path)
+            return
+        same = json.loads(saved.read_text())["search_indices"] == list(dm.search_set.indices)
+    if not same:
+        raise ValueError(f"the search split differs from the one held out when {path} was trained: the supernet "
+                         f"has seen these images; use the data, data.search_per_class and data.split_seed it was "
+                         f"trained with")
 
 
 def build_constraints(cfg: DictConfig, space: SearchSpace) -> Constraints:

@@ -7,10 +7,10 @@ import logging
 from pathlib import Path
 
 import lightning as L
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from s3.io import atomic_write_text
+from s3.models.checkpoint import read_checkpoint
 from s3.search import context as ctx
 from s3.search.evaluator import CandidateEvaluator
 from s3.search.evolution import Evolution, EvolutionConfig
@@ -62,19 +62,22 @@ def prepare(cfg: DictConfig) -> dict:
         raise ValueError(f"search.name={name}: allowed {list(SEARCHES)} (choose with search=...)")
     space = SearchSpace.from_dict(cfg.space)
     constraints = ctx.build_constraints(cfg, space)
-    instantiate(cfg.data).check()  # data settings (e.g. data.batch_size) and the data's presence
     if name == "space":
         from s3.search.space_search import check_knobs
 
         check_knobs(cfg.search)
-        return {"space": space, "constraints": constraints}
+        return {"space": space, "constraints": constraints, "data": ctx.build_data(cfg)}
     evo = evolution_config(cfg)
     for knob in ("top_k", "batch_size"):
         if cfg.search[knob] < 1:
             raise ValueError(f"search.{knob}={cfg.search[knob]}: must be >= 1")
     ckpt = ctx.resolve_supernet(cfg, space)
-    supernet = ctx.load_supernet(ckpt, space, cfg.data.num_classes)
-    return {"space": space, "constraints": constraints, "evolution": evo, "ckpt": ckpt, "supernet": supernet}
+    raw = read_checkpoint(ckpt)
+    supernet = ctx.load_supernet(ckpt, space, cfg.data.num_classes, raw)
+    dm = ctx.build_data(cfg)
+    ctx.check_split_unseen(raw, ckpt, dm)
+    return {"space": space, "constraints": constraints, "evolution": evo, "ckpt": ckpt, "supernet": supernet,
+            "data": dm}
 
 
 def run(cfg: DictConfig, prepared: dict) -> dict:
@@ -91,8 +94,7 @@ def run_evolution(cfg: DictConfig, p: dict) -> dict:
     with open_dict(cfg):
         cfg.paths.output_dir = str(work)
     zero = fabric.global_rank == 0
-    dm = ctx.build_data(cfg)
-    ctx.check_split_unseen(p["ckpt"], dm.search_set.indices)
+    dm = p["data"]
     split = ctx.cached_split(cfg, fabric, dm.search_dataloader(), "search")
     evaluator = ctx.make_evaluator(cfg, fabric, p["supernet"], split, p["constraints"])
     evo = Evolution(p["space"], p["constraints"], evaluator, p["evolution"], seed=cfg.seed)

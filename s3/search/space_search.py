@@ -84,7 +84,7 @@ def run_space_search(cfg: DictConfig, p: dict) -> dict:
     iterations = json.loads(state_file.read_text())["iterations"] if cfg.get("resume") and state_file.is_file() else []
     if zero:
         save_resolved_config(cfg, work)
-    dm = ctx.build_data(cfg)
+    dm = p["data"]
     split = ctx.cached_split(cfg, fabric, dm.search_dataloader(), "search")
     constraints, space = p["constraints"], p["space"]
     previous = None
