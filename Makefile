@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-all demo lint bench clean
+.PHONY: install test demo lint bench clean
 
 install: $(STAMP)
 
@@ -13,9 +13,6 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 test: install
-	$(PY) -m pytest -q -m "not slow"
-
-test-all: install
 	$(PY) -m pytest -q
 
 demo: install
