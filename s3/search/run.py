@@ -71,10 +71,10 @@ def prepare(cfg: DictConfig) -> dict:
     for knob in ("top_k", "batch_size"):
         if cfg.search[knob] < 1:
             raise ValueError(f"search.{knob}={cfg.search[knob]}: must be >= 1")
+    dm = ctx.build_data(cfg)
     ckpt = ctx.resolve_supernet(cfg, space)
     raw = read_checkpoint(ckpt)
     supernet = ctx.load_supernet(ckpt, space, cfg.data.num_classes, raw)
-    dm = ctx.build_data(cfg)
     ctx.check_split_unseen(raw, ckpt, dm)
     return {"space": space, "constraints": constraints, "evolution": evo, "ckpt": ckpt, "supernet": supernet,
             "data": dm}
