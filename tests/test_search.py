@@ -291,9 +291,15 @@ def test_search_resume_equals_uninterrupted(tmp_path, supernet_ckpt, monkeypatch
         _search(tmp_path / "resumed", *args)
     assert not (tmp_path / "resumed" / "result.json").exists()
     monkeypatch.setattr(Evolution, "run", original)
-    _search(tmp_path / "resumed", *args, "resume=true")
+    with pytest.raises(ValueError, match=r"holds a search started with other settings \(constraints\)"):
+        _search(tmp_path / "resumed", *args, "constraints.params.max=9e5")
+    _search(tmp_path / "resumed", *args)  # the identical command continues, as a requeued job would
     for name in ("archs.csv", "history.csv", "picks.csv"):
         assert _rows(tmp_path / "resumed" / name) == _rows(tmp_path / "full" / name), name
+    with pytest.raises(ValueError, match=r"holds a finished search \(result.json\); pass overwrite=true"):
+        _search(tmp_path / "resumed", *args)
+    _search(tmp_path / "resumed", *args, "overwrite=true")  # afresh: the same result again
+    assert _rows(tmp_path / "resumed" / "archs.csv") == _rows(tmp_path / "full" / "archs.csv")
 
 
 def test_random_search_on_two_processes_equals_one(tmp_path, supernet_ckpt):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from pathlib import Path
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 
 SEARCHES = ("evolution", "random", "space")
 STATE_FILE = "search_state.json"
+IDENTITY_FILE = "search_identity.json"
 EVOLUTION_KNOBS = tuple(EvolutionConfig.__dataclass_fields__)
 
 
@@ -55,6 +57,52 @@ def resume_dir(cfg: DictConfig) -> Path:
     return out
 
 
+def search_identity(cfg: DictConfig, supernet: Path | None) -> dict:
+    """What defines a search's result: a run directory holding another search cannot continue this
+    one. Settings that change only speed (batch sizes, workers, caching) are left out."""
+    def plain(node) -> dict:
+        return OmegaConf.to_container(node, resolve=True)
+
+    speed = {"split_dir", "batch_size", "eval_batch_size", "num_workers", "pin_memory", "split_cache", "split_dtype"}
+    identity = {"seed": cfg.seed, "space": plain(cfg.space), "constraints": plain(cfg.constraints),
+                "data": {k: v for k, v in plain(cfg.data).items() if k not in speed},
+                "search": {k: v for k, v in plain(cfg.search).items() if k not in speed}}
+    if supernet is not None:
+        identity["supernet"] = hashlib.sha256(supernet.read_bytes()).hexdigest()
+    else:  # the space search trains its own supernets
+        identity["model"], identity["trainer.max_epochs"] = plain(cfg.model), cfg.trainer.max_epochs
+    return identity
+
+
+def claim_run_dir(cfg: DictConfig, identity: dict) -> Path:
+    """The run directory: re-running the identical command continues the search saved there (what a
+    SLURM requeue does); a finished one, or one started with other settings, is refused in one
+    line; `overwrite=true` starts afresh."""
+    work = resume_dir(cfg)
+    if cfg.get("overwrite"):
+        for name in (STATE_FILE, IDENTITY_FILE, "result.json"):
+            (work / name).unlink(missing_ok=True)
+    elif (work / "result.json").is_file():
+        raise ValueError(f"{work} holds a finished search (result.json); pass overwrite=true to run it again, "
+                         f"or choose another hydra.run.dir")
+    saved = work / IDENTITY_FILE
+    if saved.is_file():
+        theirs = json.loads(saved.read_text())
+        differ = sorted(k for k in set(theirs) | set(identity) if theirs.get(k) != identity.get(k))
+        if differ:
+            raise ValueError(f"{work} holds a search started with other settings ({', '.join(differ)}): it cannot "
+                             f"continue this one; choose another hydra.run.dir, or overwrite=true to start afresh")
+    return work
+
+
+def start_run_dir(cfg: DictConfig, work: Path, identity: dict, zero: bool) -> None:
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(work)
+    if zero:
+        atomic_write_text(work / IDENTITY_FILE, json.dumps(identity))
+        save_resolved_config(cfg, work)
+
+
 def prepare(cfg: DictConfig) -> dict:
     """Everything that can fail on bad input, before any evaluation."""
     name = cfg.search.name
@@ -66,7 +114,9 @@ def prepare(cfg: DictConfig) -> dict:
         from s3.search.space_search import check_knobs
 
         check_knobs(cfg.search)
-        return {"space": space, "constraints": constraints, "data": ctx.build_data(cfg)}
+        identity = search_identity(cfg, None)
+        return {"space": space, "constraints": constraints, "data": ctx.build_data(cfg),
+                "work": claim_run_dir(cfg, identity), "identity": identity}
     evo = evolution_config(cfg)
     for knob in ("top_k", "batch_size"):
         if cfg.search[knob] < 1:
@@ -76,8 +126,9 @@ def prepare(cfg: DictConfig) -> dict:
     raw = read_checkpoint(ckpt)
     supernet = ctx.load_supernet(ckpt, space, cfg.data.num_classes, raw)
     ctx.check_split_unseen(raw, ckpt, dm)
+    identity = search_identity(cfg, Path(ckpt))
     return {"space": space, "constraints": constraints, "evolution": evo, "ckpt": ckpt, "supernet": supernet,
-            "data": dm}
+            "data": dm, "work": claim_run_dir(cfg, identity), "identity": identity}
 
 
 def run(cfg: DictConfig, prepared: dict) -> dict:
@@ -90,21 +141,20 @@ def run(cfg: DictConfig, prepared: dict) -> dict:
 
 def run_evolution(cfg: DictConfig, p: dict) -> dict:
     fabric = ctx.make_fabric(cfg)
-    work = resume_dir(cfg)
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(work)
-    zero = fabric.global_rank == 0
+    work, zero = p["work"], fabric.global_rank == 0
+    state_file = work / STATE_FILE
+    resumed = state_file.is_file()
+    start_run_dir(cfg, work, p["identity"], zero)
     dm = p["data"]
     split = ctx.cached_split(cfg, fabric, dm.search_dataloader(), "search")
     evaluator = ctx.make_evaluator(cfg, fabric, p["supernet"], split, p["constraints"])
     evo = Evolution(p["space"], p["constraints"], evaluator, p["evolution"], seed=cfg.seed)
-    state_file = work / STATE_FILE
-    if cfg.get("resume") and state_file.is_file():
+    if resumed:
         evo.load_state_dict(json.loads(state_file.read_text()))
-        log.info("resumed at generation %d (%d archs evaluated)", evo.generation, len(evaluator.cache))
+        log.info("continuing the search in %s at generation %d (%d archs evaluated)", work, evo.generation,
+                 len(evaluator.cache))
     loggers = build_loggers(cfg) if zero else []
     if zero:
-        save_resolved_config(cfg, work)
         log.info("%s search: %s, constraints %s, supernet %s", cfg.search.name, work, p["constraints"], p["ckpt"])
 
     def save(e: Evolution) -> None:

@@ -28,10 +28,10 @@ from s3.search.report import (
     write_csv,
     write_json,
 )
-from s3.search.run import STATE_FILE, resume_dir
+from s3.search.run import STATE_FILE, start_run_dir
 from s3.search.shift import evolve_space
 from s3.space import SearchSpace
-from s3.train import build_loggers, close_loggers, fit, prepare, save_resolved_config
+from s3.train import build_loggers, close_loggers, fit, prepare
 
 log = logging.getLogger(__name__)
 
@@ -77,13 +77,10 @@ def run_space_search(cfg: DictConfig, p: dict) -> dict:
     check_knobs(s)
     fabric = ctx.make_fabric(cfg)
     zero = fabric.global_rank == 0
-    work = resume_dir(cfg)
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(work)
+    work = p["work"]
     state_file = work / STATE_FILE
-    iterations = json.loads(state_file.read_text())["iterations"] if cfg.get("resume") and state_file.is_file() else []
-    if zero:
-        save_resolved_config(cfg, work)
+    iterations = json.loads(state_file.read_text())["iterations"] if state_file.is_file() else []
+    start_run_dir(cfg, work, p["identity"], zero)
     dm = p["data"]
     split = ctx.cached_split(cfg, fabric, dm.search_dataloader(), "search")
     constraints, space = p["constraints"], p["space"]
