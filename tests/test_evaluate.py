@@ -43,7 +43,7 @@ def test_supernet_checkpoint_gives_inherited_weights_and_a_report(tmp_path, supe
     assert json.loads((tmp_path / "eval" / "evaluation.json").read_text()) == result
     standalone = SupernetModule.load_supernet(ckpt).extract(ARCH).eval()
     assert result["params"] == sum(p.numel() for p in standalone.parameters())
-    assert result["images"] == 128 and 0 <= result["top1"] <= result["top5"] <= 100 and result["throughput"] > 0
+    assert result["images"] == 128 and result["throughput"] > 0
     # the same accuracy as the extracted subnet run by hand over the same images
     cfg = compose_cfg([*FAST, f"arch={arch_file}", f"ckpt_path={ckpt}"], tmp_path / "c", config_name="evaluate")
     dm, _, _ = prepare(cfg)
@@ -65,7 +65,8 @@ def test_official_checkpoint_loads_into_the_model_preset(tmp_path):
     assert sum(p.numel() for p in module.model.parameters()) == 28_328_674
     for (k, a), b in zip(module.model.state_dict().items(), model.state_dict().values()):
         assert torch.equal(a, b), k
-    assert load_checkpoint(S3Transformer(released_arch("S3-T")), tmp_path / "S3-T.pth") is not None
+    loaded = load_checkpoint(S3Transformer(released_arch("S3-T")), tmp_path / "S3-T.pth")
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))
 
 
 def test_imagenet_validation_needs_only_val(tmp_path):

@@ -224,6 +224,9 @@ def test_pareto_objective_returns_a_front(tiny_space):
     evo.run()
     front = evo.pareto_front()
     assert len(front) >= 2
+    accuracy = _evolution(tiny_space, constraints, objective="accuracy")
+    accuracy.run()
+    assert set(accuracy.evaluator.cache) != set(evo.evaluator.cache)  # NSGA-II selected other parents
     for r in front:  # nobody evaluated is both more accurate and smaller
         assert not any(o["top1"] > r["top1"] and o["params"] < r["params"] for o in evo.evaluator.cache.values())
 
@@ -268,7 +271,20 @@ def test_evolution_search_writes_its_outputs(tmp_path, supernet_ckpt):
     assert [float(r["top1"]) for r in rows] == sorted((float(r["top1"]) for r in rows), reverse=True)
     top1 = Arch.from_yaml(out / "top" / "top1.yaml")
     assert str(top1) == rows[0]["arch"] and len(result["picks"]) == 2
-    assert all(0 <= p["val_top1"] <= 100 for p in result["picks"])
+    # validation top-1 of each pick, by hand: its extracted subnet over the validation set, same precision
+    from hydra.utils import instantiate
+
+    from s3.lit.supernet import SupernetModule
+
+    cfg = compose_cfg([*FAST, *SMALL], tmp_path / "check", config_name="search")
+    dm = instantiate(cfg.data)
+    dm.setup("validate")
+    supernet = SupernetModule.load_supernet(supernet_ckpt).eval()
+    for pick in result["picks"]:
+        model = supernet.extract(Arch.from_yaml(pick["yaml"])).eval()
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled="bf16" in cfg.trainer.precision):
+            correct = sum(int((model(x).argmax(-1) == y).sum()) for x, y in dm.val_dataloader())
+        assert pick["val_top1"] == pytest.approx(100 * correct / 128)
     for name in ("pareto.png", "history.png", "picks.csv", "history.csv", "search_state.json", "config.yaml"):
         assert (out / name).is_file(), name
 

@@ -23,7 +23,11 @@ def test_supernet_presets_compose_and_build(experiment, tmp_path):
     cfg = compose_cfg([f"experiment={experiment}"], tmp_path)
     module = build_module(cfg)
     assert isinstance(module, SupernetModule)
-    assert module.space.contains(module.space.largest())
+    from s3.cost import count_params
+
+    net = module.model  # allocated exactly for the largest subnet: every choice's maximum
+    assert sum(p.numel() for p in net.parameters()) == count_params(
+        module.space.largest(), img_size=net.img_size, patch_size=net.patch_size, num_classes=net.num_classes)
     if experiment != "tiny":
         assert cfg.data._target_.endswith("ImageNetDataModule") and cfg.trainer.strategy.find_unused_parameters
         assert module.space.img_size == 224 and cfg.trainer.precision == "bf16-mixed"
@@ -166,7 +170,7 @@ def test_retrain_from_inherited_weights(tmp_path):
     for k, v in module.model.state_dict().items():
         assert torch.equal(v, inherited[k]), k
     metrics = run(cfg)
-    assert 0.0 <= metrics["val/top1"] <= 1.0
+    assert metrics["val/top1"] > 0.3  # 10 classes: inherited weights plus an epoch are far above chance
     model = load_checkpoint(S3Transformer(arch, img_size=32, patch_size=2, num_classes=10),
                             tmp_path / "r" / "checkpoints" / "last.ckpt")
     assert isinstance(model, S3Transformer)
