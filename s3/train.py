@@ -117,7 +117,7 @@ def check_writable(directory: Path) -> None:
 
 def check_resumable(path: Path, module: L.LightningModule) -> None:
     """`ckpt_path` must be a training checkpoint of this kind of run: same space, or same arch."""
-    ckpt = read_checkpoint(path)  # a truncated or non-checkpoint file: one clear line
+    ckpt = read_checkpoint(path, mmap=True)  # metadata only; a truncated or non-checkpoint file: one clear line
     if not (isinstance(ckpt, dict) and "loops" in ckpt and "state_dict" in ckpt):
         raise ValueError(f"ckpt_path={path}: not a training checkpoint written by train.py, so there is no run to "
                          f"continue (weights alone: init_from= for a supernet's, evaluate.py for a zoo model's)")

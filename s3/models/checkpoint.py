@@ -23,13 +23,14 @@ DERIVED_BUFFERS = re.compile(r"(relative_position_index|attn_mask)$")
 LIGHTNING_PREFIX = "model."
 
 
-def read_checkpoint(path: str | Path) -> Any:
-    """`torch.load(..., weights_only=True)` with a clear error for missing or unreadable files."""
+def read_checkpoint(path: str | Path, mmap: bool = False) -> Any:
+    """`torch.load(..., weights_only=True)` with a clear error for missing or unreadable files;
+    `mmap=True` maps the tensors instead of reading them (to look at a checkpoint's metadata)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as e:  # unpickling errors come in many types
         raise ValueError(f"checkpoint {path} could not be read as a PyTorch checkpoint: {e}") from None
 

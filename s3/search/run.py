@@ -68,7 +68,11 @@ def search_identity(cfg: DictConfig, supernet: Path | None) -> dict:
                 "data": {k: v for k, v in plain(cfg.data).items() if k not in speed},
                 "search": {k: v for k, v in plain(cfg.search).items() if k not in speed}}
     if supernet is not None:
-        identity["supernet"] = hashlib.sha256(supernet.read_bytes()).hexdigest()
+        digest = hashlib.sha256()
+        with open(supernet, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 24), b""):  # in chunks: supernet checkpoints reach gigabytes
+                digest.update(chunk)
+        identity["supernet"] = digest.hexdigest()
     else:  # the space search trains its own supernets
         identity["model"], identity["trainer.max_epochs"] = plain(cfg.model), cfg.trainer.max_epochs
     return identity
