@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# make demo: the whole S3 method on the embedded default (Fashion-MNIST 32x32, tiny space, CPU),
+# make demo: the whole S3 method on the embedded default (Fashion-MNIST 32x32, the wide initial space, CPU),
 # as the five entry-point calls the README documents, chained. Each stage writes to a fixed
 # directory under $DEMO and is skipped when finished, resumed when interrupted: re-running continues.
 set -euo pipefail
 PY=${PY:-.venv/bin/python}
 DEMO=${DEMO:-logs/demo}
-BUDGET=${BUDGET:-8e5}                   # params budget of the architecture search
+CONSTRAINTS=${CONSTRAINTS:-band_1m}     # params budget of the space and architecture search: 750k-1M
 DATA="data.max_train=12000 data.max_val=2000"
 SPACE_CONF="hydra.searchpath=[file://$(realpath -m "$DEMO")/1_space/conf]"
 export WANDB_SILENT=true
@@ -15,7 +15,7 @@ resume_ckpt() { [ -f "$1/checkpoints/last.ckpt" ] && echo "ckpt_path=$1/checkpoi
 
 stage "1/5 space search: supernet training + E-T Error + shift, per iteration ($DEMO/1_space)"
 if [ ! -f "$DEMO/1_space/result.json" ]; then
-  $PY search.py search=space $DATA constraints.params.max=$BUDGET \
+  $PY search.py search=space space=wide $DATA constraints=$CONSTRAINTS \
     search.iterations=2 search.samples=100 search.top_k=10 search.threshold=0.5 \
     search.train_epochs=2 search.finetune_epochs=1 hydra.run.dir="$DEMO/1_space" resume=true
 fi
@@ -27,10 +27,10 @@ if [ ! -f "$DEMO/2_supernet/done" ]; then
   touch "$DEMO/2_supernet/done"
 fi
 
-stage "3/5 evolutionary search under params <= $BUDGET ($DEMO/3_evolution)"
+stage "3/5 evolutionary search under constraints=$CONSTRAINTS ($DEMO/3_evolution)"
 if [ ! -f "$DEMO/3_evolution/result.json" ]; then
   $PY search.py search=evolution "$SPACE_CONF" space=searched $DATA supernet="$DEMO/2_supernet/checkpoints/last.ckpt" \
-    constraints.params.max=$BUDGET search.population=20 search.generations=8 search.parents=5 \
+    constraints=$CONSTRAINTS search.population=20 search.generations=8 search.parents=5 \
     search.mutations=8 search.crossovers=8 hydra.run.dir="$DEMO/3_evolution" resume=true
 fi
 
