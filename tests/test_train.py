@@ -479,3 +479,25 @@ def test_ddp_training_on_two_processes_equals_one_process_with_the_global_batch(
     init = build_module(compose_cfg(exact, tmp_path / "init")).state_dict()
     moved = [k for k, v in a["state_dict"].items() if k in init and not torch.allclose(init[k], v, atol=1e-4)]
     assert len(moved) > 10  # training changed the weights: the equality above is not trivial
+
+
+def test_long_fashion_mnist_recipe_erases_patches_of_training_images_only(tmp_path, tiny_space):
+    import random
+
+    from s3.data import FashionMNISTDataModule
+    from s3.data.memory import BatchTransform
+
+    arch = tiny_space.sample(torch.Generator().manual_seed(0)).to_yaml(tmp_path / "arch.yaml")
+    cfg = compose_cfg(["experiment=retrain_fmnist", f"arch={arch}"], tmp_path)
+    assert (cfg.data.max_train, cfg.data.reprob, cfg.trainer.max_epochs) == (None, 0.25, 40)
+    assert isinstance(build_module(cfg), ClassifierModule)
+    images = [(torch.full((1, 32, 32), 200, dtype=torch.uint8), torch.tensor(0))] * 64
+    plain = BatchTransform((0.5,), (0.5,), train=True, pad=0, flip=False)(images)[0]
+    random.seed(0)  # timm's RandomErasing draws from Python's generator
+    erased = BatchTransform((0.5,), (0.5,), train=True, pad=0, flip=False, erase=1.0)(images)[0]
+    differs = (erased != plain).flatten(1)
+    assert differs.any(1).all()  # probability 1: every image gets a patch of noise...
+    assert not differs.all(1).any()  # ...a patch, not the whole image
+    assert torch.equal(BatchTransform((0.5,), (0.5,), train=False, erase=1.0)(images)[0], plain)
+    with pytest.raises(ValueError, match=r"data.reprob=1.5: the random-erasing probability must be in \[0, 1\]"):
+        FashionMNISTDataModule(reprob=1.5)

@@ -48,13 +48,15 @@ class FashionMNISTDataModule(InMemoryDataModule):
     num_classes = 10
 
     def __init__(self, root: str | None = None, download: bool = False, img_size: int = 32,
-                 num_classes: int = 10, augment: bool = True, **kw):
+                 num_classes: int = 10, augment: bool = True, reprob: float = 0.0, **kw):
         super().__init__(**kw)
         if num_classes != 10:
             raise ValueError(f"data.num_classes={num_classes}: Fashion-MNIST has 10 classes")
         if img_size < 28:
             raise ValueError(f"data.img_size={img_size}: Fashion-MNIST images are 28x28; use >= 28 (32 pads by 2)")
-        self.root, self.download, self.img_size, self.augment = root, download, img_size, augment
+        if not 0.0 <= reprob <= 1.0:
+            raise ValueError(f"data.reprob={reprob}: the random-erasing probability must be in [0, 1]")
+        self.root, self.download, self.img_size, self.augment, self.reprob = root, download, img_size, augment, reprob
 
     def _candidates(self) -> list[Path]:
         return [Path(self.root)] if self.root else [DEBIAN_DIR]  # an explicit root is never second-guessed
@@ -91,4 +93,4 @@ class FashionMNISTDataModule(InMemoryDataModule):
         return torch.nn.functional.pad(images.unsqueeze(1), (pad, extra, pad, extra)), labels
 
     def collate(self, train: bool):
-        return BatchTransform(MEAN, STD, train=train and self.augment, flip=True)
+        return BatchTransform(MEAN, STD, train=train and self.augment, flip=True, erase=self.reprob)

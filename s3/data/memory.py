@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+from timm.data.random_erasing import RandomErasing
 from torch import Tensor
 from torch.utils.data import Dataset
 
@@ -32,14 +33,18 @@ class TensorImages(Dataset):
 
 
 class BatchTransform:
-    """Collate: stack, optional random crop (zero padding `pad`) + horizontal flip, to 3 channels,
-    normalise. Randomness comes from torch's generator of the loading process (seeded by Lightning)."""
+    """Collate: stack, optional random crop (zero padding `pad`) + horizontal flip, normalise,
+    optional random erasing (timm's, probability `erase`, per image), to 3 channels. Crop and flip
+    draw from torch's generator of the loading process (seeded by Lightning)."""
 
     def __init__(self, mean: Sequence[float], std: Sequence[float], train: bool, pad: int = 2, flip: bool = True,
-                 channels: int = 3):
+                 channels: int = 3, erase: float = 0.0):
+        if not 0.0 <= erase <= 1.0:
+            raise ValueError(f"data.reprob={erase}: the random-erasing probability must be in [0, 1]")
         self.mean = torch.tensor(mean).view(1, -1, 1, 1)
         self.std = torch.tensor(std).view(1, -1, 1, 1)
         self.train, self.pad, self.flip, self.channels = train, pad, flip, channels
+        self.erase = RandomErasing(erase, mode="pixel", device="cpu") if train and erase > 0 else None
 
     def __call__(self, batch: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
         x = torch.stack([b[0] for b in batch]).float().div_(255)
@@ -53,6 +58,8 @@ class BatchTransform:
             flip = torch.rand(len(x)) < 0.5
             x[flip] = x[flip].flip(-1)
         x = (x - self.mean) / self.std
+        if self.erase is not None:
+            x = self.erase(x)
         if x.shape[1] != self.channels:
             x = x.expand(-1, self.channels, -1, -1).contiguous()
         return x, y
