@@ -16,6 +16,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from s3.io import atomic_path, atomic_write_text
+from s3.lock import lock_run_dir
 from s3.models.checkpoint import read_checkpoint
 from s3.space import Arch, SearchSpace
 
@@ -138,6 +139,7 @@ def prepare(cfg: DictConfig):
     datamodule = instantiate(cfg.data)
     datamodule.check()
     check_writable(Path(cfg.paths.output_dir) / "checkpoints")
+    lock_run_dir(cfg.paths.output_dir)  # before reading the directory's state: one writer at a time
     continue_or_start(cfg)
     if cfg.get("ckpt_path") and not Path(cfg.ckpt_path).is_file():
         raise FileNotFoundError(f"ckpt_path={cfg.ckpt_path}: no such checkpoint to resume from")

@@ -13,7 +13,7 @@ from hydra.utils import instantiate
 from s3.lit import ClassifierModule, SupernetModule
 from s3.models import S3Transformer, load_checkpoint
 from s3.space import Arch
-from s3.train import build_module, run
+from s3.train import build_module, prepare, run
 from tests.conftest import ROOT, released_arch
 from tests.helpers import FAST, compose_cfg, read_archs
 
@@ -501,3 +501,22 @@ def test_long_fashion_mnist_recipe_erases_patches_of_training_images_only(tmp_pa
     assert torch.equal(BatchTransform((0.5,), (0.5,), train=False, erase=1.0)(images)[0], plain)
     with pytest.raises(ValueError, match=r"data.reprob=1.5: the random-erasing probability must be in \[0, 1\]"):
         FashionMNISTDataModule(reprob=1.5)
+
+
+def test_a_second_writer_of_a_run_directory_is_refused_until_the_first_one_ends(tmp_path):
+    from s3.search.run import prepare as prepare_search
+
+    run_dir = tmp_path / "run"
+    code = "import sys, time; from s3.lock import lock_run_dir; lock_run_dir(sys.argv[1]); print('locked', flush=True); time.sleep(300)"
+    holder = subprocess.Popen([sys.executable, "-c", code, str(run_dir)], cwd=ROOT, stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout.readline().strip() == b"locked"
+        busy = rf"{re.escape(str(run_dir))} is in use by another run \({holder.pid}@"
+        with pytest.raises(ValueError, match=busy):
+            prepare(compose_cfg(FAST, run_dir))
+        with pytest.raises(ValueError, match=busy):
+            prepare_search(compose_cfg([*FAST, "search=space"], run_dir, config_name="search"))
+    finally:
+        holder.kill()  # however the owner ends, the operating system releases its lock
+        holder.wait()
+    prepare(compose_cfg(FAST, run_dir))

@@ -11,6 +11,7 @@ import lightning as L
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from s3.io import atomic_write_text
+from s3.lock import lock_run_dir
 from s3.models.checkpoint import read_checkpoint
 from s3.search import context as ctx
 from s3.search.evaluator import CandidateEvaluator
@@ -83,6 +84,7 @@ def claim_run_dir(cfg: DictConfig, identity: dict) -> Path:
     SLURM requeue does); a finished one, or one started with other settings, is refused in one
     line; `overwrite=true` starts afresh."""
     work = resume_dir(cfg)
+    lock_run_dir(work)  # before reading the directory's state: one writer at a time
     if cfg.get("overwrite"):
         for name in (STATE_FILE, IDENTITY_FILE, "result.json"):
             (work / name).unlink(missing_ok=True)
