@@ -258,6 +258,24 @@ def test_mmap_cached_split_round_trips(tmp_path):
     assert torch.equal(again.labels, labels)
 
 
+def test_mmap_split_cache_is_keyed_by_what_defines_it(tmp_path):
+    import lightning as L
+
+    from s3.search.context import build_data, cached_split
+
+    fabric = L.Fabric(accelerator="cpu", devices=1)
+
+    def split(*overrides):
+        cfg = compose_cfg([*FAST, "search.split_cache=mmap", *overrides], tmp_path, config_name="search")
+        return cached_split(cfg, fabric, build_data(cfg).search_dataloader(), "search")
+
+    a = split("data.search_per_class=4", "search.split_dtype=float32")
+    b = split("data.search_per_class=2", "search.split_dtype=float16")  # same directory, other settings
+    assert (len(a), a.images.dtype, len(b), b.images.dtype) == (40, torch.float32, 20, torch.float16)
+    again = split("data.search_per_class=4", "search.split_dtype=float32", "data.eval_batch_size=7")
+    assert torch.equal(again.images, a.images) and len(list(tmp_path.glob("search_split.*.pt"))) == 2
+
+
 # -- search.py end to end ---------------------------------------------------------------------------
 def _rows(path: Path) -> list[dict]:
     return list(csv.DictReader(open(path)))

@@ -3,6 +3,7 @@ search split, the constraints, loggers, and a trained supernet that fits the req
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from pathlib import Path
@@ -123,13 +124,19 @@ def build_data(cfg: DictConfig):
 
 def cached_split(cfg: DictConfig, fabric: L.Fabric, loader, name: str) -> CachedSplit:
     """`search.split_cache=memory`: every rank holds the tensors; `mmap`: rank 0 writes them to
-    `<output_dir>/<name>_split.pt` and every rank maps that file."""
+    `<output_dir>/<name>_split.<key>.pt` and every rank maps that file. The key hashes everything
+    that defines the tensors (the data settings and the storage dtype), so a cache built with other
+    settings is never read back."""
     s = cfg.search
     if s.split_cache == "memory":
         return CachedSplit.from_loader(loader, s.split_dtype)
     if s.split_cache != "mmap":
         raise ValueError(f"search.split_cache={s.split_cache}: allowed ['memory', 'mmap']")
-    cache_file = Path(cfg.paths.output_dir) / f"{name}_split.pt"
+    data = {k: v for k, v in OmegaConf.to_container(cfg.data, resolve=True).items()
+            if k not in ("split_dir", "num_workers", "batch_size", "eval_batch_size")}
+    key = hashlib.sha256(json.dumps({"data": data, "dtype": s.split_dtype, "split": name}, sort_keys=True,
+                                    default=str).encode()).hexdigest()[:16]
+    cache_file = Path(cfg.paths.output_dir) / f"{name}_split.{key}.pt"
     if fabric.global_rank == 0:
         CachedSplit.from_loader(loader, s.split_dtype, cache_file)
     fabric.barrier()
