@@ -4,25 +4,24 @@ the Fashion-MNIST test set), with a scatter plot per supernet.
 
 Each arch is trained standalone once per seed (`--seeds`); its ground truth is the mean over
 seeds, and with two seeds or more the tau between the seeds is printed too: how much of its
-own order a ground truth that noisy keeps, a rough ceiling for any supernet. Standalone runs go
-through train.py into `--standalone-root`, are skipped when finished and continued from their
-last checkpoint when interrupted, so the benchmark resumes and several supernets share them.
+own order a ground truth that noisy keeps, a rough ceiling for any supernet. The tau of the
+params count with the ground truth says how much of the order size alone explains. Standalone
+runs are bench/standalone.py's, cached per (recipe, arch, seed) and shared with
+bench/search_evidence.py (the same `--sample-seed` and `--constraints` draw the same archs), and
+an interrupted benchmark resumes.
 
     python train.py hydra.run.dir=logs/bench/supernet_tiny                                  # default
     python train.py model.sampling.sandwich=true hydra.run.dir=logs/bench/supernet_sandwich # sandwich
     python bench/ranking_fidelity.py --supernet logs/bench/supernet_tiny \
         --supernet logs/bench/supernet_sandwich [--archs 10] [--epochs 3] [--max-train 20000|all] [--seeds 42 1]
+    python bench/ranking_fidelity.py --space conf/space/wide.yaml --constraints band_1m --archs 30 \
+        --supernet logs/bench/search_evidence/initial_supernet      # the embedded benchmark's space
 """
 
 import argparse
-import concurrent.futures
-import csv
 import itertools
 import json
-import os
-import random
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 
@@ -31,29 +30,13 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from scipy.stats import kendalltau  # noqa: E402
+from standalone import ROOT, Recipe, constraints_of, sample_archs, train_all  # noqa: E402
 
 from s3.data import FashionMNISTDataModule  # noqa: E402
 from s3.search.constraints import Constraints  # noqa: E402
 from s3.search.context import load_supernet  # noqa: E402
 from s3.search.evaluator import CachedSplit, CandidateEvaluator  # noqa: E402
 from s3.space import SearchSpace  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def standalone_top1(arch_yaml: Path, out: Path, seed: int, args) -> float:
-    if not (out / "done").is_file():
-        images = "null" if args.max_train == "all" else args.max_train
-        cmd = [sys.executable, str(ROOT / "train.py"), "experiment=retrain_tiny", f"arch={arch_yaml}", f"seed={seed}",
-               f"trainer.max_epochs={args.epochs}", f"data.max_train={images}", f"hydra.run.dir={out}"]
-        if (out / "checkpoints" / "last.ckpt").is_file():  # an interrupted run continues
-            cmd.append(f"ckpt_path={out / 'checkpoints' / 'last.ckpt'}")
-        # Small models use two cores better as two one-thread runs than as one two-thread run.
-        env = {**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // args.jobs))}
-        subprocess.run(cmd, check=True, cwd=ROOT, capture_output=True, env=env)
-        (out / "done").touch()
-    rows = [r for r in csv.DictReader(open(out / "csv" / "metrics.csv")) if r.get("val/top1")]
-    return 100 * float(rows[-1]["val/top1"])
 
 
 def max_train(value: str) -> str:
@@ -80,8 +63,8 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--supernet", action="append", help="run directory or checkpoint; repeat to compare")
     p.add_argument("--space", default=str(ROOT / "conf/space/tiny.yaml"), help="the space the archs are drawn from")
-    p.add_argument("--standalone-root", default="logs/bench",
-                   help="standalone runs go to <root>/standalone_<epochs>ep_<max-train>_sample<seed>")
+    p.add_argument("--constraints", default=None, help="a conf/constraints/ file: draw archs within its budget only")
+    p.add_argument("--standalone-root", default="logs/bench/standalone", help="the cache of standalone runs")
     p.add_argument("--out", default="logs/bench/ranking_fidelity")
     p.add_argument("--archs", type=int, default=10)
     p.add_argument("--epochs", type=int, default=3)
@@ -98,21 +81,16 @@ def main() -> None:
 
     space = SearchSpace.from_yaml(args.space)
     constraints = Constraints(space, num_classes=10)
-    runs = []  # (sample, index, arch, arch yaml, its run directory per seed)
-    for sample in args.sample_seed:
-        standalone_dir = Path(args.standalone_root) / f"standalone_{args.epochs}ep_{args.max_train}_sample{sample}"
-        rng = random.Random(f"ranking:{sample}")
-        for i, arch in enumerate(dict.fromkeys(space.sample(rng) for _ in range(args.archs))):
-            runs.append((sample, i, arch, arch.to_yaml(standalone_dir / f"arch{i}.yaml"),
-                         [standalone_dir / f"arch{i}_seed{s}" for s in args.seeds]))
-    archs, truth = [], []  # truth: top-1 per standalone seed, per arch
-    with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
-        futures = [[pool.submit(standalone_top1, yaml, run_dir, s, args) for run_dir, s in zip(run_dirs, args.seeds)]
-                   for *_, yaml, run_dirs in runs]
-        for (sample, i, arch, _, _), top1 in zip(runs, futures):
-            archs.append(arch)
-            truth.append([f.result() for f in top1])
-            print(f"sample {sample} arch {i}: standalone {' '.join(f'{t:.2f}' for t in truth[-1])}  {arch}", flush=True)
+    try:
+        budget = constraints_of(args.constraints, space)
+        archs = [a for sample in args.sample_seed for a in sample_archs(space, budget, args.archs, f"ranking:{sample}")]
+    except (OSError, ValueError) as e:
+        sys.exit(f"--constraints {args.constraints}: {e}")
+    runs = train_all([(a, s) for a in archs for s in args.seeds], Recipe(args.epochs, args.max_train),
+                     args.standalone_root, parallel=args.jobs)
+    truth = [[r["top1"] for r in runs[i * len(args.seeds):(i + 1) * len(args.seeds)]] for i in range(len(archs))]
+    for i, (arch, t) in enumerate(zip(archs, truth)):
+        print(f"arch {i}: standalone {' '.join(f'{x:.2f}' for x in t)}  {arch}", flush=True)
     mean_truth = [statistics.mean(t) for t in truth]
     params = [constraints.cost(a)["params"] for a in archs]
 
@@ -121,7 +99,7 @@ def main() -> None:
     val = CachedSplit.from_loader(dm.val_dataloader())
     results = {"archs": [{"arch": str(a), "params": params[i], "standalone_top1": truth[i]} for i, a in enumerate(archs)],
                "budget": {"epochs": args.epochs, "max_train": args.max_train, "seeds": args.seeds,
-                          "sample_seeds": args.sample_seed},
+                          "sample_seeds": args.sample_seed, "constraints": str(budget)},
                "seed_vs_seed_tau": [kendalltau([t[a] for t in truth], [t[b] for t in truth])[0]
                                     for a, b in itertools.combinations(range(len(args.seeds)), 2)],
                "params_tau": kendalltau(params, mean_truth)[0],
