@@ -16,6 +16,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from s3.io import atomic_path, atomic_write_text
+from s3.lit.callbacks import PreemptionCheckpoint
 from s3.lock import lock_run_dir
 from s3.models.checkpoint import read_checkpoint
 from s3.space import Arch, SearchSpace
@@ -167,8 +168,11 @@ def fit(cfg: DictConfig, datamodule, module, trainer) -> dict[str, Any]:
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     except SIGTERMException:
-        log.warning("stopped by SIGTERM at step %d; last.ckpt holds it: re-run the identical command to continue",
+        log.warning("stopped at step %d; last.ckpt holds it: re-run the identical command to continue",
                     trainer.global_step)
+        for callback in trainer.callbacks:
+            if isinstance(callback, PreemptionCheckpoint):
+                callback.hand_over()  # the requeue signal: submitit requeues the job and exits
         raise SystemExit(128 + signal.SIGTERM) from None  # not 0: the job did not finish
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     finished = (trainer.max_epochs is not None and trainer.current_epoch >= trainer.max_epochs) or (

@@ -349,21 +349,24 @@ def _train_process(out: Path, *overrides: str) -> subprocess.Popen:
                             cwd=out.parent, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
-def test_sigterm_mid_epoch_exits_nonzero_and_the_identical_command_continues_exactly(tmp_path):
-    import signal
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> Path:
+    full = tmp_path_factory.mktemp("uninterrupted") / "full"
+    assert _train_process(full, *LIFECYCLE).wait(300) == 0
+    return full
+
+
+def _stop_mid_epoch(proc: subprocess.Popen, out: Path, signum) -> None:
     import time
 
-    full, part = tmp_path / "full", tmp_path / "part"
-    assert _train_process(full, *LIFECYCLE).wait(300) == 0
-    proc = _train_process(part, *LIFECYCLE)
-    log = part / "sampled_archs.rank0.jsonl"
+    log = out / "sampled_archs.rank0.jsonl"
     deadline = time.time() + 240
     while not (log.is_file() and len(log.read_text().splitlines()) >= 5) and time.time() < deadline:
         time.sleep(0.05)
-    proc.send_signal(signal.SIGTERM)  # what SLURM sends before a time limit or a preemption
-    assert proc.wait(120) == 143, proc.stderr.read()[-2000:]  # not 0: the job did not finish
-    stopped = torch.load(part / "checkpoints" / "last.ckpt", weights_only=True)["global_step"]
-    assert 0 < stopped < 60 and stopped % 30 != 0  # saved in the middle of an epoch
+    proc.send_signal(signum)
+
+
+def _assert_continued_exactly(full: Path, part: Path) -> None:
     assert _train_process(part, *LIFECYCLE).wait(300) == 0  # the identical command, as a requeue runs it
     assert sorted(p.name for p in (part / "checkpoints").glob("last*.ckpt")) == ["last.ckpt"]  # no stale last
     a = torch.load(full / "checkpoints" / "last.ckpt", weights_only=True)
@@ -371,12 +374,62 @@ def test_sigterm_mid_epoch_exits_nonzero_and_the_identical_command_continues_exa
     assert a["global_step"] == b["global_step"] == 60
     for k, v in a["state_dict"].items():
         torch.testing.assert_close(b["state_dict"][k], v, rtol=0, atol=1e-6, msg=k)
-    logged = read_archs(log)
+    logged = read_archs(part / "sampled_archs.rank0.jsonl")
     assert [s["step"] for s in logged] == list(range(60))  # every step exactly once
     losses = [[(r["step"], r["train/loss"]) for r in csv.DictReader(open(d / "csv" / "metrics.csv")) if r["train/loss"]]
               for d in (full, part)]
     assert [int(s) for s, _ in losses[1]] == list(range(60)) and len(losses[0]) == 60  # history kept, no repeats
     assert logged == read_archs(full / "sampled_archs.rank0.jsonl")
+
+
+def test_sigterm_mid_epoch_exits_nonzero_and_the_identical_command_continues_exactly(tmp_path, uninterrupted):
+    import signal
+
+    part = tmp_path / "part"
+    proc = _train_process(part, *LIFECYCLE)
+    _stop_mid_epoch(proc, part, signal.SIGTERM)  # what SLURM sends before a time limit or a preemption
+    assert proc.wait(120) == 143, proc.stderr.read()[-2000:]  # not 0: the job did not finish
+    stopped = torch.load(part / "checkpoints" / "last.ckpt", weights_only=True)["global_step"]
+    assert 0 < stopped < 60 and stopped % 30 != 0  # saved in the middle of an epoch
+    _assert_continued_exactly(uninterrupted, part)
+
+
+FAKE_SUBMITIT = """
+import json, runpy, signal, sys
+from pathlib import Path
+import torch
+out = Path(sys.argv[-1].split("=", 1)[1])
+def requeue(signum, frame):  # what submitit's handler does on its time-limit warning: requeue the job, exit
+    ckpt = out / "checkpoints" / "last.ckpt"
+    step = torch.load(ckpt, weights_only=True)["global_step"] if ckpt.is_file() else None
+    (out / "requeued.json").write_text(json.dumps({"last_ckpt_step": step}))
+    sys.exit(-1)
+signal.signal(signal.SIGUSR2, requeue)
+sys.argv = sys.argv[1:]  # train.py and its overrides, as submitit's pickled job would call it
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def test_submitit_requeue_signal_saves_the_step_then_hands_over_to_submitit(tmp_path, uninterrupted):
+    import json
+    import signal
+
+    part = tmp_path / "part"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    (tmp_path / "fake_submitit.py").write_text(FAKE_SUBMITIT)
+    proc = subprocess.Popen([sys.executable, str(tmp_path / "fake_submitit.py"), str(ROOT / "train.py"), *LIFECYCLE,
+                             f"hydra.run.dir={part}"], cwd=tmp_path,
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    _stop_mid_epoch(proc, part, signal.SIGUSR2)  # the SLURM launcher's warning, signal_delay_s before the limit
+    assert proc.wait(120) == 255, proc.stderr.read()[-2000:]  # submitit's sys.exit(-1), after its requeue
+    stopped = torch.load(part / "checkpoints" / "last.ckpt", weights_only=True)["global_step"]
+    assert 0 < stopped < 60 and stopped % 30 != 0  # saved in the middle of an epoch...
+    assert json.loads((part / "requeued.json").read_text()) == {"last_ckpt_step": stopped}  # ...before the requeue
+    _assert_continued_exactly(uninterrupted, part)
+    with pytest.raises(ValueError, match="requeue_signal=USR9: not a signal name"):
+        from s3.lit.callbacks import PreemptionCheckpoint
+
+        PreemptionCheckpoint(str(tmp_path), "USR9")
 
 
 def test_a_finished_run_is_not_trained_over_unless_asked(tmp_path):

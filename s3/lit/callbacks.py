@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
+import signal
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +15,8 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from s3.io import atomic_torch_save, atomic_write_text
+
+log = logging.getLogger(__name__)
 
 
 class SampledArchLog(L.Callback):
@@ -50,13 +55,56 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 class PreemptionCheckpoint(L.Callback):
-    """On SIGTERM (what SLURM sends at a time limit, a preemption or a requeue) Lightning stops at
-    the next batch boundary; this saves `last.ckpt` there, so that re-running the identical
-    command continues from exactly that step (`s3.train` then exits with code 143)."""
+    """Saves `last.ckpt` at the batch boundary where a stopped job stops, so that re-running the
+    identical command (what a requeue does) continues from exactly that step.
 
-    def __init__(self, dirpath: str):
+    - SIGTERM (what SLURM sends at a time limit or a preemption): Lightning stops at the next batch
+      boundary (agreed across ranks) and this saves there; `s3.train` then exits with code 143.
+    - `requeue_signal` (submitit's time-limit warning, USR2 unless SUBMITIT_PREEMPT_SIGNAL says
+      otherwise; the SLURM launcher asks for it `signal_delay_s` before the limit): submitit's own
+      handler would requeue and exit from inside the handler, mid-step, without a checkpoint. This
+      one only asks Lightning to stop as on SIGTERM; once `last.ckpt` is saved, `hand_over` runs the
+      handler that was installed before training (submitit's: requeue the job, then exit)."""
+
+    def __init__(self, dirpath: str, requeue_signal: str | None = "USR2"):
         self.dirpath = Path(dirpath)
+        self.signum = None
+        if requeue_signal:
+            self.signum = getattr(signal, f"SIG{str(requeue_signal).upper().removeprefix('SIG')}", None)
+            if not isinstance(self.signum, signal.Signals):
+                raise ValueError(f"callbacks.preemption.requeue_signal={requeue_signal}: not a signal name "
+                                 f"(e.g. USR1, USR2, TERM), or null to leave signals alone")
+        self._installed = self._previous = self._trainer = None
+        self._noted = False
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        if self.signum is not None and threading.current_thread() is threading.main_thread():
+            self._trainer, self._noted = trainer, False
+            self._previous = signal.getsignal(self.signum)
+            signal.signal(self.signum, self._note)
+            self._installed = True
+
+    def _note(self, signum, frame) -> None:
+        self._noted = True  # no work inside a signal handler: Lightning stops after the step in flight
+        self._trainer._signal_connector.received_sigterm = True
+
+    def _restore(self) -> None:
+        if self._installed:
+            signal.signal(self.signum, self._previous)
+            self._installed = None
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self._restore()
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        self._restore()
         if isinstance(exception, SIGTERMException):
             trainer.save_checkpoint(self.dirpath / "last.ckpt")
+
+    def hand_over(self) -> None:
+        """After the checkpoint: run the requeue signal's earlier handler (submitit's requeue + exit
+        on rank zero) when that signal is what stopped training."""
+        if self._noted and callable(self._previous):
+            log.warning("stopped by %s: handing over to its earlier handler (submitit: requeue the job)", self.signum.name)
+            self._noted = False
+            self._previous(self.signum, None)
