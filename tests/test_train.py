@@ -573,3 +573,24 @@ def test_a_second_writer_of_a_run_directory_is_refused_until_the_first_one_ends(
         holder.kill()  # however the owner ends, the operating system releases its lock
         holder.wait()
     prepare(compose_cfg(FAST, run_dir))
+
+
+def test_a_stopped_multirun_continues_each_job_in_its_sweep_subdirectory(tmp_path, uninterrupted):
+    import signal
+
+    sweep = tmp_path / "sweep"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, str(ROOT / "train.py"), "-m", *LIFECYCLE, "seed=42,7", f"hydra.sweep.dir={sweep}"]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    _stop_mid_epoch(proc, sweep / "0", signal.SIGTERM)  # job 0 of 2, mid-epoch
+    assert proc.wait(120) == 143, proc.stderr.read()[-2000:]
+    stopped = torch.load(sweep / "0" / "checkpoints" / "last.ckpt", weights_only=True)["global_step"]
+    assert 0 < stopped < 60 and not (sweep / "1").exists()
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)  # the requeue
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    resumed = torch.load(sweep / "0" / "checkpoints" / "last.ckpt", weights_only=True)
+    full = torch.load(uninterrupted / "checkpoints" / "last.ckpt", weights_only=True)  # seed 42, one process
+    for k, v in full["state_dict"].items():
+        torch.testing.assert_close(resumed["state_dict"][k], v, rtol=0, atol=1e-6, msg=k)
+    for job in ("0", "1"):
+        assert [s["step"] for s in read_archs(sweep / job / "sampled_archs.rank0.jsonl")] == list(range(60))
