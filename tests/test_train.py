@@ -542,7 +542,7 @@ def test_long_fashion_mnist_recipe_erases_patches_of_training_images_only(tmp_pa
 
     arch = tiny_space.sample(torch.Generator().manual_seed(0)).to_yaml(tmp_path / "arch.yaml")
     cfg = compose_cfg(["experiment=retrain_fmnist", f"arch={arch}"], tmp_path)
-    assert (cfg.data.max_train, cfg.data.reprob, cfg.trainer.max_epochs) == (None, 0.25, 20)
+    assert (cfg.data.max_train, cfg.data.reprob, cfg.trainer.max_epochs) == (None, 0.25, 12)
     assert isinstance(build_module(cfg), ClassifierModule)
     images = [(torch.full((1, 32, 32), 200, dtype=torch.uint8), torch.tensor(0))] * 64
     plain = BatchTransform((0.5,), (0.5,), train=True, pad=0, flip=False)(images)[0]
