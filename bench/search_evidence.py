@@ -31,6 +31,7 @@ import re
 import statistics
 import subprocess
 import sys
+import textwrap
 import time
 from datetime import datetime
 from pathlib import Path
@@ -135,7 +136,7 @@ def plot_archs(rows: dict[str, list[float]], path: Path) -> None:
         ax.scatter([i] * len(rows[n]), rows[n], color="k", s=12, zorder=3)
     lo = min(min(v) for v in rows.values())
     ax.set_ylim(lo - 1.5, max(max(v) for v in rows.values()) + 0.8)
-    ax.set_xticks(range(len(names)), names, fontsize=8)
+    ax.set_xticks(range(len(names)), [textwrap.fill(n, 22) for n in names], fontsize=8)
     ax.set_ylabel("test top-1, standalone (%)")
     ax.set_title("retrained with the same recipe (mean +- std over seeds)")
     ax.grid(alpha=0.3, axis="y")
@@ -204,7 +205,8 @@ def main() -> None:
         "recipe": recipe.name, "constraints": str(constraints), "seeds": args.seeds,
         "space_claim": {**claim, "archs": {k: [str(a) for a in v] for k, v in samples.items()},
                         "errors": errors,
-                        "params": {k: [constraints.cost(a)["params"] for a in v] for k, v in samples.items()}},
+                        "params": {k: [constraints.cost(a)["params"] for a in v] for k, v in samples.items()},
+                        "flops": {k: [constraints.cost(a)["flops"] for a in v] for k, v in samples.items()}},
         "arch_claim": {name: {"arch": str(a), "params": constraints.cost(a)["params"],
                               "flops": constraints.cost(a)["flops"], "top1": top1[name],
                               "mean": statistics.mean(top1[name]),
@@ -222,10 +224,12 @@ def main() -> None:
 
     e = claim
     print(f"\nSpace claim: {args.archs} archs per space, {constraints}, standalone {recipe.name}, seed {args.seeds[0]}")
-    print("| space | mean test error (%) | top-tier error (%) | E-T Error Q (%) |")
-    print("|---|---|---|---|")
+    print("| space | mean test error (%) | top-tier error (%) | E-T Error Q (%) | mean params | mean FLOPs (MACs) |")
+    print("|---|---|---|---|---|---|")
+    sc = report["space_claim"]
     for name in ("initial", "searched"):
-        print(f"| {name} | {e[name]['q_e']:.2f} | {e[name]['q_t']:.2f} (best {e[name]['k']}) | {e[name]['q']:.2f} |")
+        print(f"| {name} | {e[name]['q_e']:.2f} | {e[name]['q_t']:.2f} (best {e[name]['k']}) | {e[name]['q']:.2f} | "
+              f"{statistics.mean(sc['params'][name]):,.0f} | {statistics.mean(sc['flops'][name]) / 1e6:.1f}M |")
     print(f"difference of mean error (initial - searched): {e['mean_error_difference']:+.2f} points, SE "
           f"{e['standard_error']:.2f} ({e['difference_in_se']:.1f} SE; target > 2), Welch p = {e['welch_p']:.3g}, "
           f"bootstrap 95% [{e['bootstrap_95'][0]:+.2f}, {e['bootstrap_95'][1]:+.2f}]")
