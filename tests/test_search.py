@@ -336,6 +336,32 @@ def test_search_resume_equals_uninterrupted(tmp_path, supernet_ckpt, monkeypatch
     assert _rows(tmp_path / "resumed" / "archs.csv") == _rows(tmp_path / "full" / "archs.csv")
 
 
+def test_a_killed_search_process_continues_on_the_identical_command(tmp_path, supernet_ckpt):
+    import signal
+    import time
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    args = [sys.executable, str(ROOT / "search.py"), *FAST, "search=evolution", f"supernet={supernet_ckpt}", *SMALL,
+            "search.generations=6"]
+
+    def command(out: Path) -> list[str]:
+        return [*args, f"hydra.run.dir={out}"]
+
+    full, part = tmp_path / "full", tmp_path / "part"
+    assert subprocess.run(command(full), cwd=tmp_path, env=env, capture_output=True, timeout=300).returncode == 0
+    proc = subprocess.Popen(command(part), cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    state, deadline = part / "search_state.json", time.time() + 240
+    while not (state.is_file() and json.loads(state.read_text())["generation"] >= 2) and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)  # mid-search: SLURM's time limit or preemption
+    assert proc.wait(60) != 0 and not (part / "result.json").exists()
+    done = subprocess.run(command(part), cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "continuing the search" in (part / "search.log").read_text()
+    for name in ("archs.csv", "history.csv", "picks.csv"):
+        assert _rows(part / name) == _rows(full / name), name
+
+
 def test_random_search_on_two_processes_equals_one(tmp_path, supernet_ckpt):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     outs = {}
