@@ -594,3 +594,11 @@ def test_a_stopped_multirun_continues_each_job_in_its_sweep_subdirectory(tmp_pat
         torch.testing.assert_close(resumed["state_dict"][k], v, rtol=0, atol=1e-6, msg=k)
     for job in ("0", "1"):
         assert [s["step"] for s in read_archs(sweep / job / "sampled_archs.rank0.jsonl")] == list(range(60))
+
+
+def test_slurm_preset_requeues_on_time_limits_with_the_signal_training_checkpoints_on(tmp_path):
+    cfg = compose_cfg(["hydra/launcher=slurm", "trainer=ddp", "trainer.devices=4"], tmp_path)
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("SlurmLauncher") and launcher.tasks_per_node == launcher.gpus_per_node == 4
+    assert launcher.max_num_timeout > 0 and launcher.signal_delay_s >= 60  # requeued, with time to save
+    assert instantiate(cfg.callbacks.preemption).signum.name == "SIGUSR2"  # submitit's default warning signal
