@@ -39,8 +39,6 @@ class BatchTransform:
 
     def __init__(self, mean: Sequence[float], std: Sequence[float], train: bool, pad: int = 2, flip: bool = True,
                  channels: int = 3, erase: float = 0.0):
-        if not 0.0 <= erase <= 1.0:
-            raise ValueError(f"data.reprob={erase}: the random-erasing probability must be in [0, 1]")
         self.mean = torch.tensor(mean).view(1, -1, 1, 1)
         self.std = torch.tensor(std).view(1, -1, 1, 1)
         self.train, self.pad, self.flip, self.channels = train, pad, flip, channels

@@ -122,6 +122,11 @@ def build_data(cfg: DictConfig):
     return dm
 
 
+# Settings that change only speed or placement, never which images or values a search sees.
+SPEED_KEYS = frozenset({"split_dir", "batch_size", "eval_batch_size", "num_workers", "pin_memory", "split_cache",
+                        "split_dtype"})
+
+
 def cached_split(cfg: DictConfig, fabric: L.Fabric, loader, name: str) -> CachedSplit:
     """`search.split_cache=memory`: every rank holds the tensors; `mmap`: rank 0 writes them to
     `<output_dir>/<name>_split.<key>.pt` and every rank maps that file. The key hashes everything
@@ -132,8 +137,7 @@ def cached_split(cfg: DictConfig, fabric: L.Fabric, loader, name: str) -> Cached
         return CachedSplit.from_loader(loader, s.split_dtype)
     if s.split_cache != "mmap":
         raise ValueError(f"search.split_cache={s.split_cache}: allowed ['memory', 'mmap']")
-    data = {k: v for k, v in OmegaConf.to_container(cfg.data, resolve=True).items()
-            if k not in ("split_dir", "num_workers", "batch_size", "eval_batch_size")}
+    data = {k: v for k, v in OmegaConf.to_container(cfg.data, resolve=True).items() if k not in SPEED_KEYS}
     key = hashlib.sha256(json.dumps({"data": data, "dtype": s.split_dtype, "split": name}, sort_keys=True,
                                     default=str).encode()).hexdigest()[:16]
     cache_file = Path(cfg.paths.output_dir) / f"{name}_split.{key}.pt"

@@ -64,10 +64,9 @@ def search_identity(cfg: DictConfig, supernet: Path | None) -> dict:
     def plain(node) -> dict:
         return OmegaConf.to_container(node, resolve=True)
 
-    speed = {"split_dir", "batch_size", "eval_batch_size", "num_workers", "pin_memory", "split_cache", "split_dtype"}
     identity = {"seed": cfg.seed, "space": plain(cfg.space), "constraints": plain(cfg.constraints),
-                "data": {k: v for k, v in plain(cfg.data).items() if k not in speed},
-                "search": {k: v for k, v in plain(cfg.search).items() if k not in speed}}
+                "data": {k: v for k, v in plain(cfg.data).items() if k not in ctx.SPEED_KEYS},
+                "search": {k: v for k, v in plain(cfg.search).items() if k not in ctx.SPEED_KEYS}}
     if supernet is not None:
         digest = hashlib.sha256()
         with open(supernet, "rb") as f:
