@@ -16,11 +16,11 @@ from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
 
+from s3.config import resolve_arch
 from s3.cost import count_flops, count_params
 from s3.io import atomic_write_text
 from s3.lit import ClassifierModule, SupernetModule
 from s3.models.checkpoint import load_state_dict, read_checkpoint, to_native
-from s3.train import resolve_arch
 
 log = logging.getLogger(__name__)
 

@@ -9,12 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from s3.config import build_loggers, closing, resolve_arch, save_resolved_config
 from s3.io import atomic_path, atomic_write_text
 from s3.lit.callbacks import PreemptionCheckpoint
 from s3.lock import lock_run_dir
@@ -28,17 +27,6 @@ def _is_standalone(cfg: DictConfig) -> bool:
     return cfg.model._target_.endswith("ClassifierModule")
 
 
-def resolve_arch(cfg: DictConfig) -> Arch:
-    """`arch=path/to/arch.yaml`, else the architecture a model preset holds (model=s3_t)."""
-    if cfg.get("arch"):
-        return Arch.from_yaml(cfg.arch)
-    inline = OmegaConf.select(cfg, "model.arch", throw_on_missing=False)
-    if isinstance(inline, DictConfig):
-        return Arch.from_dict(OmegaConf.to_container(inline))
-    raise ValueError("arch=null: one architecture (model=standalone, experiment=retrain) needs arch=path/to/arch.yaml "
-                     "or a model preset such as model=s3_t")
-
-
 def build_module(cfg: DictConfig) -> L.LightningModule:
     """The LightningModule of the config: a supernet, or one arch (`arch=`, optionally `init_from=`)."""
     if _is_standalone(cfg):
@@ -50,35 +38,6 @@ def build_module(cfg: DictConfig) -> L.LightningModule:
         if cfg.get(key):
             raise ValueError(f"{key}={cfg[key]}: only for one architecture (experiment=retrain), not for a supernet")
     return instantiate(cfg.model, _convert_="all")
-
-
-def build_loggers(cfg: DictConfig) -> list:
-    loggers = []
-    for conf in (cfg.get("logger") or {}).values():
-        extra = {}
-        if "Wandb" in conf._target_ and conf.get("group") is None and _multirun():
-            extra["group"] = Path(HydraConfig.get().sweep.dir).name  # one sweep, one W&B group
-        loggers.append(instantiate(conf, **extra))
-    return loggers
-
-
-def close_loggers(loggers: list) -> None:
-    """Finalize, and end the W&B run so that a later run in the same process starts its own."""
-    for logger in loggers:
-        logger.finalize("success")
-        if "Wandb" in type(logger).__name__:
-            import wandb
-
-            wandb.finish()
-
-
-def _multirun() -> bool:
-    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
-
-
-def save_resolved_config(cfg: DictConfig, directory: str | Path) -> Path:
-    """The fully resolved config (seed, space, constraints...) next to the checkpoints."""
-    return atomic_write_text(Path(directory) / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
 
 
 FINISHED = "finished.json"  # in the run directory: the run reached its max_epochs / max_steps
@@ -159,7 +118,14 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
 
 def fit(cfg: DictConfig, datamodule, module, trainer) -> dict[str, Any]:
-    """Train what `prepare` built; returns the final callback metrics."""
+    """Train what `prepare` built; returns the final callback metrics. The loggers are closed on
+    every exit, so that a later training in this process (the space search's next iteration)
+    starts its own W&B run."""
+    with closing(trainer.loggers):
+        return _fit(cfg, datamodule, module, trainer)
+
+
+def _fit(cfg: DictConfig, datamodule, module, trainer) -> dict[str, Any]:
     resolved = OmegaConf.to_container(cfg, resolve=True)
     for logger in trainer.loggers:
         logger.log_hyperparams(resolved)

@@ -38,7 +38,7 @@ def supernet_ckpt(tmp_path_factory) -> Path:
 
 def _search(out: Path, *overrides: str) -> dict:
     cfg = compose_cfg([*FAST, *overrides], out, config_name="search")
-    return run(cfg, prepare(cfg))
+    return run(prepare(cfg))
 
 
 class SyntheticEvaluator(CandidateEvaluator):
@@ -267,7 +267,7 @@ def test_mmap_split_cache_is_keyed_by_what_defines_it(tmp_path):
 
     def split(*overrides):
         cfg = compose_cfg([*FAST, "search.split_cache=mmap", *overrides], tmp_path, config_name="search")
-        return cached_split(cfg, fabric, build_data(cfg).search_dataloader(), "search")
+        return cached_split(cfg, fabric, build_data(cfg).search_dataloader(), "search", tmp_path)
 
     a = split("data.search_per_class=4", "search.split_dtype=float32")
     b = split("data.search_per_class=2", "search.split_dtype=float16")  # same directory, other settings
@@ -395,6 +395,36 @@ def test_space_search_writes_iterations_and_a_loadable_space(tmp_path):
     assert SearchSpace.from_dict(cfg.space) == searched
 
 
+def test_space_search_stopped_mid_pool_continues_and_gives_each_training_its_own_wandb_run(tmp_path, monkeypatch):
+    os.environ["WANDB_SILENT"] = "true"
+    args = ["search=space", "search.iterations=2", "search.samples=12", "search.top_k=3", "search.threshold=0.0",
+            "logger=wandb", "logger.wandb.offline=true"]
+    calls = {"n": 0, "stop_at": None}
+    measure = CandidateEvaluator.measure
+
+    def counted(self, arch, split=None):
+        calls["n"] += 1
+        if calls["n"] == calls["stop_at"]:
+            raise KeyboardInterrupt  # a stop in the middle of iteration 0's E-T Error pool
+        return measure(self, arch, split)
+
+    monkeypatch.setattr(CandidateEvaluator, "measure", counted)
+    full = _search(tmp_path / "full", *args)
+    full_calls, calls["n"], calls["stop_at"] = calls["n"], 0, 6
+    assert full["iterations"] == 2
+    with pytest.raises(KeyboardInterrupt):
+        _search(tmp_path / "part", *args)
+    assert not (tmp_path / "part" / "result.json").exists() and (tmp_path / "part" / "iter0" / "pool_state.json").is_file()
+    calls["n"], calls["stop_at"] = 0, None
+    assert _search(tmp_path / "part", *args) == {**full, "searched_space": str(tmp_path / "part" / "searched_space.yaml")}
+    assert calls["n"] == full_calls - 5  # the 5 archs scored before the stop are not scored again
+    for name in ("iter0/archs.csv", "iter1/archs.csv", "iter0/et_error.csv"):
+        assert _rows(tmp_path / "part" / name) == _rows(tmp_path / "full" / name), name
+    # one W&B run per training and one for the search's summary, none merged into another
+    runs = sorted(p.relative_to(tmp_path / "full").parts[0] for p in (tmp_path / "full").glob("**/wandb/offline-run-*"))
+    assert runs == ["iter0", "iter1", "wandb"]
+
+
 # -- bad input ---------------------------------------------------------------------------------------------
 def _search_cli(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -466,7 +496,7 @@ def test_multirun_one_search_per_budget(tmp_path, supernet_ckpt):
 
 
 def test_random_preset_is_evolution_without_variation(tmp_path):
-    from s3.search.run import evolution_config
+    from s3.search.arch_search import evolution_config
 
     rnd = evolution_config(compose_cfg(["search=random"], tmp_path, config_name="search"))
     evo = evolution_config(compose_cfg(["search=evolution"], tmp_path, config_name="search"))

@@ -127,9 +127,9 @@ SPEED_KEYS = frozenset({"split_dir", "batch_size", "eval_batch_size", "num_worke
                         "split_dtype"})
 
 
-def cached_split(cfg: DictConfig, fabric: L.Fabric, loader, name: str) -> CachedSplit:
+def cached_split(cfg: DictConfig, fabric: L.Fabric, loader, name: str, directory: Path) -> CachedSplit:
     """`search.split_cache=memory`: every rank holds the tensors; `mmap`: rank 0 writes them to
-    `<output_dir>/<name>_split.<key>.pt` and every rank maps that file. The key hashes everything
+    `<directory>/<name>_split.<key>.pt` and every rank maps that file. The key hashes everything
     that defines the tensors (the data settings and the storage dtype), so a cache built with other
     settings is never read back."""
     s = cfg.search
@@ -140,7 +140,7 @@ def cached_split(cfg: DictConfig, fabric: L.Fabric, loader, name: str) -> Cached
     data = {k: v for k, v in OmegaConf.to_container(cfg.data, resolve=True).items() if k not in SPEED_KEYS}
     key = hashlib.sha256(json.dumps({"data": data, "dtype": s.split_dtype, "split": name}, sort_keys=True,
                                     default=str).encode()).hexdigest()[:16]
-    cache_file = Path(cfg.paths.output_dir) / f"{name}_split.{key}.pt"
+    cache_file = Path(directory) / f"{name}_split.{key}.pt"
     if fabric.global_rank == 0:
         CachedSplit.from_loader(loader, s.split_dtype, cache_file)
     fabric.barrier()

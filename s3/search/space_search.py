@@ -1,5 +1,7 @@
 """Searching the search space (S3 section 4): T iterations of (train or fine-tune the supernet of
-the current space, E-T Error per dimension choice, linear fit, shift), each iteration resumable."""
+the current space, E-T Error per dimension choice, linear fit, shift). A stopped search continues
+where it stopped: finished iterations are read back, a training resumes from its last.ckpt, and
+the E-T Error pool from the archs already scored (saved every twentieth of the pool)."""
 
 from __future__ import annotations
 
@@ -14,7 +16,6 @@ from omegaconf import DictConfig, open_dict
 from s3.io import atomic_write_text
 from s3.lit.supernet import SupernetModule
 from s3.models import Supernet
-from s3.search import context as ctx
 from s3.search.et_error import et_error, fit_dimensions
 from s3.search.pool import SUBSPACES, sample_pool
 from s3.search.progress import progress_bar
@@ -28,12 +29,14 @@ from s3.search.report import (
     write_csv,
     write_json,
 )
-from s3.search.run import STATE_FILE, start_run_dir
+from s3.search.search_run import SearchRun
 from s3.search.shift import evolve_space
 from s3.space import SearchSpace
-from s3.train import build_loggers, close_loggers, fit, prepare
+from s3.train import fit, prepare
 
 log = logging.getLogger(__name__)
+
+POOL_STATE = "pool_state.json"  # in iter<t>/: the archs of the E-T Error pool scored so far
 
 
 def check_knobs(s: DictConfig) -> None:
@@ -52,9 +55,10 @@ def check_knobs(s: DictConfig) -> None:
 
 
 def train_supernet(cfg: DictConfig, space: SearchSpace, out: Path, epochs: int, previous: Path | None,
-                   warmup_epochs: float | None = None) -> Supernet:
+                   warmup_epochs: float | None = None, wandb_group: str | None = None) -> Supernet:
     """train.py's supernet training on `space` in `out`; a new run starts from every overlapping
-    slice of the previous iteration's supernet, an interrupted one resumes from its last.ckpt."""
+    slice of the previous iteration's supernet, an interrupted one resumes from its last.ckpt.
+    With W&B, each training is its own run (named after `out`) in `wandb_group`."""
     tcfg = copy.deepcopy(cfg)
     last = out / "checkpoints" / "last.ckpt"
     with open_dict(tcfg):
@@ -64,6 +68,10 @@ def train_supernet(cfg: DictConfig, space: SearchSpace, out: Path, epochs: int, 
         tcfg.ckpt_path = str(last) if last.is_file() else None
         if warmup_epochs is not None:
             tcfg.model.optim.warmup_epochs = warmup_epochs
+        wandb = (tcfg.get("logger") or {}).get("wandb")
+        if wandb is not None:
+            wandb.name = f"{cfg.task_name}-{out.name}"
+            wandb.group = wandb.group or wandb_group
     datamodule, module, trainer = prepare(tcfg)
     if previous is not None and tcfg.ckpt_path is None:
         module.model.inherit(SupernetModule.load_supernet(previous))
@@ -72,18 +80,30 @@ def train_supernet(cfg: DictConfig, space: SearchSpace, out: Path, epochs: int, 
     return module.model
 
 
-def run_space_search(cfg: DictConfig, p: dict) -> dict:
+def score_pool(run: SearchRun, evaluator, archs: list, it_dir: Path, title: str) -> list[dict]:
+    """Scores the pool in twenty chunks, saving the scored archs after each: a stopped iteration
+    re-scores none of them."""
+    saved = it_dir / POOL_STATE
+    if saved.is_file():
+        evaluator.load_state_dict(json.loads(saved.read_text()))
+        log.info("%s: %d of %d archs already scored", title, sum(a in evaluator.cache for a in archs), len(archs))
+    chunk = max(1, -(-len(archs) // 20))
+    with progress_bar(title, len(archs), enabled=run.zero) as advance:
+        advance(sum(a in evaluator.cache for a in archs))
+        for i in range(0, len(archs), chunk):
+            if all(a in evaluator.cache for a in archs[i:i + chunk]):
+                continue
+            evaluator.evaluate(archs[i:i + chunk], advance)
+            if run.zero:
+                atomic_write_text(saved, json.dumps(evaluator.state_dict()))
+    return evaluator.evaluate(archs)
+
+
+def run_space_search(run: SearchRun) -> dict:
+    cfg, work = run.cfg, run.work
     s = cfg.search
-    check_knobs(s)
-    fabric = ctx.make_fabric(cfg)
-    zero = fabric.global_rank == 0
-    work = p["work"]
-    state_file = work / STATE_FILE
-    iterations = json.loads(state_file.read_text())["iterations"] if state_file.is_file() else []
-    start_run_dir(cfg, work, p["identity"], zero)
-    dm = p["data"]
-    split = ctx.cached_split(cfg, fabric, dm.search_dataloader(), "search")
-    constraints, space = p["constraints"], p["space"]
+    iterations = (run.saved_state() or {}).get("iterations", [])
+    constraints, space = run.constraints, run.space
     previous = None
     for t in range(s.iterations):
         it_dir = work / f"iter{t}"
@@ -93,11 +113,11 @@ def run_space_search(cfg: DictConfig, p: dict) -> dict:
                 break
             continue
         epochs = (s.train_epochs if t == 0 else s.finetune_epochs) or cfg.trainer.max_epochs
-        supernet = train_supernet(cfg, space, it_dir, epochs, previous, None if t == 0 else s.finetune_warmup_epochs)
-        evaluator = ctx.make_evaluator(cfg, fabric, supernet, split, constraints)
+        supernet = train_supernet(cfg, space, it_dir, epochs, previous, None if t == 0 else s.finetune_warmup_epochs,
+                                  run.wandb_group)
         pool = sample_pool(space, constraints, s.samples, f"s3-space:{cfg.seed}:{t}", s.subspace)
-        with progress_bar(f"space iteration {t}: E-T Error", len(pool), enabled=zero) as advance:
-            records = evaluator.evaluate([m.arch for m in pool], advance)
+        records = score_pool(run, run.evaluator(supernet), [m.arch for m in pool], it_dir,
+                             f"space iteration {t}: E-T Error")
         errors = [100.0 - r["top1"] for r in records]
         fits = fit_dimensions(space, pool, errors, s.top_k)
         new_space, decisions = evolve_space(space, fits, s.threshold)
@@ -116,15 +136,15 @@ def run_space_search(cfg: DictConfig, p: dict) -> dict:
             "moved": sum(d.moved for d in decisions), "next_space": new_space.to_dict(),
         }
         iterations.append(record)
-        if zero:
+        if run.zero:
             write_iteration(it_dir, space, record, fits, records)
-            atomic_write_text(state_file, json.dumps({"iterations": iterations}))
+        run.save_state({"iterations": iterations})
         log.info("iteration %d: E-T Error %.2f (Q_e %.2f, Q_t %.2f); %d dimension(s) moved", t,
                  record["et_error"]["q"], record["et_error"]["q_e"], record["et_error"]["q_t"], record["moved"])
         previous, space = it_dir / "checkpoints" / "last.ckpt", new_space
         if record["moved"] == 0:
             break
-    return finish_space_search(cfg, work, iterations, space) if zero else {}
+    return finish_space_search(run, iterations, space) if run.zero else {}
 
 
 def write_iteration(it_dir: Path, space: SearchSpace, record: dict, fits, records) -> None:
@@ -138,21 +158,20 @@ def write_iteration(it_dir: Path, space: SearchSpace, record: dict, fits, record
     plot_dimensions(it_dir / "dimensions.png", fits, f"iteration {record['iteration']}: E-T Error per choice")
 
 
-def finish_space_search(cfg: DictConfig, work: Path, iterations: list[dict], searched: SearchSpace) -> dict:
+def finish_space_search(run: SearchRun, iterations: list[dict], searched: SearchSpace) -> dict:
+    work = run.work
     searched.to_yaml(work / "searched_space.yaml")
     searched.to_yaml(work / "conf" / "space" / "searched.yaml")  # for hydra.searchpath=[file://<work>/conf]
     plot_et_error(work / "et_error.png", iterations)
-    report = observations(iterations, searched, cfg.model.net.head_dim)
+    report = observations(iterations, searched, run.cfg.model.net.head_dim)
     atomic_write_text(work / "report.md", report)
     result = {"search": "space", "iterations": len(iterations), "searched_space": str(work / "searched_space.yaml"),
               "et_error": [it["et_error"] for it in iterations],
               "moved": [it["moved"] for it in iterations]}
     write_json(work / "result.json", result)
-    loggers = build_loggers(cfg)
-    log_to_wandb(loggers, "space/et_error", ["iteration", "q", "q_e", "q_t", "moved"],
+    log_to_wandb(run.loggers, "space/et_error", ["iteration", "q", "q_e", "q_t", "moved"],
                  [[it["iteration"], *(it["et_error"][k] for k in ("q", "q_e", "q_t")), it["moved"]] for it in iterations],
                  "space/plots", [work / "et_error.png"] + [work / f"iter{it['iteration']}" / "dimensions.png" for it in iterations])
-    close_loggers(loggers)
     log.info("\n%s", report)
     log.info("searched space: %s; train its supernet with `python train.py hydra.searchpath=[file://%s] "
              "space=searched`", work / "searched_space.yaml", (work / "conf").resolve())

@@ -1,0 +1,178 @@
+"""One search in its run directory (`SearchRun`): what the evolution, random and space searches
+share. It owns the directory and its resume state, the devices, the data and its cached splits,
+and the loggers, which it closes however the search ends."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from s3.config import build_loggers, close_loggers, save_resolved_config, sweep_group
+from s3.io import atomic_write_text
+from s3.lock import lock_run_dir
+from s3.models import Supernet
+from s3.search import context as ctx
+from s3.search.constraints import Constraints
+from s3.search.evaluator import CachedSplit, CandidateEvaluator
+from s3.space import SearchSpace
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "search_state.json"
+IDENTITY_FILE = "search_identity.json"
+RESULT_FILE = "result.json"
+
+
+def resume_dir(cfg: DictConfig) -> Path:
+    """Where the search runs: the output dir, or with `resume=true` the newest run of this task
+    that left an unfinished search state (so `python search.py resume=true` just continues)."""
+    out = Path(cfg.paths.output_dir)
+    if not cfg.get("resume") or (out / STATE_FILE).is_file():
+        return out
+    for state in sorted(Path(cfg.paths.log_dir).glob(f"{cfg.task_name}/runs/*/{STATE_FILE}"),
+                        key=lambda p: p.stat().st_mtime, reverse=True):
+        if not (state.parent / RESULT_FILE).is_file():
+            log.info("resume=true: continuing %s", state.parent)
+            return state.parent
+    log.info("resume=true: no unfinished search under %s/%s/runs; starting afresh", cfg.paths.log_dir, cfg.task_name)
+    return out
+
+
+def search_identity(cfg: DictConfig, supernet: Path | None) -> dict:
+    """What defines a search's result: a run directory holding another search cannot continue this
+    one. Settings that change only speed (batch sizes, workers, caching) are left out."""
+    def plain(node) -> dict:
+        return OmegaConf.to_container(node, resolve=True)
+
+    identity = {"seed": cfg.seed, "space": plain(cfg.space), "constraints": plain(cfg.constraints),
+                "data": {k: v for k, v in plain(cfg.data).items() if k not in ctx.SPEED_KEYS},
+                "search": {k: v for k, v in plain(cfg.search).items() if k not in ctx.SPEED_KEYS}}
+    if supernet is not None:
+        digest = hashlib.sha256()
+        with open(supernet, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 24), b""):  # in chunks: supernet checkpoints reach gigabytes
+                digest.update(chunk)
+        identity["supernet"] = digest.hexdigest()
+    else:  # the space search trains its own supernets
+        identity["model"], identity["trainer.max_epochs"] = plain(cfg.model), cfg.trainer.max_epochs
+    return identity
+
+
+def claim_run_dir(cfg: DictConfig, identity: dict) -> Path:
+    """The run directory: re-running the identical command continues the search saved there (what a
+    SLURM requeue does); a finished one, or one started with other settings, is refused in one
+    line; `overwrite=true` starts afresh."""
+    work = resume_dir(cfg)
+    lock_run_dir(work)  # before reading the directory's state: one writer at a time
+    if cfg.get("overwrite"):
+        for name in (STATE_FILE, IDENTITY_FILE, RESULT_FILE):
+            (work / name).unlink(missing_ok=True)
+    elif (work / RESULT_FILE).is_file():
+        raise ValueError(f"{work} holds a finished search ({RESULT_FILE}); pass overwrite=true to run it again, "
+                         f"or choose another hydra.run.dir")
+    saved = work / IDENTITY_FILE
+    if saved.is_file():
+        theirs = json.loads(saved.read_text())
+        differ = sorted(k for k in set(theirs) | set(identity) if theirs.get(k) != identity.get(k))
+        if differ:
+            raise ValueError(f"{work} holds a search started with other settings ({', '.join(differ)}): it cannot "
+                             f"continue this one; choose another hydra.run.dir, or overwrite=true to start afresh")
+    return work
+
+
+@dataclass
+class SearchRun:
+    """A claimed run directory and everything a search evaluates with. Use it as a context
+    manager: entering starts the devices and records the run's identity and config; leaving
+    closes the loggers, as `success` or, on an error or a stop, as `failed`."""
+
+    cfg: DictConfig            # this run's own config: its paths.output_dir is `work`
+    work: Path
+    identity: dict
+    space: SearchSpace
+    constraints: Constraints
+    data: Any                  # the data module, set up
+    supernet: Supernet | None = None   # evolution / random: the trained supernet they search
+    ckpt: Path | None = None           # ... and its checkpoint
+    fabric: L.Fabric | None = field(default=None, init=False)
+    _loggers: list | None = field(default=None, init=False, repr=False)
+    _splits: dict[str, CachedSplit] = field(default_factory=dict, init=False, repr=False)
+
+    @classmethod
+    def claim(cls, cfg: DictConfig, space: SearchSpace, constraints: Constraints, data: Any,
+              supernet: Supernet | None = None, ckpt: Path | None = None) -> SearchRun:
+        """Claims the run directory of `cfg` (locked, identity checked): nothing is written yet."""
+        identity = search_identity(cfg, ckpt)
+        work = claim_run_dir(cfg, identity)
+        own = copy.deepcopy(cfg)
+        with open_dict(own):
+            own.paths.output_dir = str(work)
+        return cls(own, work, identity, space, constraints, data, supernet, ckpt)
+
+    def __enter__(self) -> SearchRun:
+        self.fabric = ctx.make_fabric(self.cfg)
+        if self.zero:
+            atomic_write_text(self.work / IDENTITY_FILE, json.dumps(self.identity))
+            save_resolved_config(self.cfg, self.work)
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if self._loggers:
+            close_loggers(self._loggers, "failed" if exc_type else "success")
+        self._loggers = None
+
+    @property
+    def zero(self) -> bool:
+        return self.fabric is None or self.fabric.global_rank == 0
+
+    @property
+    def resumed(self) -> bool:
+        return self.state_file.is_file()
+
+    @property
+    def state_file(self) -> Path:
+        return self.work / STATE_FILE
+
+    def saved_state(self) -> dict | None:
+        return json.loads(self.state_file.read_text()) if self.state_file.is_file() else None
+
+    def save_state(self, state: dict) -> None:
+        if self.zero:
+            atomic_write_text(self.state_file, json.dumps(state))
+
+    @property
+    def wandb_group(self) -> str:
+        """One W&B group per search: the space search's trainings and its summary land together."""
+        return OmegaConf.select(self.cfg, "logger.wandb.group", default=None) or sweep_group() or self.work.name
+
+    @property
+    def loggers(self) -> list:
+        """Rank zero's loggers, opened on first use: a space search's trainings open their own W&B
+        runs first, which a live one would swallow."""
+        if self._loggers is None:
+            self._loggers = build_loggers(self.cfg, group=self.wandb_group) if self.zero else []
+        return self._loggers
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        for logger in self.loggers:
+            logger.log_metrics(metrics, step=step)
+
+    def split(self, name: str) -> CachedSplit:
+        """The cached `search` (held out from supernet training) or `val` split."""
+        if name not in self._splits:
+            loader = {"search": self.data.search_dataloader, "val": self.data.val_dataloader}[name]()
+            self._splits[name] = ctx.cached_split(self.cfg, self.fabric, loader, name, self.work)
+        return self._splits[name]
+
+    def evaluator(self, supernet: Supernet | None = None) -> CandidateEvaluator:
+        """Scores archs with `supernet` (default: the searched one) on the search split."""
+        supernet = supernet if supernet is not None else self.supernet
+        return ctx.make_evaluator(self.cfg, self.fabric, supernet, self.split("search"), self.constraints)
