@@ -356,6 +356,17 @@ def uninterrupted(tmp_path_factory) -> Path:
     return full
 
 
+def test_a_short_real_training_learns(uninterrupted):
+    """Learning sanity: 60 steps on 1,000 Fashion-MNIST images, one random subnet per step."""
+    rows = list(csv.DictReader(open(uninterrupted / "csv" / "metrics.csv")))
+    losses = [float(r["train/loss"]) for r in rows if r.get("train/loss")]
+    assert len(losses) == 60
+    first, last = sum(losses[:10]) / 10, sum(losses[-10:]) / 10
+    assert first > 2.0 and last < 0.85 * first, (first, last)  # from about ln(10) = 2.3 down
+    top1 = {k: float(v) for r in rows for k, v in r.items() if k.startswith("val/") and k.endswith("/top1") and v}
+    assert top1["val/largest/top1"] > 0.5 and top1["val/smallest/top1"] > 0.3, top1  # chance: 0.1
+
+
 def _stop_mid_epoch(proc: subprocess.Popen, out: Path, signum) -> None:
     import time
 
