@@ -1,5 +1,5 @@
-"""What every search needs before its first evaluation: devices (Lightning Fabric), the cached
-search split, the constraints, loggers, and a trained supernet that fits the requested space."""
+"""What every search needs before its first evaluation: devices (Lightning Fabric), the data and
+its cached splits, the constraints, and a trained supernet that fits the requested space."""
 
 from __future__ import annotations
 
