@@ -7,6 +7,7 @@ import logging
 
 from omegaconf import DictConfig, OmegaConf
 
+from s3.search.evaluator import ArchRecord, CandidateEvaluator
 from s3.search.evolution import Evolution, EvolutionConfig
 from s3.search.progress import progress_bar
 from s3.search.report import (
@@ -62,7 +63,7 @@ def run_arch_search(run: SearchRun) -> dict:
     return finish(run, evaluator, evo, picks)
 
 
-def finish(run: SearchRun, evaluator, evo: Evolution, picks: list[dict]) -> dict:
+def finish(run: SearchRun, evaluator: CandidateEvaluator, evo: Evolution, picks: list[ArchRecord]) -> dict:
     """Validation top-1 of the picks only, then the files: top-k YAMLs, CSVs, plots, result.json."""
     val = run.split("val")
     picks = [{**r, "val_top1": evaluator.measure(r["arch"], val)["top1"]} for r in picks]

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypedDict
 
 import torch
 import torch.distributed as dist
@@ -69,6 +70,16 @@ class CachedSplit:
             yield x, self.labels[i:i + batch_size].to(device, non_blocking=True)
 
 
+class ArchRecord(TypedDict):
+    """One evaluated arch, as every search ranks, saves and reports it."""
+
+    arch: Arch
+    params: int
+    flops: int
+    top1: float  # % on the evaluated split, with weights inherited from the supernet
+    loss: float  # mean cross-entropy there
+
+
 def distributed() -> tuple[int, int]:
     """(rank, world size); (0, 1) outside torch.distributed."""
     if dist.is_available() and dist.is_initialized():
@@ -86,12 +97,12 @@ class CandidateEvaluator:
         self.supernet, self.split, self.constraints = supernet.eval(), split, constraints
         self.batch_size, self.autocast = batch_size, autocast
         self.device = next(supernet.parameters()).device
-        self.cache: dict[Arch, dict] = {}
+        self.cache: dict[Arch, ArchRecord] = {}
 
-    def record(self, arch: Arch) -> dict:
+    def record(self, arch: Arch) -> ArchRecord:
         return self.cache[arch]
 
-    def evaluate(self, archs: Sequence[Arch], progress: Callable[[int], None] | None = None) -> list[dict]:
+    def evaluate(self, archs: Sequence[Arch], progress: Callable[[int], None] | None = None) -> list[ArchRecord]:
         todo = list(dict.fromkeys(a for a in archs if a not in self.cache))
         costs = {a: self.constraints.cost(a) for a in todo}
         for a, cost in costs.items():  # costs are checked before any forward pass

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from s3.search.constraints import Constraints
-from s3.search.evaluator import CandidateEvaluator
+from s3.search.evaluator import ArchRecord, CandidateEvaluator
 from s3.search.pareto import non_dominated_fronts, nsga2_select
 from s3.space import BLOCK_DIMENSIONS, Arch, SearchSpace
 
@@ -149,25 +149,25 @@ class Evolution:
         return out + self.random_candidates(c.population - len(out), taken)
 
     # -- selection ------------------------------------------------------------------------------------
-    def _objectives(self, r: dict) -> tuple[float, float]:
+    def _objectives(self, r: ArchRecord) -> tuple[float, float]:
         return (-r["top1"], r[self.config.pareto_cost])
 
-    def select(self, records: Sequence[dict], n: int) -> list[dict]:
+    def select(self, records: Sequence[ArchRecord], n: int) -> list[ArchRecord]:
         if self.config.objective == "pareto":
             return [records[i] for i in nsga2_select([self._objectives(r) for r in records], n)]
         return sorted(records, key=lambda r: (-r["top1"], r["params"], str(r["arch"])))[:n]
 
-    def ranked(self) -> list[dict]:
+    def ranked(self) -> list[ArchRecord]:
         return self.select(list(self.evaluator.cache.values()), len(self.evaluator.cache))
 
-    def pareto_front(self) -> list[dict]:
+    def pareto_front(self) -> list[ArchRecord]:
         records = list(self.evaluator.cache.values())
         front = non_dominated_fronts([self._objectives(r) for r in records])[0]
         return sorted((records[i] for i in front), key=lambda r: r[self.config.pareto_cost])
 
     # -- the loop ---------------------------------------------------------------------------------------
     def run(self, on_generation_end: Callable[[Evolution], None] | None = None,
-            progress: Callable[[int], None] | None = None) -> list[dict]:
+            progress: Callable[[int], None] | None = None) -> list[ArchRecord]:
         if self.generation == 0 and not self.candidates:
             self.candidates = self.random_candidates(self.config.population, set())
             if not self.candidates:

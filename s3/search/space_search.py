@@ -17,6 +17,7 @@ from s3.io import atomic_write_text
 from s3.lit.supernet import SupernetModule
 from s3.models import Supernet
 from s3.search.et_error import et_error, fit_dimensions
+from s3.search.evaluator import ArchRecord, CandidateEvaluator
 from s3.search.pool import SUBSPACES, sample_pool
 from s3.search.progress import progress_bar
 from s3.search.report import (
@@ -31,7 +32,7 @@ from s3.search.report import (
 )
 from s3.search.search_run import SearchRun
 from s3.search.shift import evolve_space
-from s3.space import SearchSpace
+from s3.space import Arch, SearchSpace
 from s3.train import fit, prepare
 
 log = logging.getLogger(__name__)
@@ -80,7 +81,8 @@ def train_supernet(cfg: DictConfig, space: SearchSpace, out: Path, epochs: int, 
     return module.model
 
 
-def score_pool(run: SearchRun, evaluator, archs: list, it_dir: Path, title: str) -> list[dict]:
+def score_pool(run: SearchRun, evaluator: CandidateEvaluator, archs: list[Arch], it_dir: Path,
+               title: str) -> list[ArchRecord]:
     """Scores the pool in twenty chunks, saving the scored archs after each: a stopped iteration
     re-scores none of them."""
     saved = it_dir / POOL_STATE
@@ -147,7 +149,7 @@ def run_space_search(run: SearchRun) -> dict:
     return finish_space_search(run, iterations, space) if run.zero else {}
 
 
-def write_iteration(it_dir: Path, space: SearchSpace, record: dict, fits, records) -> None:
+def write_iteration(it_dir: Path, space: SearchSpace, record: dict, fits, records: list[ArchRecord]) -> None:
     space.to_yaml(it_dir / "space.yaml")
     action = {(d["stage"], d["dimension"]): d["action"] for d in record["decisions"]}
     rows = [{**r, "stage": r["stage"] + 1, "decision": action[(r["stage"], r["dimension"])]}
