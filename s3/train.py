@@ -132,7 +132,7 @@ def _fit(cfg: DictConfig, datamodule, module, trainer) -> dict[str, Any]:
     if trainer.is_global_zero:
         save_resolved_config(cfg, Path(cfg.paths.output_dir) / "checkpoints")
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
     except SIGTERMException:
         log.warning("stopped at step %d; last.ckpt holds it: re-run the identical command to continue",
                     trainer.global_step)
