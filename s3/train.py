@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from s3.config import build_loggers, closing, resolve_arch, save_resolved_config
 from s3.io import atomic_path, atomic_write_text
 from s3.lit.callbacks import PreemptionCheckpoint
+from s3.lit.supernet import SupernetModule
 from s3.lock import lock_run_dir
 from s3.models.checkpoint import read_checkpoint
 from s3.space import Arch, SearchSpace
@@ -28,16 +29,26 @@ def _is_standalone(cfg: DictConfig) -> bool:
 
 
 def build_module(cfg: DictConfig) -> L.LightningModule:
-    """The LightningModule of the config: a supernet, or one arch (`arch=`, optionally `init_from=`)."""
+    """The LightningModule of the config: a supernet, or one arch (`arch=`). `init_from=` a
+    supernet checkpoint starts one arch from its inherited weights, or a supernet (of another
+    space, e.g. a subspace: few-shot splitting, the space search's next iteration) from every
+    overlapping weight slice."""
     if _is_standalone(cfg):
         module = instantiate(cfg.model, arch=resolve_arch(cfg).to_dict(), _convert_="all")
         if cfg.get("init_from"):
             module.inherit_from(cfg.init_from)
         return module
-    for key in ("arch", "init_from"):
-        if cfg.get(key):
-            raise ValueError(f"{key}={cfg[key]}: only for one architecture (experiment=retrain), not for a supernet")
-    return instantiate(cfg.model, _convert_="all")
+    if cfg.get("arch"):
+        raise ValueError(f"arch={cfg.arch}: only for one architecture (experiment=retrain), not for a supernet")
+    module = instantiate(cfg.model, _convert_="all")
+    if cfg.get("init_from"):
+        source = SupernetModule.load_supernet(cfg.init_from)
+        if source.num_classes != module.model.num_classes:
+            raise ValueError(f"init_from={cfg.init_from} has {source.num_classes} classes, this run "
+                             f"{module.model.num_classes}")
+        module.model.inherit(source)
+        log.info("supernet starts from the overlapping weights of %s", cfg.init_from)
+    return module
 
 
 FINISHED = "finished.json"  # in the run directory: the run reached its max_epochs / max_steps

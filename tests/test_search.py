@@ -475,6 +475,24 @@ def test_next_iteration_supernet_inherits_the_previous_one(tmp_path, supernet_ck
     assert len(new.layers[2].blocks) == 4 and len(old.layers[2].blocks) == 3  # the 4th block is new
 
 
+def test_a_supernet_of_a_subspace_starts_from_the_one_shot_supernet(tmp_path, supernet_ckpt):
+    """Few-shot splitting: train.py init_from= a supernet, on a subspace with one stage's depth fixed."""
+    from s3.lit.supernet import SupernetModule
+    from s3.train import build_module
+
+    cfg = compose_cfg([*FAST, "space.stages.2.depth=[3]", f"init_from={supernet_ckpt}"], tmp_path)
+    sub = build_module(cfg).model.eval()
+    one_shot = SupernetModule.load_supernet(supernet_ckpt).eval()
+    assert sub.space.stages[2].depth == (3,) and one_shot.space.stages[2].depth != (3,)
+    x = torch.randn(2, 3, 32, 32)
+    for seed in range(3):
+        arch = sub.space.sample(torch.Generator().manual_seed(seed))
+        with torch.no_grad():
+            torch.testing.assert_close(sub(x, arch), one_shot(x, arch), atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match=r"arch=.*: only for one architecture"):
+        build_module(compose_cfg([*FAST, f"arch={supernet_ckpt}"], tmp_path))
+
+
 def test_wandb_offline_gets_the_evaluated_archs_table(tmp_path, supernet_ckpt):
     out = tmp_path / "wandb"
     _search(out, f"supernet={supernet_ckpt}", *SMALL, "logger=wandb", "logger.wandb.offline=true")

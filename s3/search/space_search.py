@@ -14,7 +14,6 @@ from pathlib import Path
 from omegaconf import DictConfig, open_dict
 
 from s3.io import atomic_write_text
-from s3.lit.supernet import SupernetModule
 from s3.models import Supernet
 from s3.search.et_error import et_error, fit_dimensions
 from s3.search.evaluator import ArchRecord, CandidateEvaluator
@@ -67,6 +66,7 @@ def train_supernet(cfg: DictConfig, space: SearchSpace, out: Path, epochs: int, 
         tcfg.paths.output_dir = str(out)
         tcfg.trainer.max_epochs = epochs
         tcfg.ckpt_path = str(last) if last.is_file() else None
+        tcfg.init_from = str(previous) if previous is not None and tcfg.ckpt_path is None else None
         if warmup_epochs is not None:
             tcfg.model.optim.warmup_epochs = warmup_epochs
         wandb = (tcfg.get("logger") or {}).get("wandb")
@@ -74,9 +74,6 @@ def train_supernet(cfg: DictConfig, space: SearchSpace, out: Path, epochs: int, 
             wandb.name = f"{cfg.task_name}-{out.name}"
             wandb.group = wandb.group or wandb_group
     datamodule, module, trainer = prepare(tcfg)
-    if previous is not None and tcfg.ckpt_path is None:
-        module.model.inherit(SupernetModule.load_supernet(previous))
-        log.info("fine-tuning from the overlapping weights of %s", previous)
     fit(tcfg, datamodule, module, trainer)
     return module.model
 
