@@ -16,6 +16,10 @@ an interrupted benchmark resumes.
         --supernet logs/bench/supernet_sandwich [--archs 10] [--epochs 3] [--max-train 20000|all] [--seeds 42 1]
     python bench/ranking_fidelity.py --space conf/space/wide.yaml --constraints band_1m --archs 30 \
         --supernet logs/bench/search_evidence/initial_supernet      # the embedded benchmark's space
+
+`--few-shot DIR DIR ...` scores each arch with the first of these supernets whose space holds it:
+sub-supernets of a split of the space (few-shot NAS), e.g. one per depth of stage 3, each trained
+with `train.py space.stages.2.depth=[d] init_from=<one-shot supernet>`.
 """
 
 import argparse
@@ -33,6 +37,7 @@ from scipy.stats import kendalltau  # noqa: E402
 from standalone import ROOT, Recipe, constraints_of, sample_archs, train_all  # noqa: E402
 
 from s3.data import FashionMNISTDataModule  # noqa: E402
+from s3.lit.supernet import SupernetModule  # noqa: E402
 from s3.search.constraints import Constraints  # noqa: E402
 from s3.search.context import load_supernet  # noqa: E402
 from s3.search.evaluator import CachedSplit, CandidateEvaluator  # noqa: E402
@@ -51,6 +56,10 @@ def checkpoint(path: str) -> Path:
     return p / "checkpoints" / "last.ckpt" if p.is_dir() else p
 
 
+def run_name(path: Path) -> str:
+    return path.parent.parent.name if path.parent.name == "checkpoints" else path.stem
+
+
 def scatter(ax, inherited, truth, tau, title, ylabel):
     ax.scatter(inherited, truth)
     ax.set_xlabel("top-1, inherited supernet weights (%)")
@@ -62,6 +71,8 @@ def scatter(ax, inherited, truth, tau, title, ylabel):
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--supernet", action="append", help="run directory or checkpoint; repeat to compare")
+    p.add_argument("--few-shot", action="append", nargs="+", default=[], metavar="DIR",
+                   help="sub-supernets that split the space; each arch is scored by the one holding it")
     p.add_argument("--space", default=str(ROOT / "conf/space/tiny.yaml"), help="the space the archs are drawn from")
     p.add_argument("--constraints", default=None, help="a conf/constraints/ file: draw archs within its budget only")
     p.add_argument("--standalone-root", default="logs/bench/standalone", help="the cache of standalone runs")
@@ -75,7 +86,8 @@ def main() -> None:
     args = p.parse_args()
     if args.jobs < 1:
         p.error(f"--jobs must be >= 1, got {args.jobs}")
-    supernets = [checkpoint(s) for s in (args.supernet or ["logs/bench/supernet_tiny"])]
+    groups = [[checkpoint(s)] for s in (args.supernet or ([] if args.few_shot else ["logs/bench/supernet_tiny"]))]
+    groups += [[checkpoint(s) for s in group] for group in args.few_shot]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -104,20 +116,26 @@ def main() -> None:
                                     for a, b in itertools.combinations(range(len(args.seeds)), 2)],
                "params_tau": kendalltau(params, mean_truth)[0],
                "supernets": {}}
-    fig, axes = plt.subplots(1, len(supernets), figsize=(5 * len(supernets), 4), squeeze=False)
+    fig, axes = plt.subplots(1, len(groups), figsize=(5 * len(groups), 4), squeeze=False)
     ylabel = f"top-1, standalone {args.epochs} ep x {args.max_train}, mean of {len(args.seeds)} seed(s) (%)"
-    for ax, path in zip(axes[0], supernets):
+    for ax, group in zip(axes[0], groups):
         try:
-            supernet = load_supernet(path, space, num_classes=10)
+            members = [load_supernet(path, space, num_classes=10) if len(group) == 1 else
+                       SupernetModule.load_supernet(path) for path in group]
         except ValueError as e:
             sys.exit(f"--supernet: {e}")
-        evaluator = CandidateEvaluator(supernet, val, Constraints(supernet.space, num_classes=10), batch_size=500)
-        inherited = [evaluator.measure(a)["top1"] for a in archs]
+        evaluators = [CandidateEvaluator(m, val, Constraints(m.space, num_classes=10), batch_size=500) for m in members]
+        inherited = []
+        for a in archs:
+            holder = next((e for e in evaluators if e.supernet.space.contains(a)), None)
+            if holder is None:
+                sys.exit(f"--few-shot {' '.join(map(str, group))}: no sub-supernet's space holds {a}")
+            inherited.append(holder.measure(a)["top1"])
         tau, pvalue = kendalltau(inherited, mean_truth)
-        name = path.parent.parent.name if path.parent.name == "checkpoints" else path.stem
-        results["supernets"][name] = {"checkpoint": str(path), "kendall_tau": tau, "p_value": pvalue,
+        name = "few-shot: " + ", ".join(map(run_name, group)) if len(group) > 1 else run_name(group[0])
+        results["supernets"][name] = {"checkpoint": [str(p) for p in group], "kendall_tau": tau, "p_value": pvalue,
                                       "params_tau": kendalltau(params, inherited)[0], "inherited_top1": inherited}
-        scatter(ax, inherited, mean_truth, tau, name, ylabel)
+        scatter(ax, inherited, mean_truth, tau, name if len(group) == 1 else f"few-shot ({len(group)})", ylabel)
     fig.savefig(out / "ranking_fidelity.png", dpi=120, bbox_inches="tight")
     (out / "ranking_fidelity.json").write_text(json.dumps(results, indent=2))
 
