@@ -40,15 +40,13 @@ def sweep_group() -> str | None:
     return None
 
 
-def build_loggers(cfg: DictConfig, name: str | None = None, group: str | None = None) -> list:
-    """The config's loggers. A W&B run is named `name` (default: the config's) and grouped in
-    `group`, else in the config's group, else, in a multirun, in the sweep's (one sweep, one group)."""
+def build_loggers(cfg: DictConfig, group: str | None = None) -> list:
+    """The config's loggers. A W&B run is grouped in `group` if given, else in the config's group,
+    else, in a multirun, in the sweep's (one sweep, one group)."""
     loggers = []
     for conf in (cfg.get("logger") or {}).values():
         extra = {}
         if "Wandb" in conf._target_:
-            if name is not None:
-                extra["name"] = name
             if group is not None:
                 extra["group"] = group
             elif conf.get("group") is None and sweep_group():
