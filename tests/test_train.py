@@ -557,8 +557,8 @@ def test_long_fashion_mnist_recipe_erases_patches_of_training_images_only(tmp_pa
     assert (cfg.data.max_train, cfg.data.reprob, cfg.trainer.max_epochs, cfg.model.ema_decay) == (None, 0.25, 30, 0.9995)
     assert build_module(cfg).arch == sampled  # arch= replaces the preset's architecture
     found = build_module(compose_cfg(["experiment=retrain_fmnist"], tmp_path / "found"))  # model=s3_fmnist
-    assert str(found.arch) == ("d4 c64 r4.0/4.0/4.0/2.0 h2/1/1/2 w2/2/4/2 | d1 c64 r2.0 h3 w4 | d1 c64 r3.0 h2 w2 "
-                               "| d1 c384 r1.0 h4 w2")  # contender (a) of bench/README.md
+    assert str(found.arch) == ("Arch(d4 c64 r4.0/4.0/4.0/2.0 h2/1/1/2 w2/2/4/2 | d1 c64 r2.0 h3 w4 | d1 c64 r3.0 h2 w2 "
+                               "| d1 c384 r1.0 h4 w2)")  # contender (a) of bench/README.md
     assert sum(p.numel() for p in found.model.parameters()) == count_params(found.arch, 32, 2, 10) == 883_409
     assert count_flops(found.arch, 32, 2, 10) == 49_889_024
     images = [(torch.full((1, 32, 32), 200, dtype=torch.uint8), torch.tensor(0))] * 64
