@@ -11,10 +11,56 @@ from pathlib import Path
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from s3.io import atomic_write_text
 from s3.space import Arch
+
+
+def _integer(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_run_config(cfg: DictConfig) -> None:
+    """The top-level values every entry point reads, checked before any data is read or any
+    directory written: one clear line naming the key instead of a traceback after minutes."""
+    seed = cfg.get("seed")
+    if not _integer(seed) or seed < 0:
+        raise ValueError(f"seed={seed!r}: must be an integer >= 0")
+    t = cfg.get("trainer") or {}
+    devices = t.get("devices", 1)
+    listed = isinstance(devices, (list, ListConfig)) and len(devices) > 0 and all(_integer(d) and d >= 0 for d in devices)
+    if not (devices == "auto" or listed or (_integer(devices) and (devices >= 1 or devices == -1))):
+        raise ValueError(f"trainer.devices={devices!r}: a number of devices >= 1 (-1: all), a list of device "
+                         f"indices such as [0,1], or auto")
+    nodes = t.get("num_nodes", 1)
+    if not _integer(nodes) or nodes < 1:
+        raise ValueError(f"trainer.num_nodes={nodes!r}: must be an integer >= 1")
+    for key in ("max_epochs", "max_steps"):
+        value = t.get(key)
+        if value is not None and (not _integer(value) or value < -1):
+            raise ValueError(f"trainer.{key}={value!r}: must be an integer >= 0, or -1 (or null) for no limit")
+
+
+def available_memory() -> int | None:
+    """Bytes of memory the kernel says a new allocation can get (Linux), else None."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def check_fits_in_memory(params: int, what: str) -> None:
+    """Refuse a model whose fp32 weights alone exceed the memory available, before allocating it."""
+    need, free = 4 * params, available_memory()
+    if free is not None and need > free:
+        raise ValueError(f"{what} has {params:,} parameters: {need / 2**30:,.1f} GiB of fp32 weights alone (training "
+                         f"needs about 4x: gradients and AdamW state), but {free / 2**30:,.1f} GiB of memory is "
+                         f"available; choose a smaller architecture or space")
 
 
 def resolve_arch(cfg: DictConfig) -> Arch:
@@ -31,6 +77,21 @@ def resolve_arch(cfg: DictConfig) -> Arch:
 def save_resolved_config(cfg: DictConfig, directory: str | Path) -> Path:
     """The fully resolved config (seed, space, constraints...) next to the outputs."""
     return atomic_write_text(Path(directory) / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+
+
+def save_hydra_files(cfg: DictConfig, directory: str | Path) -> None:
+    """Hydra's record of the run (`.hydra/config.yaml`, `hydra.yaml`, `overrides.yaml`), written by
+    the run once it holds its directory's lock. Hydra itself would write it before the task starts
+    (`hydra.output_subdir`, null in conf/hydra/default.yaml), over the files of a run that holds
+    the directory and will refuse this one."""
+    if not HydraConfig.initialized():
+        return
+    hydra = HydraConfig.get()
+    task = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]) if "hydra" in cfg else cfg
+    out = Path(directory) / ".hydra"
+    atomic_write_text(out / "config.yaml", OmegaConf.to_yaml(task))
+    atomic_write_text(out / "hydra.yaml", OmegaConf.to_yaml({"hydra": hydra}))
+    atomic_write_text(out / "overrides.yaml", OmegaConf.to_yaml(hydra.overrides.task))
 
 
 def sweep_group() -> str | None:

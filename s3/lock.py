@@ -22,8 +22,12 @@ def lock_run_dir(directory: str | Path) -> None:
     directory = Path(directory).resolve()
     if getattr(rank_zero_only, "rank", 0) != 0 or directory in _held:
         return
-    directory.mkdir(parents=True, exist_ok=True)
-    fd = os.open(directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd = os.open(directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise ValueError(f"{directory}: cannot write there ({e.strerror or e}); set hydra.run.dir (or "
+                         f"paths.log_dir) to a writable directory") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

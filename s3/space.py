@@ -179,6 +179,8 @@ class Arch:
     @classmethod
     def from_yaml(cls, path: str | Path) -> Arch:
         path = Path(path)
+        if path.is_dir():
+            raise ValueError(f"architecture file {path} is a directory; give the YAML file in it")
         if not path.is_file():
             raise FileNotFoundError(f"architecture file {path} does not exist")
         try:
@@ -360,6 +362,8 @@ class SearchSpace:
     @classmethod
     def from_yaml(cls, path: str | Path) -> SearchSpace:
         path = Path(path)
+        if path.is_dir():
+            raise ValueError(f"search space file {path} is a directory; give the YAML file in it")
         if not path.is_file():
             raise FileNotFoundError(f"search space file {path} does not exist")
         try:

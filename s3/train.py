@@ -13,8 +13,19 @@ from hydra.utils import instantiate
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from s3.config import build_loggers, closing, resolve_arch, save_resolved_config
-from s3.io import atomic_path, atomic_write_text
+from s3.cli import fail
+from s3.config import (
+    build_loggers,
+    check_fits_in_memory,
+    check_run_config,
+    closing,
+    resolve_arch,
+    save_hydra_files,
+    save_resolved_config,
+)
+from s3.cost import count_params
+from s3.data.images import BadImageError, bad_image_message
+from s3.io import DiskFullError, atomic_path, atomic_write_text, remove_orphans
 from s3.lit.callbacks import PreemptionCheckpoint
 from s3.lit.supernet import SupernetModule
 from s3.lock import lock_run_dir
@@ -33,13 +44,20 @@ def build_module(cfg: DictConfig) -> L.LightningModule:
     supernet checkpoint starts one arch from its inherited weights, or a supernet (of another
     space, e.g. a subspace: few-shot splitting, the space search's next iteration) from every
     overlapping weight slice."""
+    net = cfg.model.net
+    geometry = dict(img_size=cfg.space.img_size, patch_size=cfg.space.patch_size, num_classes=net.num_classes,
+                    head_dim=net.head_dim)
     if _is_standalone(cfg):
-        module = instantiate(cfg.model, arch=resolve_arch(cfg).to_dict(), _convert_="all")
+        arch = resolve_arch(cfg)
+        check_fits_in_memory(count_params(arch, **geometry), f"arch {arch}")
+        module = instantiate(cfg.model, arch=arch.to_dict(), _convert_="all")
         if cfg.get("init_from"):
             module.inherit_from(cfg.init_from)
         return module
     if cfg.get("arch"):
         raise ValueError(f"arch={cfg.arch}: only for one architecture (experiment=retrain), not for a supernet")
+    check_fits_in_memory(count_params(SearchSpace.from_dict(cfg.space).largest(), **geometry),
+                         "the supernet (its largest subnet)")
     module = instantiate(cfg.model, _convert_="all")
     if cfg.get("init_from"):
         source = SupernetModule.load_supernet(cfg.init_from)
@@ -52,27 +70,48 @@ def build_module(cfg: DictConfig) -> L.LightningModule:
 
 
 FINISHED = "finished.json"  # in the run directory: the run reached its max_epochs / max_steps
+OWNED = ("checkpoints/*.ckpt", "sampled_archs.rank*.jsonl", FINISHED)  # what overwrite=true removes
+
+
+def newest_checkpoint(directory: Path) -> Path | None:
+    """The complete checkpoint of `directory` with the most optimizer steps; last.ckpt on a tie. A
+    kill while last.ckpt was being written leaves the epoch checkpoint saved just before it newer."""
+    best = None
+    for path in directory.glob("*.ckpt"):
+        try:
+            step = int(read_checkpoint(path, mmap=True)["global_step"])
+        except (ValueError, KeyError, TypeError):
+            log.warning("skipping %s: not a complete training checkpoint", path)
+            continue
+        if best is None or (step, path.name == "last.ckpt") > best[0]:
+            best = ((step, path.name == "last.ckpt"), path)
+    return best[1] if best else None
 
 
 def continue_or_start(cfg: DictConfig) -> None:
     """Re-running the identical command continues the run (what a SLURM requeue does): without
-    `ckpt_path`, an unfinished run in the output directory resumes from its `last.ckpt`. A
-    finished run is not trained over unless `overwrite=true`, which starts afresh."""
+    `ckpt_path`, an unfinished run in the output directory resumes from its newest complete
+    checkpoint. A finished run is not trained over (not even from a `ckpt_path`) unless
+    `overwrite=true`, which removes what the run wrote and starts afresh."""
     out = Path(cfg.paths.output_dir)
-    last = out / "checkpoints" / "last.ckpt"
     if cfg.get("overwrite"):
-        for stale in [out / FINISHED, *out.glob("checkpoints/*.ckpt"), *out.glob("sampled_archs.rank*.jsonl")]:
-            stale.unlink()
-        return
-    if cfg.get("ckpt_path"):
+        own = [p for pattern in OWNED for p in out.glob(pattern)]
+        if cfg.get("ckpt_path") and Path(cfg.ckpt_path).resolve() in {p.resolve() for p in own}:
+            raise ValueError(f"ckpt_path={cfg.ckpt_path} lies in the run directory that overwrite=true clears; "
+                             f"copy it elsewhere first, or drop overwrite=true to continue from it")
+        for stale in own:
+            stale.unlink(missing_ok=True)
         return
     if (out / FINISHED).is_file():
         raise ValueError(f"{out} holds a finished run ({out / FINISHED}); pass overwrite=true to train it again "
                          f"from scratch, or choose another hydra.run.dir")
-    if last.is_file():
-        log.info("continuing the unfinished run in %s from %s", out, last)
+    if cfg.get("ckpt_path"):
+        return
+    newest = newest_checkpoint(out / "checkpoints")
+    if newest is not None:
+        log.info("continuing the unfinished run in %s from %s", out, newest)
         with open_dict(cfg):
-            cfg.ckpt_path = str(last)
+            cfg.ckpt_path = str(newest)
 
 
 def check_writable(directory: Path) -> None:
@@ -105,17 +144,23 @@ def check_resumable(path: Path, module: L.LightningModule) -> None:
 
 
 def prepare(cfg: DictConfig):
-    """Everything that can fail on bad input, before any training: data, model, trainer."""
+    """Everything that can fail on bad input, before any training: config, directory, model, data,
+    trainer. The run directory is locked before anything is written into it."""
+    check_run_config(cfg)
     L.seed_everything(cfg.seed, workers=True)
+    out = Path(cfg.paths.output_dir)
+    lock_run_dir(out)  # first: a run refused here has written nothing into another run's directory
+    check_writable(out / "checkpoints")
+    for orphan in remove_orphans(out) + remove_orphans(out / "checkpoints"):
+        log.warning("removed %s, left by a process killed while writing it", orphan)
+    save_hydra_files(cfg, out)
     datamodule = instantiate(cfg.data)
     datamodule.check()
-    check_writable(Path(cfg.paths.output_dir) / "checkpoints")
-    lock_run_dir(cfg.paths.output_dir)  # before reading the directory's state: one writer at a time
     continue_or_start(cfg)
     if cfg.get("ckpt_path") and not Path(cfg.ckpt_path).is_file():
         raise FileNotFoundError(f"ckpt_path={cfg.ckpt_path}: no such checkpoint to resume from")
+    module = build_module(cfg)  # bad model options fail here, before the data is listed
     datamodule.setup("fit")  # the splits, class counts and search split are checked here, not mid-training
-    module = build_module(cfg)
     if cfg.get("ckpt_path"):
         check_resumable(Path(cfg.ckpt_path), module)
     loggers = build_loggers(cfg)
@@ -144,6 +189,10 @@ def _fit(cfg: DictConfig, datamodule, module, trainer) -> dict[str, Any]:
         save_resolved_config(cfg, Path(cfg.paths.output_dir) / "checkpoints")
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
+    except BadImageError as e:  # last.ckpt holds the steps before it (PreemptionCheckpoint)
+        fail(f"{bad_image_message(e)}; then re-run the identical command to continue")
+    except DiskFullError as e:
+        fail(str(e))
     except SIGTERMException:
         log.warning("stopped at step %d; last.ckpt holds it: re-run the identical command to continue",
                     trainer.global_step)
@@ -152,8 +201,9 @@ def _fit(cfg: DictConfig, datamodule, module, trainer) -> dict[str, Any]:
                 callback.hand_over()  # the requeue signal: submitit requeues the job and exits
         raise SystemExit(128 + signal.SIGTERM) from None  # not 0: the job did not finish
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
-    finished = (trainer.max_epochs is not None and trainer.current_epoch >= trainer.max_epochs) or (
-        trainer.max_steps not in (None, -1) and trainer.global_step >= trainer.max_steps)
+    finished = not trainer.fast_dev_run and (  # a fast_dev_run is a smoke test, never a trained model
+        (trainer.max_epochs not in (None, -1) and trainer.current_epoch >= trainer.max_epochs)
+        or (trainer.max_steps not in (None, -1) and trainer.global_step >= trainer.max_steps))
     if trainer.is_global_zero and finished:
         atomic_write_text(Path(cfg.paths.output_dir) / FINISHED, json.dumps({"global_step": trainer.global_step,
                                                                             **metrics}))

@@ -261,13 +261,13 @@ def test_mmap_cached_split_round_trips(tmp_path):
 def test_mmap_split_cache_is_keyed_by_what_defines_it(tmp_path):
     import lightning as L
 
-    from s3.search.context import build_data, cached_split
+    from s3.search.context import build_data, cached_split, setup_data
 
     fabric = L.Fabric(accelerator="cpu", devices=1)
 
     def split(*overrides):
         cfg = compose_cfg([*FAST, "search.split_cache=mmap", *overrides], tmp_path, config_name="search")
-        return cached_split(cfg, fabric, build_data(cfg).search_dataloader(), "search", tmp_path)
+        return cached_split(cfg, fabric, setup_data(build_data(cfg), tmp_path).search_dataloader(), "search", tmp_path)
 
     a = split("data.search_per_class=4", "search.split_dtype=float32")
     b = split("data.search_per_class=2", "search.split_dtype=float16")  # same directory, other settings

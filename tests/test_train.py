@@ -130,7 +130,7 @@ def test_supernet_training_writes_metrics_checkpoints_and_split(tmp_path):
     rows = list(csv.DictReader(open(tmp_path / "csv" / "metrics.csv")))
     assert any(r.get("train/loss") for r in rows) and any(r.get("val/largest/top1") for r in rows)
     steps = read_archs(tmp_path / "sampled_archs.rank0.jsonl")
-    assert [s["step"] for s in steps] == list(range((320 - 40) // 32)) and all(len(s["archs"]) == 2 for s in steps)
+    assert [s["step"] for s in steps] == list(range(320 // 32)) and all(len(s["archs"]) == 2 for s in steps)
     assert (tmp_path / "checkpoints" / "config.yaml").is_file()
     split = (tmp_path / "search_split.json").read_text()
     assert split.count(",") == 4 * 10 - 1 + 2  # 40 indices + the two other keys
@@ -146,15 +146,15 @@ def test_resumed_run_equals_uninterrupted(tmp_path):
     exact = ["data.augment=false", "trainer.max_epochs=2"]
     _run(tmp_path / "full", *exact)
     _run(tmp_path / "part", *exact, "+callbacks.interrupt._target_=tests.helpers.Interrupt", "+callbacks.interrupt.epochs=1")
-    assert len(read_archs(tmp_path / "part" / "sampled_archs.rank0.jsonl")) == 8
+    assert len(read_archs(tmp_path / "part" / "sampled_archs.rank0.jsonl")) == 10
     _run(tmp_path / "part", *exact, f"ckpt_path={tmp_path / 'part' / 'checkpoints' / 'last.ckpt'}")
     full = read_archs(tmp_path / "full" / "sampled_archs.rank0.jsonl")
     part = read_archs(tmp_path / "part" / "sampled_archs.rank0.jsonl")
-    assert [s["step"] for s in part] == list(range(16))
+    assert [s["step"] for s in part] == list(range(20))
     assert part == full  # the resumed run sampled exactly the same subnets at the same steps
     a = torch.load(tmp_path / "full" / "checkpoints" / "last.ckpt", weights_only=True)
     b = torch.load(tmp_path / "part" / "checkpoints" / "last.ckpt", weights_only=True)
-    assert a["global_step"] == b["global_step"] == 16
+    assert a["global_step"] == b["global_step"] == 20
     for k, v in a["state_dict"].items():
         torch.testing.assert_close(b["state_dict"][k], v, rtol=0, atol=1e-6, msg=k)
 
@@ -201,7 +201,7 @@ def test_two_process_ddp_ranks_train_identical_subnets(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     rank0 = read_archs(out / "sampled_archs.rank0.jsonl")
     rank1 = read_archs(out / "sampled_archs.rank1.jsonl")
-    assert len(rank0) == (296 - 40) // 2 // 32 == 4  # each rank sees half the batches
+    assert len(rank0) == 296 // 2 // 32 == 4  # each rank sees half the batches
     assert rank0 == rank1
     assert all(len(s["archs"]) == 3 for s in rank0)  # largest + smallest + one random
 
@@ -210,9 +210,9 @@ def test_two_process_ddp_ranks_train_identical_subnets(tmp_path):
     (["data.root=/nonexistent/fashion"], "Fashion-MNIST not found (looked in /nonexistent/fashion)"),
     (["experiment=retrain_tiny"], "needs arch=path/to/arch.yaml"),
     (["ckpt_path=/nonexistent/last.ckpt"], "no such checkpoint"),
-    (["model.sampling.subnets_per_step=0"], "model.sampling.subnets_per_step=0: must be >= 1"),
-    (["data.max_train=200", "data.search_per_class=100"], "data.search_per_class=100: class 0 has only"),
-    (["paths.output_dir=/dev/null/run"], "/dev/null/run/checkpoints: cannot write checkpoints there"),
+    (["model.sampling.subnets_per_step=0"], "model.sampling.subnets_per_step=0: must be an integer >= 1"),
+    (["data.search_per_class=7000"], "data.search_per_class=7000: class 0 has only 6000 training images"),
+    (["paths.output_dir=/dev/null/run"], "/dev/null/run: cannot write there (Not a directory)"),
 ])
 def test_bad_input_is_one_clear_line(tmp_path, overrides, message):
     proc = _train_cli(tmp_path / "bad", *overrides, timeout=120)
@@ -241,7 +241,7 @@ def test_data_module_yields_normalised_32x32_rgb(tmp_path):
     dm.setup()
     x, y = next(iter(dm.train_dataloader()))
     assert x.shape == (32, 3, 32, 32) and y.shape == (32,) and x.dtype == torch.float32
-    assert len(dm.search_set) == 40 and len(dm.train_set) == 320 - 40
+    assert len(dm.search_set) == 40 and len(dm.train_set) == 320  # max_train: training images, after the split
     assert not set(dm.search_set.indices) & set(dm.train_set.indices)
 
 
@@ -286,8 +286,8 @@ def test_repeated_augmentation_shards_by_rank_and_is_left_alone_by_lightning(tmp
         dm.trainer = SimpleNamespace(world_size=2, global_rank=rank, global_step=0, current_epoch=1, accumulate_grad_batches=1)
         loader = dm.train_dataloader()
         loader.sampler.set_epoch(1)
-        per_rank.append(list(loader.sampler))
-    n = len(dm.train_set)  # 1060 after the search split: 1024 per epoch (timm rounds to 256), 512 per rank
+        per_rank.append([i for i, _ in loader.sampler])
+    n = len(dm.train_set)  # 1100: 1024 per epoch (timm rounds to 256), 512 per rank
     assert len(per_rank[0]) == len(per_rank[1]) == n // 256 * 256 // 2
     # the copies of one image go to different ranks: [a, a, a, b, b, b, ...] dealt round-robin
     assert per_rank[0][0] == per_rank[1][0] == per_rank[0][1] and per_rank[1][1] == per_rank[0][2]
@@ -341,7 +341,7 @@ def test_compiled_standalone_model_equals_eager_and_keeps_its_checkpoint_keys(tm
 
 
 # -- run lifecycle: preemption, requeue, finished runs ------------------------------------------------
-LIFECYCLE = [*FAST, "data.max_train=1000", "data.augment=false", "trainer.max_epochs=2"]  # 30 steps per epoch
+LIFECYCLE = [*FAST, "data.max_train=960", "trainer.max_epochs=2"]  # 30 steps per epoch, random crops and flips
 
 
 def _train_process(out: Path, *overrides: str) -> subprocess.Popen:
@@ -358,14 +358,15 @@ def uninterrupted(tmp_path_factory) -> Path:
 
 
 def test_a_short_real_training_learns(uninterrupted):
-    """Learning sanity: 60 steps on 1,000 Fashion-MNIST images, one random subnet per step."""
+    """Learning sanity: 60 steps on 960 Fashion-MNIST images, one random subnet per step."""
     rows = list(csv.DictReader(open(uninterrupted / "csv" / "metrics.csv")))
     losses = [float(r["train/loss"]) for r in rows if r.get("train/loss")]
     assert len(losses) == 60
     first, last = sum(losses[:10]) / 10, sum(losses[-10:]) / 10
     assert first > 2.0 and last < 0.85 * first, (first, last)  # from about ln(10) = 2.3 down
     top1 = {k: float(v) for r in rows for k, v in r.items() if k.startswith("val/") and k.endswith("/top1") and v}
-    assert top1["val/largest/top1"] > 0.5 and top1["val/smallest/top1"] > 0.3, top1  # chance: 0.1
+    # chance: 0.1; 60 steps with random crops and flips (0.44 / 0.41 on this data and seed)
+    assert top1["val/largest/top1"] > 0.35 and top1["val/smallest/top1"] > 0.3, top1
 
 
 def _stop_mid_epoch(proc: subprocess.Popen, out: Path, signum) -> None:
@@ -454,7 +455,7 @@ def test_a_finished_run_is_not_trained_over_unless_asked(tmp_path):
     assert "holds a finished run" in err and "overwrite=true" in err and "Traceback" not in err
     assert (out / "finished.json").read_text() == first
     assert _train_process(out, *FAST, "overwrite=true").wait(300) == 0  # afresh: each step logged once
-    assert [s["step"] for s in read_archs(out / "sampled_archs.rank0.jsonl")] == list(range(8))
+    assert [s["step"] for s in read_archs(out / "sampled_archs.rank0.jsonl")] == list(range(10))
 
 
 def test_samplers_skip_what_a_restored_epoch_already_trained_on(tmp_path):
@@ -469,7 +470,8 @@ def test_samplers_skip_what_a_restored_epoch_already_trained_on(tmp_path):
     dm.trainer = SimpleNamespace(global_step=35, current_epoch=1, accumulate_grad_batches=1)
     sampler = EpochSeededSampler(data, seed=3, datamodule=dm)
     sampler.set_epoch(1)
-    assert len(fresh) == 1000 and sorted(fresh) == data
+    assert len(fresh) == 1000 and sorted(i for i, _ in fresh) == data
+    assert len({key for _, key in fresh}) == 1000  # every sample of the epoch has its own augmentation key
     reference = EpochSeededSampler(data, seed=3)
     reference.set_epoch(1)
     assert list(sampler) == list(reference)[4 * 32:]
@@ -535,7 +537,7 @@ def test_ddp_training_on_two_processes_equals_one_process_with_the_global_batch(
     assert proc.returncode == 0, proc.stderr[-3000:]
     a = torch.load(one / "checkpoints" / "last.ckpt", weights_only=True)
     b = torch.load(two / "checkpoints" / "last.ckpt", weights_only=True)
-    assert a["global_step"] == b["global_step"] == 8
+    assert a["global_step"] == b["global_step"] == 10
     for k, v in a["state_dict"].items():
         torch.testing.assert_close(b["state_dict"][k], v, rtol=1e-4, atol=1e-5, msg=k)
     import lightning as L

@@ -6,15 +6,23 @@ from __future__ import annotations
 from pathlib import Path
 
 from s3.data.base import ClassificationDataModule
+from s3.data.images import image_files, load_image, register_safe_posterize, verify_images
 
 
 class ImageNetDataModule(ClassificationDataModule):
+    """`verify=true` decodes every image of train/ and val/ before training and lists the files
+    that cannot be read; without it, such a file stops training with one line naming it (last.ckpt
+    holds the steps before it)."""
+
+    per_sample_random = True  # RandAugment, random resized crop and erasing run per image
+
     def __init__(self, root: str = "data/imagenet", img_size: int = 224, num_classes: int = 1000,
                  auto_augment: str = "rand-m9-mstd0.5-inc1", reprob: float = 0.25, crop_pct: float = 224 / 256,
-                 interpolation: str = "bicubic", **kw):
+                 interpolation: str = "bicubic", verify: bool = False, **kw):
         super().__init__(**kw)
         self.root, self.img_size, self.num_classes = Path(root), img_size, num_classes
         self.auto_augment, self.reprob, self.crop_pct, self.interpolation = auto_augment, reprob, crop_pct, interpolation
+        self.verify = verify
 
     def check(self, stage: str | None = None) -> None:
         for split in ("val",) if stage == "validate" else ("train", "val"):
@@ -30,6 +38,7 @@ class ImageNetDataModule(ClassificationDataModule):
         from timm.data import create_transform
         from timm.data.constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
+        register_safe_posterize()
         train = create_transform(self.img_size, is_training=True, auto_augment=self.auto_augment,
                                  re_prob=self.reprob, re_mode="pixel", re_count=1, interpolation=self.interpolation,
                                  mean=IMAGENET_DEFAULT_MEAN, std=IMAGENET_DEFAULT_STD)
@@ -43,8 +52,10 @@ class ImageNetDataModule(ClassificationDataModule):
 
         self.check()
         train_tf, eval_tf = self.transforms()
-        train_aug = ImageFolder(str(self.root / "train"), transform=train_tf)
-        train_eval = ImageFolder(str(self.root / "train"), transform=eval_tf)
+        if self.verify:
+            verify_images(image_files(self.root / "train") + image_files(self.root / "val"), self.num_workers)
+        train_aug = ImageFolder(str(self.root / "train"), transform=train_tf, loader=load_image)
+        train_eval = ImageFolder(str(self.root / "train"), transform=eval_tf, loader=load_image)
         if len(train_aug.classes) != self.num_classes:
             raise ValueError(f"{self.root}/train has {len(train_aug.classes)} classes but data.num_classes={self.num_classes}")
         val_classes = sorted(d.name for d in (self.root / "val").iterdir() if d.is_dir())
@@ -58,4 +69,4 @@ class ImageNetDataModule(ClassificationDataModule):
         from torchvision.datasets import ImageFolder
 
         self.check("validate")
-        return ImageFolder(str(self.root / "val"), transform=self.transforms()[1])
+        return ImageFolder(str(self.root / "val"), transform=self.transforms()[1], loader=load_image)

@@ -34,8 +34,9 @@ class TensorImages(Dataset):
 
 class BatchTransform:
     """Collate: stack, optional random crop (zero padding `pad`) + horizontal flip, normalise,
-    optional random erasing (timm's, probability `erase`, per image), to 3 channels. Crop and flip
-    draw from torch's generator of the loading process (seeded by Lightning)."""
+    optional random erasing (timm's, probability `erase`, per image), to 3 channels. Its random
+    draws come from the global generators, which the training loader seeds per batch
+    (`s3.data.seeded.KeyedCollate`)."""
 
     def __init__(self, mean: Sequence[float], std: Sequence[float], train: bool, pad: int = 2, flip: bool = True,
                  channels: int = 3, erase: float = 0.0):
@@ -64,20 +65,14 @@ class BatchTransform:
 
 
 class InMemoryDataModule(ClassificationDataModule):
-    """A data set small enough to hold as uint8 tensors; `max_train` / `max_val` keep the first N
-    images of each split. Subclasses implement `_load(train) -> (images, labels)`."""
-
-    def __init__(self, max_train: int | None = None, max_val: int | None = None, **kw):
-        super().__init__(**kw)
-        self.max_train, self.max_val = max_train, max_val
+    """A data set small enough to hold as uint8 tensors, augmented per batch by `collate`.
+    Subclasses implement `_load(train) -> (images, labels)`."""
 
     def _load(self, train: bool) -> tuple[Tensor, Tensor]:
         raise NotImplementedError
 
     def _split(self, train: bool) -> TensorImages:
-        images, labels = self._load(train)
-        limit = self.max_train if train else self.max_val
-        return TensorImages(images[:limit], labels[:limit])
+        return TensorImages(*self._load(train))
 
     def _train_datasets(self):
         train = self._split(True)

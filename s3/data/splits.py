@@ -36,6 +36,16 @@ def search_split(labels: Sequence[int] | torch.Tensor, per_class: int, seed: int
     return torch.nonzero(keep).flatten().tolist(), search
 
 
+def subset(n: int, keep: int | None, seed: int, knob: str, after: str = "") -> list[int]:
+    """`keep` of `n` positions (all for None), a seeded choice in increasing order."""
+    if keep is None:
+        return list(range(n))
+    if keep > n:
+        raise ValueError(f"{knob}={keep}: there are only {n:,} images{after}; use at most {n:,}, or null for all")
+    g = torch.Generator().manual_seed(seed + 7919)
+    return sorted(torch.randperm(n, generator=g)[:keep].tolist())
+
+
 def save_split(path: str | Path, search: list[int], per_class: int, seed: int) -> None:
     """Write the search-split indices next to the run (atomically)."""
     atomic_write_text(path, json.dumps({"per_class": per_class, "seed": seed, "search_indices": search}))

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from timm.data import Mixup
 from timm.loss import SoftTargetCrossEntropy
@@ -12,17 +14,49 @@ from timm.optim import create_optimizer_v2
 from timm.scheduler import CosineLRScheduler
 from torchmetrics.classification import MulticlassAccuracy
 
+from s3.data.seeded import sample_key
+
 DEFAULT_OPTIM = dict(lr=5e-4, base_batch=512, weight_decay=0.05, warmup_epochs=5.0, warmup_lr=1e-6, min_lr=1e-5,
                      betas=(0.9, 0.999), eps=1e-8)
 DEFAULT_LOSS = dict(mixup=0.8, cutmix=1.0, label_smoothing=0.1)
 
 
+POSITIVE = frozenset({"lr", "base_batch", "eps", "subnets_per_step"})  # > 0; every other number >= 0
+
+
+def _check_option(key: str, value, default) -> None:
+    """`value` has the kind of `default` (a flag, an integer, a number, a pair) and a legal sign."""
+    def number(v) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    if isinstance(default, bool):
+        ok, kind = isinstance(value, bool), "true or false"
+    elif isinstance(default, (tuple, list)):
+        ok = isinstance(value, (tuple, list)) and len(value) == len(default) and all(
+            number(v) and 0 <= v < 1 for v in value)
+        kind = f"{len(default)} numbers in [0, 1)"
+    else:
+        positive = key.rsplit(".", 1)[-1] in POSITIVE
+        integer = isinstance(default, int)
+        ok = (isinstance(value, int) and not isinstance(value, bool)) if integer else number(value)
+        ok = ok and (value > 0 if positive else value >= 0)
+        kind = f"{'an integer' if integer else 'a number'} {('>= 1' if integer else '> 0') if positive else '>= 0'}"
+    if not ok:
+        raise ValueError(f"{key}={value!r}: must be {kind}")
+
+
 def with_defaults(name: str, given: dict | None, defaults: dict) -> dict:
-    """`defaults` updated with `given`, the `model.<name>` group; a key `defaults` lacks is a typo."""
+    """`defaults` updated with `given`, the `model.<name>` group; a key `defaults` lacks is a typo,
+    a value of the wrong kind or sign is refused (before any data is read)."""
     unknown = set(given or {}) - set(defaults)
     if unknown:
         raise ValueError(f"model.{name}: unknown keys {sorted(unknown)}; allowed {sorted(defaults)}")
-    return {**defaults, **(given or {})}
+    merged = {**defaults, **(given or {})}
+    for key, value in merged.items():
+        _check_option(f"model.{name}.{key}", value, defaults[key])
+    if name == "loss" and merged["label_smoothing"] >= 1:
+        raise ValueError(f"model.loss.label_smoothing={merged['label_smoothing']}: must be in [0, 1)")
+    return merged
 
 
 class ClassificationModule(L.LightningModule):
@@ -51,6 +85,16 @@ class ClassificationModule(L.LightningModule):
             "top5": MulticlassAccuracy(self.num_classes, top_k=min(5, self.num_classes), average="micro"),
         })
 
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        """Seed the global generators from (seed, step, micro-batch, rank), as subnet sampling is:
+        drop path, Mixup/CutMix (numpy) and every other draw of a training step repeat exactly after
+        a resume, which restores weights and counters but not the generators' states."""
+        micro = batch_idx % self.trainer.accumulate_grad_batches
+        key = sample_key(self.seed, self.global_step, self.global_rank, micro)
+        torch.manual_seed(key)
+        random.seed(key)
+        np.random.seed(key % 2**32)
+
     def mix(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
         x, y = batch
         if self.mixup is not None:
@@ -73,12 +117,26 @@ class ClassificationModule(L.LightningModule):
     def configure_optimizers(self) -> dict[str, Any]:
         o = self.optim_cfg
         opt = self.optimizer(o["lr"] * self.global_batch() / o["base_batch"])
-        total = max(1, int(self.trainer.estimated_stepping_batches))
+        total = self.total_steps()
         epochs = max(1, self.trainer.max_epochs or 1)
         warmup = int(o["warmup_epochs"] * total / epochs)
         sched = CosineLRScheduler(opt, t_initial=total, lr_min=o["min_lr"], warmup_t=warmup,
                                   warmup_lr_init=o["warmup_lr"], warmup_prefix=True, t_in_epochs=False)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def total_steps(self) -> int:
+        """Optimizer steps of the whole run, for the schedule. Counted from the data module's sampler
+        where it can be: Lightning's `estimated_stepping_batches` creates the training iterator before
+        a resumed run is restored, and loader workers fetch their first indices from a sampler that
+        does not yet know where the run stopped."""
+        t, dm = self.trainer, self.trainer.datamodule
+        per_epoch = dm.steps_per_epoch() if hasattr(dm, "steps_per_epoch") else None
+        if per_epoch is None or t.limit_train_batches != 1.0 or t.fast_dev_run:
+            return max(1, int(t.estimated_stepping_batches))
+        limits = [per_epoch * t.max_epochs if t.max_epochs not in (None, -1) else None,
+                  t.max_steps if t.max_steps not in (None, -1) else None]
+        limits = [n for n in limits if n is not None]
+        return max(1, min(limits)) if limits else max(1, int(t.estimated_stepping_batches))
 
     def lr_scheduler_step(self, scheduler, metric) -> None:
         scheduler.step_update(num_updates=self.global_step)

@@ -14,6 +14,7 @@ from lightning.fabric.utilities.cloud_io import get_filesystem
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from s3.data.images import BadImageError
 from s3.io import atomic_torch_save, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -64,7 +65,12 @@ class PreemptionCheckpoint(L.Callback):
       otherwise; the SLURM launcher asks for it `signal_delay_s` before the limit): submitit's own
       handler would requeue and exit from inside the handler, mid-step, without a checkpoint. This
       one only asks Lightning to stop as on SIGTERM; once `last.ckpt` is saved, `hand_over` runs the
-      handler that was installed before training (submitit's: requeue the job, then exit)."""
+      handler that was installed before training (submitit's: requeue the job, then exit).
+    - A stop during validation waits for the validation to end (Lightning would checkpoint in its
+      middle and skip it on the re-run, losing the epoch's validation row): the run stops right
+      after it, with the epoch's checkpoint and metrics complete.
+    - An image that cannot be decoded stops training (`BadImageError`): `last.ckpt` is saved at
+      that batch boundary too, so replacing the file and re-running loses nothing."""
 
     def __init__(self, dirpath: str, requeue_signal: str | None = "USR2"):
         self.dirpath = Path(dirpath)
@@ -75,7 +81,7 @@ class PreemptionCheckpoint(L.Callback):
                 raise ValueError(f"callbacks.preemption.requeue_signal={requeue_signal}: not a signal name "
                                  f"(e.g. USR1, USR2, TERM), or null to leave signals alone")
         self._installed = self._previous = self._trainer = None
-        self._noted = False
+        self._noted = self._deferred = False
 
     def on_train_start(self, trainer, pl_module) -> None:
         if self.signum is not None and threading.current_thread() is threading.main_thread():
@@ -96,9 +102,19 @@ class PreemptionCheckpoint(L.Callback):
     def on_train_end(self, trainer, pl_module) -> None:
         self._restore()
 
+    def on_validation_batch_end(self, trainer, *args, **kwargs) -> None:
+        connector = trainer._signal_connector
+        if trainer.state.fn == "fit" and trainer.validating and connector.received_sigterm:
+            connector.received_sigterm, self._deferred = False, True  # stop after the validation instead
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if self._deferred:
+            trainer._signal_connector.received_sigterm, self._deferred = True, False
+
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
         self._restore()
-        if isinstance(exception, SIGTERMException):
+        in_training = trainer.state.fn == "fit" and not trainer.validating and not trainer.sanity_checking
+        if isinstance(exception, SIGTERMException) or (isinstance(exception, BadImageError) and in_training):
             trainer.save_checkpoint(self.dirpath / "last.ckpt")
 
     def hand_over(self) -> None:

@@ -56,8 +56,11 @@ def _trained_space(config_file: Path) -> SearchSpace | None:
 
 
 def resolve_supernet(cfg: DictConfig, space: SearchSpace) -> Path:
-    """`supernet=path`, or `supernet=latest`: the newest supernet run under paths.log_dir whose
-    space contains the requested one (read from the config saved beside its checkpoints)."""
+    """`supernet=path`, or `supernet=latest`: the newest *finished* supernet run under paths.log_dir
+    (its `finished.json`: not a fast_dev_run, not a stopped one) whose space contains the requested
+    one (read from the config saved beside its checkpoints)."""
+    from s3.train import FINISHED
+
     if cfg.supernet != "latest":
         path = Path(cfg.supernet)
         if not path.is_file():
@@ -65,14 +68,21 @@ def resolve_supernet(cfg: DictConfig, space: SearchSpace) -> Path:
         return path
     runs = sorted(Path(cfg.paths.log_dir).glob("*/runs/*/checkpoints/config.yaml"),
                   key=lambda p: p.stat().st_mtime, reverse=True)
+    unfinished = []
     for config_file in runs:
         ckpt = config_file.parent / "last.ckpt"
         trained = _trained_space(config_file) if ckpt.is_file() else None
-        if trained is not None and not space_mismatch(space, trained):
-            log.info("supernet=latest: %s", ckpt)
-            return ckpt
+        if trained is None or space_mismatch(space, trained):
+            continue
+        if not (config_file.parent.parent / FINISHED).is_file():
+            unfinished.append(ckpt)
+            continue
+        log.info("supernet=latest: %s", ckpt)
+        return ckpt
+    hint = (f" ({len(unfinished)} unfinished, e.g. {unfinished[0]}: continue its training, or pass it as "
+            f"supernet=... to search it as it is)" if unfinished else "")
     raise FileNotFoundError(
-        f"supernet=latest: no trained supernet for this space under {cfg.paths.log_dir}/*/runs/. "
+        f"supernet=latest: no finished supernet training for this space under {cfg.paths.log_dir}/*/runs/{hint}. "
         f"Train one first (`python train.py`, same space and data), or pass supernet=path/to/last.ckpt"
     )
 
@@ -91,20 +101,20 @@ def load_supernet(path: Path, space: SearchSpace, num_classes: int, ckpt: dict |
 
 def check_split_unseen(ckpt: dict, path: Path, dm) -> None:
     """The search split must be the one held out when the supernet was trained: its identity is
-    stored in the checkpoint (older checkpoints: `search_split.json` beside their run)."""
+    stored in the checkpoint (the data module's state)."""
     trained = next((v["search_split"] for v in ckpt.values() if isinstance(v, dict) and "search_split" in v), None)
-    if trained is not None:
-        same = trained == dm.split_identity()
-    else:
-        saved = path.parent.parent / "search_split.json"
-        if not saved.is_file():
-            log.warning("supernet=%s records no search split: cannot check that the search images are unseen", path)
-            return
-        same = json.loads(saved.read_text())["search_indices"] == list(dm.search_set.indices)
-    if not same:
-        raise ValueError(f"the search split differs from the one held out when {path} was trained: the supernet "
-                         f"has seen these images; use the data, data.search_per_class and data.split_seed it was "
-                         f"trained with")
+    if trained is None:
+        log.warning("supernet=%s records no search split: cannot check that the search images are unseen", path)
+        return
+    mine = dm.split_identity()
+    if trained != mine:
+        knobs = {"data": "data", "per_class": "data.search_per_class", "seed": "data.split_seed"}
+        differ = [f"{knobs.get(k, k)} {trained.get(k)} vs {mine.get(k)}" for k in ("data", "per_class", "seed", "images")
+                  if trained.get(k) != mine.get(k)] or ["the same settings but other images (another copy of the data?)"]
+        raise ValueError(f"the search split differs from the one held out when {path} was trained "
+                         f"({'; '.join(differ)}: the supernet's, then this search's): the supernet has seen these "
+                         f"images; search with the data, data.search_per_class and data.split_seed it was trained "
+                         f"with (data.max_train does not matter)")
 
 
 def build_constraints(cfg: DictConfig, space: SearchSpace) -> Constraints:
@@ -116,8 +126,15 @@ def build_constraints(cfg: DictConfig, space: SearchSpace) -> Constraints:
 
 
 def build_data(cfg: DictConfig):
-    dm = instantiate(cfg.data)
+    """The data module, its settings and files checked; nothing is read or written yet."""
+    dm = instantiate(cfg.data, split_dir=None)
     dm.check()
+    return dm
+
+
+def setup_data(dm, work: Path):
+    """The splits, with the search split recorded in the search's run directory `work`."""
+    dm.split_dir = str(work)
     dm.setup("fit")
     return dm
 

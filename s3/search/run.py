@@ -7,17 +7,20 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from s3.config import check_run_config
 from s3.models.checkpoint import read_checkpoint
 from s3.search import arch_search, space_search
 from s3.search import context as ctx
-from s3.search.search_run import SearchRun
+from s3.search.search_run import SearchRun, claim_run_dir
 from s3.space import SearchSpace
 
 SEARCHES = ("evolution", "random", "space")
 
 
 def prepare(cfg: DictConfig) -> SearchRun:
-    """Everything that can fail on bad input, before any evaluation."""
+    """Everything that can fail on bad input, before any evaluation. The config is checked first,
+    then the run directory is locked, and only then is anything (the search split) written."""
+    check_run_config(cfg)
     name = cfg.search.name
     if name not in SEARCHES:
         raise ValueError(f"search.name={name}: allowed {list(SEARCHES)} (choose with search=...)")
@@ -25,15 +28,20 @@ def prepare(cfg: DictConfig) -> SearchRun:
     constraints = ctx.build_constraints(cfg, space)
     if name == "space":
         space_search.check_knobs(cfg.search)
-        return SearchRun.claim(cfg, space, constraints, ctx.build_data(cfg))
-    arch_search.evolution_config(cfg)
-    arch_search.check_knobs(cfg.search)
+    else:
+        arch_search.evolution_config(cfg)
+        arch_search.check_knobs(cfg.search)
     data = ctx.build_data(cfg)
-    ckpt = ctx.resolve_supernet(cfg, space)
+    if name != "space":
+        ckpt = ctx.resolve_supernet(cfg, space)
+    work = claim_run_dir(cfg)
+    ctx.setup_data(data, work)
+    if name == "space":
+        return SearchRun.claim(cfg, work, space, constraints, data)
     raw = read_checkpoint(ckpt)
     supernet = ctx.load_supernet(ckpt, space, cfg.data.num_classes, raw)
     ctx.check_split_unseen(raw, ckpt, data)
-    return SearchRun.claim(cfg, space, constraints, data, supernet, Path(ckpt))
+    return SearchRun.claim(cfg, work, space, constraints, data, supernet, Path(ckpt))
 
 
 def run(search: SearchRun) -> dict:

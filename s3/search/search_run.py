@@ -5,9 +5,9 @@ and the loggers, which it closes however the search ends."""
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import logging
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,8 +15,8 @@ from typing import Any
 import lightning as L
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from s3.config import build_loggers, close_loggers, save_resolved_config, sweep_group
-from s3.io import atomic_write_text
+from s3.config import build_loggers, close_loggers, save_hydra_files, save_resolved_config, sweep_group
+from s3.io import atomic_write_text, file_sha256, read_json, remove_orphans
 from s3.lock import lock_run_dir
 from s3.models import Supernet
 from s3.search import context as ctx
@@ -29,6 +29,13 @@ log = logging.getLogger(__name__)
 STATE_FILE = "search_state.json"
 IDENTITY_FILE = "search_identity.json"
 RESULT_FILE = "result.json"
+# What a search writes into its run directory: overwrite=true removes all of it, so that nothing of
+# an earlier search (scored pools, iteration supernets, plots) is read back or left beside the new one.
+OWNED = (STATE_FILE, IDENTITY_FILE, RESULT_FILE, "config.yaml", "search_split.json", "*_split.*.pt", "archs.csv",
+         "history.csv", "picks.csv", "top", "pareto.png", "history.png", "iter*", "searched_space.yaml", "conf",
+         "et_error.png", "report.md")
+STATE_KEYS = {"space": ("iterations",),
+              "evolution": ("seed", "generation", "space", "candidates", "history", "rng", "cache")}
 
 
 def resume_dir(cfg: DictConfig) -> Path:
@@ -56,36 +63,40 @@ def search_identity(cfg: DictConfig, supernet: Path | None) -> dict:
                 "data": {k: v for k, v in plain(cfg.data).items() if k not in ctx.SPEED_KEYS},
                 "search": {k: v for k, v in plain(cfg.search).items() if k not in ctx.SPEED_KEYS}}
     if supernet is not None:
-        digest = hashlib.sha256()
-        with open(supernet, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 24), b""):  # in chunks: supernet checkpoints reach gigabytes
-                digest.update(chunk)
-        identity["supernet"] = digest.hexdigest()
+        identity["supernet"] = file_sha256(supernet)
     else:  # the space search trains its own supernets
         identity["model"], identity["trainer.max_epochs"] = plain(cfg.model), cfg.trainer.max_epochs
     return identity
 
 
-def claim_run_dir(cfg: DictConfig, identity: dict) -> Path:
-    """The run directory: re-running the identical command continues the search saved there (what a
-    SLURM requeue does); a finished one, or one started with other settings, is refused in one
-    line; `overwrite=true` starts afresh."""
+def claim_run_dir(cfg: DictConfig) -> Path:
+    """The run directory, locked before anything is written into it. Re-running the identical
+    command continues the search saved there (what a SLURM requeue does); a finished one is refused
+    in one line; `overwrite=true` removes everything an earlier search wrote there and starts afresh."""
     work = resume_dir(cfg)
-    lock_run_dir(work)  # before reading the directory's state: one writer at a time
+    lock_run_dir(work)  # first: a search refused here has written nothing into another run's directory
+    remove_orphans(work)
     if cfg.get("overwrite"):
-        for name in (STATE_FILE, IDENTITY_FILE, RESULT_FILE):
-            (work / name).unlink(missing_ok=True)
+        for stale in sorted({p for pattern in OWNED for p in work.glob(pattern)}):
+            shutil.rmtree(stale) if stale.is_dir() else stale.unlink(missing_ok=True)
     elif (work / RESULT_FILE).is_file():
         raise ValueError(f"{work} holds a finished search ({RESULT_FILE}); pass overwrite=true to run it again, "
                          f"or choose another hydra.run.dir")
-    saved = work / IDENTITY_FILE
-    if saved.is_file():
-        theirs = json.loads(saved.read_text())
-        differ = sorted(k for k in set(theirs) | set(identity) if theirs.get(k) != identity.get(k))
-        if differ:
-            raise ValueError(f"{work} holds a search started with other settings ({', '.join(differ)}): it cannot "
-                             f"continue this one; choose another hydra.run.dir, or overwrite=true to start afresh")
+    save_hydra_files(cfg, work)
     return work
+
+
+def check_identity(work: Path, identity: dict) -> None:
+    """A directory holding a search started with other settings cannot continue this one."""
+    saved = work / IDENTITY_FILE
+    if not saved.is_file():
+        return
+    fix = f"delete it and {STATE_FILE} to start afresh there, or pass overwrite=true"
+    theirs = read_json(saved, "search identity", ("seed", "space", "data", "search"), fix)
+    differ = sorted(k for k in set(theirs) | set(identity) if theirs.get(k) != identity.get(k))
+    if differ:
+        raise ValueError(f"{work} holds a search started with other settings ({', '.join(differ)}): it cannot "
+                         f"continue this one ({saved}); choose another hydra.run.dir, or overwrite=true to start afresh")
 
 
 @dataclass
@@ -107,15 +118,17 @@ class SearchRun:
     _splits: dict[str, CachedSplit] = field(default_factory=dict, init=False, repr=False)
 
     @classmethod
-    def claim(cls, cfg: DictConfig, space: SearchSpace, constraints: Constraints, data: Any,
+    def claim(cls, cfg: DictConfig, work: Path, space: SearchSpace, constraints: Constraints, data: Any,
               supernet: Supernet | None = None, ckpt: Path | None = None) -> SearchRun:
-        """Claims the run directory of `cfg` (locked, identity checked): nothing is written yet."""
+        """The search in `work` (claimed by `claim_run_dir`), its identity checked against the saved one."""
         identity = search_identity(cfg, ckpt)
-        work = claim_run_dir(cfg, identity)
+        check_identity(work, identity)
         own = copy.deepcopy(cfg)
         with open_dict(own):
             own.paths.output_dir = str(work)
-        return cls(own, work, identity, space, constraints, data, supernet, ckpt)
+        run = cls(own, work, identity, space, constraints, data, supernet, ckpt)
+        run.saved_state()  # a truncated or foreign state file: one line now, not after the first generation
+        return run
 
     def __enter__(self) -> SearchRun:
         self.fabric = ctx.make_fabric(self.cfg)
@@ -142,7 +155,12 @@ class SearchRun:
         return self.work / STATE_FILE
 
     def saved_state(self) -> dict | None:
-        return json.loads(self.state_file.read_text()) if self.state_file.is_file() else None
+        if not self.state_file.is_file():
+            return None
+        kind = "space" if self.cfg.search.name == "space" else "evolution"
+        return read_json(self.state_file, f"{kind} search state", STATE_KEYS[kind],
+                         f"it cannot be continued: delete it (and {IDENTITY_FILE}) to start the search afresh in "
+                         f"{self.work}, or pass overwrite=true")
 
     def save_state(self, state: dict) -> None:
         if self.zero:

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig, open_dict
 
-from s3.io import atomic_write_text
+from s3.io import atomic_write_text, file_sha256
+from s3.lit.supernet import SupernetModule
 from s3.models import Supernet
 from s3.search.et_error import et_error, fit_dimensions
 from s3.search.evaluator import ArchRecord, CandidateEvaluator
@@ -32,7 +33,7 @@ from s3.search.report import (
 from s3.search.search_run import SearchRun
 from s3.search.shift import evolve_space
 from s3.space import Arch, SearchSpace
-from s3.train import fit, prepare
+from s3.train import FINISHED, fit, prepare
 
 log = logging.getLogger(__name__)
 
@@ -57,16 +58,21 @@ def check_knobs(s: DictConfig) -> None:
 def train_supernet(cfg: DictConfig, space: SearchSpace, out: Path, epochs: int, previous: Path | None,
                    warmup_epochs: float | None = None, wandb_group: str | None = None) -> Supernet:
     """train.py's supernet training on `space` in `out`; a new run starts from every overlapping
-    slice of the previous iteration's supernet, an interrupted one resumes from its last.ckpt.
-    With W&B, each training is its own run (named after `out`) in `wandb_group`."""
-    tcfg = copy.deepcopy(cfg)
+    slice of the previous iteration's supernet, an interrupted one resumes from its newest
+    checkpoint, a finished one is read back. With W&B, each training is its own run (named after
+    `out`) in `wandb_group`."""
     last = out / "checkpoints" / "last.ckpt"
+    if (out / FINISHED).is_file() and last.is_file():
+        return SupernetModule.load_supernet(last)
+    tcfg = copy.deepcopy(cfg)
+    started = any((out / "checkpoints").glob("*.ckpt"))
     with open_dict(tcfg):
+        tcfg.overwrite = False  # the search's overwrite=true already cleared its iterations
+        tcfg.ckpt_path = None  # train.py continues from the newest complete checkpoint in `out`
         tcfg.space = space.to_dict()
         tcfg.paths.output_dir = str(out)
         tcfg.trainer.max_epochs = epochs
-        tcfg.ckpt_path = str(last) if last.is_file() else None
-        tcfg.init_from = str(previous) if previous is not None and tcfg.ckpt_path is None else None
+        tcfg.init_from = str(previous) if previous is not None and not started else None
         if warmup_epochs is not None:
             tcfg.model.optim.warmup_epochs = warmup_epochs
         wandb = (tcfg.get("logger") or {}).get("wandb")
@@ -81,11 +87,20 @@ def train_supernet(cfg: DictConfig, space: SearchSpace, out: Path, epochs: int, 
 def score_pool(run: SearchRun, evaluator: CandidateEvaluator, archs: list[Arch], it_dir: Path,
                title: str) -> list[ArchRecord]:
     """Scores the pool in twenty chunks, saving the scored archs after each: a stopped iteration
-    re-scores none of them."""
+    re-scores none of them. The saved scores are keyed by what produced them (the supernet
+    checkpoint's content and the search split), so scores of another supernet are never read back."""
     saved = it_dir / POOL_STATE
+    key = {"supernet": file_sha256(it_dir / "checkpoints" / "last.ckpt"), "split": run.data.split_identity()}
     if saved.is_file():
-        evaluator.load_state_dict(json.loads(saved.read_text()))
-        log.info("%s: %d of %d archs already scored", title, sum(a in evaluator.cache for a in archs), len(archs))
+        try:
+            state = json.loads(saved.read_text())
+        except json.JSONDecodeError:
+            state = {}
+        if state.get("key") == key:
+            evaluator.load_state_dict(state["scores"])
+            log.info("%s: %d of %d archs already scored", title, sum(a in evaluator.cache for a in archs), len(archs))
+        else:
+            log.warning("%s: %s holds scores of another supernet or split; scoring the pool afresh", title, saved)
     chunk = max(1, -(-len(archs) // 20))
     with progress_bar(title, len(archs), enabled=run.zero) as advance:
         advance(sum(a in evaluator.cache for a in archs))
@@ -94,7 +109,7 @@ def score_pool(run: SearchRun, evaluator: CandidateEvaluator, archs: list[Arch],
                 continue
             evaluator.evaluate(archs[i:i + chunk], advance)
             if run.zero:
-                atomic_write_text(saved, json.dumps(evaluator.state_dict()))
+                atomic_write_text(saved, json.dumps({"key": key, "scores": evaluator.state_dict()}))
     return evaluator.evaluate(archs)
 
 
