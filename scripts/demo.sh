@@ -6,25 +6,33 @@ set -euo pipefail
 PY=${PY:-.venv/bin/python}
 DEMO=${DEMO:-logs/demo}
 CONSTRAINTS=${CONSTRAINTS:-band_1m}     # params budget of the space and architecture search: 750k-1M
+SAMPLES=${SAMPLES:-200}
+TOP_K=${TOP_K:-20}
 DATA="data.max_train=12000 data.max_val=2000"
 SPACE_CONF="hydra.searchpath=[file://$(realpath -m "$DEMO")/1_space/conf]"
 export WANDB_SILENT=true
 
 stage() { echo; echo "== $1"; }
-resume_ckpt() { [ -f "$1/checkpoints/last.ckpt" ] && echo "ckpt_path=$1/checkpoints/last.ckpt" || true; }
 
-stage "1/5 space search: supernet training + E-T Error + shift, per iteration ($DEMO/1_space)"
+# The pool of every space-search iteration: N archs, top tier K, every block dimension one value per stage
+# (stage_uniform: each arch serves every dimension), so that the significant move rule detects a 2-point
+# effect across a range and moves almost nothing on noise (README.md, "Space evolution that moves on signal").
+POOL="search.samples=$SAMPLES search.top_k=$TOP_K search.subspace=stage_uniform"
+
+stage "1/5 space search: supernet training + E-T Error + significant shifts, per iteration ($DEMO/1_space)"
 if [ ! -f "$DEMO/1_space/result.json" ]; then
-  $PY search.py search=space space=wide $DATA constraints=$CONSTRAINTS \
-    search.iterations=2 search.samples=100 search.top_k=10 search.threshold=0.5 \
+  $PY search.py search=space space=wide $DATA constraints=$CONSTRAINTS $POOL \
+    search.iterations=2 search.threshold=0.5 \
     search.train_epochs=2 search.finetune_epochs=1 hydra.run.dir="$DEMO/1_space" resume=true
 fi
 
-stage "2/5 supernet training on the searched space ($DEMO/2_supernet)"
-if [ ! -f "$DEMO/2_supernet/done" ]; then
-  $PY train.py "$SPACE_CONF" space=searched $DATA trainer.max_epochs=3 \
-    hydra.run.dir="$DEMO/2_supernet" $(resume_ckpt "$DEMO/2_supernet")
-  touch "$DEMO/2_supernet/done"
+stage "2/5 supernet training on the searched space, and its E-T Error ($DEMO/2_supernet, $DEMO/2_score)"
+if [ ! -f "$DEMO/2_supernet/finished.json" ]; then
+  $PY train.py "$SPACE_CONF" space=searched $DATA trainer.max_epochs=3 hydra.run.dir="$DEMO/2_supernet"
+fi
+if [ ! -f "$DEMO/2_score/result.json" ]; then
+  $PY search.py search=et_error "$SPACE_CONF" space=searched $DATA constraints=$CONSTRAINTS $POOL \
+    supernet="$DEMO/2_supernet/checkpoints/last.ckpt" hydra.run.dir="$DEMO/2_score"
 fi
 
 stage "3/5 evolutionary search under constraints=$CONSTRAINTS ($DEMO/3_evolution)"
@@ -35,10 +43,9 @@ if [ ! -f "$DEMO/3_evolution/result.json" ]; then
 fi
 
 stage "4/5 retraining the best architecture from scratch ($DEMO/4_retrain)"
-if [ ! -f "$DEMO/4_retrain/done" ]; then
+if [ ! -f "$DEMO/4_retrain/finished.json" ]; then
   $PY train.py experiment=retrain_tiny arch="$DEMO/3_evolution/top/top1.yaml" data.max_train=20000 \
-    trainer.max_epochs=3 hydra.run.dir="$DEMO/4_retrain" $(resume_ckpt "$DEMO/4_retrain")
-  touch "$DEMO/4_retrain/done"
+    trainer.max_epochs=3 hydra.run.dir="$DEMO/4_retrain"
 fi
 
 stage "5/5 evaluation on the Fashion-MNIST test set ($DEMO/5_evaluate)"

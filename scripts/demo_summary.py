@@ -15,13 +15,23 @@ def main(demo: Path) -> None:
     console = Console()
     space = json.loads((demo / "1_space" / "search_state.json").read_text())["iterations"]
     t = Table(title="1. Space search (E-T Error on the search split, %)")
-    for col in ("iteration", "Q", "Q_e", "Q_t", "moved", "space (depth / embed dim per stage)"):
+    for col in ("iteration", "Q", "Q_e", "Q_t", "moved", "expected under noise", "plain threshold rule, under noise",
+                "space (depth / embed dim per stage)"):
         t.add_column(col)
+
+    def describe(space: dict) -> str:
+        return " | ".join(f"d{list(st.depth)} c{list(st.embed_dim)}" for st in SearchSpace.from_dict(space).stages)
+
     for it in space:
-        s = SearchSpace.from_dict(it["space"])
-        desc = " | ".join(f"d{list(st.depth)} c{list(st.embed_dim)}" for st in s.stages)
-        e = it["et_error"]
-        t.add_row(str(it["iteration"]), f"{e['q']:.2f}", f"{e['q_e']:.2f}", f"{e['q_t']:.2f}", str(it["moved"]), desc)
+        e, null = it["et_error"], it.get("null") or {}
+        noise = [f"{null[f'{k}_mean']:.2f} ± {null[f'{k}_se']:.2f}" if null else "-" for k in ("rule", "threshold_rule")]
+        t.add_row(str(it["iteration"]), f"{e['q']:.2f}", f"{e['q_e']:.2f}", f"{e['q_t']:.2f}", str(it["moved"]),
+                  *noise, describe(it["space"]))
+    score = demo / "2_score" / "result.json"
+    if score.is_file():
+        e = json.loads(score.read_text())
+        t.add_row("searched, on its stage-2 supernet", f"{e['et_error']['q']:.2f}", f"{e['et_error']['q_e']:.2f}",
+                  f"{e['et_error']['q_t']:.2f}", "-", "-", "-", describe(e["space"]))
     console.print(t)
     evo = json.loads((demo / "3_evolution" / "result.json").read_text())
     ev = json.loads((demo / "5_evaluate" / "evaluation.json").read_text())
@@ -36,6 +46,7 @@ def main(demo: Path) -> None:
     console.print(f"outputs: {demo}/\n"
                   f"  1_space/     searched_space.yaml, report.md, et_error.png, iter*/dimensions.png\n"
                   f"  2_supernet/  checkpoints/last.ckpt (supernet of the searched space)\n"
+                  f"  2_score/     result.json (E-T Error of the searched space on that supernet)\n"
                   f"  3_evolution/ top/top1.yaml, archs.csv, pareto.png, history.png\n"
                   f"  4_retrain/   checkpoints/last.ckpt\n"
                   f"  5_evaluate/  evaluation.json")

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from omegaconf import OmegaConf
@@ -18,8 +19,9 @@ from s3.search.evolution import Evolution, EvolutionConfig, crossover, mutate
 from s3.search.pareto import non_dominated_fronts, nsga2_select
 from s3.search.pool import SUBSPACES, PooledArch, sample_pool
 from s3.search.run import prepare, run
-from s3.search.shift import evolve_space, shifted
-from s3.space import Arch, SearchSpace
+from s3.search.shift import MoveRule, evolve_space, keep_feasible, shifted
+from s3.search.significance import change_tests, holm, moves_under_null
+from s3.space import DIMENSIONS, Arch, SearchSpace
 from s3.train import run as train
 from tests.conftest import ROOT, SPACES
 from tests.helpers import FAST, compose_cfg
@@ -68,13 +70,18 @@ def test_et_error_of_a_hand_made_table(tiny_space):
     assert fit.slope == pytest.approx(-22.5) and fit.change == pytest.approx(-22.5)
 
 
-def _moves(space: SearchSpace, error, subspace: str = "pinned", n: int = 1000) -> list[tuple]:
-    """What one space-evolution step moves when the top-1 error is the closed form `error(arch)`."""
+def _moves(space: SearchSpace, error, subspace: str = "pinned", n: int = 1000, noise: float = 0.0,
+           rule: MoveRule = MoveRule()) -> list[tuple]:
+    """What one space-evolution step moves when the top-1 error is the closed form `error(arch)`
+    (plus Gaussian noise of sd `noise` per arch)."""
     pool = sample_pool(space, Constraints(space), n, "synthetic", subspace)
     assert len(pool) == n
-    fits = fit_dimensions(space, pool, [error(m.arch) for m in pool], top_k=50)
-    new, decisions = evolve_space(space, fits, threshold=0.5)
-    assert {d.action for d in decisions if not d.moved} <= {"flat", "single_choice"}
+    rng = np.random.default_rng(0)
+    errors = [error(m.arch) + noise * rng.standard_normal() for m in pool]
+    fits = fit_dimensions(space, pool, errors, top_k=50)
+    tests = change_tests(space, pool, errors, 50, resamples=200, seed=0)
+    new, decisions = evolve_space(space, fits, rule, tests)
+    assert {d.action for d in decisions if not d.moved} <= {"below_threshold", "not_significant", "single_choice"}
     return [(d.stage, d.dimension, d.action, d.new) for d in decisions if d.moved]
 
 
@@ -101,6 +108,124 @@ def test_synthetic_fitness_moves_a_deep_stages_block_dimension_and_nothing_else(
     """A block dimension of an 18-block stage moves (counting an arch under every value its blocks
     use, the pre-pinning grouping, gave every choice the same E-T Error here)."""
     assert _moves(S3_S, error, subspace) == [moved]
+
+
+WIDE = SearchSpace.from_yaml(SPACES / "wide.yaml")
+BAND = {"min": 7.5e5, "max": 1.0e6}
+INITIAL_T = SearchSpace.from_yaml(SPACES / "initial_t.yaml")
+
+
+def _null_moves(space, params, n, k, noise, pools, rule, subspace="pinned", resamples=300) -> float:
+    """Mean dimensions moved over `pools` pools whose errors are pure noise (no dimension matters)."""
+    constraints = Constraints(space, params=params, num_classes=10 if space is WIDE else 1000)
+    moved = []
+    for seed in range(pools):
+        pool = sample_pool(space, constraints, n, f"null:{seed}", subspace)
+        errors = list(20 + noise * np.random.default_rng(seed).standard_normal(len(pool)))
+        fits = fit_dimensions(space, pool, errors, k)
+        tests = change_tests(space, pool, errors, k, resamples, seed)
+        moved.append(sum(d.moved for d in evolve_space(space, fits, rule, tests)[1]))
+    return float(np.mean(moved))
+
+
+@pytest.mark.parametrize("noise", [1.5, 3.0])
+def test_pure_noise_moves_at_most_one_dimension_in_twenty_at_the_demos_pool(noise):
+    """The demo's pool (space=wide, constraints=band_1m, N=200, K=20, stage_uniform): the paper's
+    plain threshold rule moves several dimensions on noise, the significant rule almost none."""
+    plain = _null_moves(WIDE, BAND, 200, 20, noise, 8, MoveRule("threshold"), "stage_uniform")
+    significant = _null_moves(WIDE, BAND, 200, 20, noise, 8, MoveRule(), "stage_uniform")
+    assert significant <= 1.0 < plain, (significant, plain)
+
+
+def test_pure_noise_moves_at_most_half_a_dimension_at_the_imagenet_presets_pool():
+    """experiment=space_t: initial_t in the S3-T band, N=1000, K=50."""
+    band = {"min": 20e6, "max": 30e6}
+    assert _null_moves(INITIAL_T, band, 1000, 50, 3.0, 3, MoveRule(), resamples=200) <= 0.5
+
+
+@pytest.mark.parametrize("target", [(2, "depth"), (2, "mlp_ratio")])
+def test_a_real_effect_under_noise_moves_exactly_its_dimension(target):
+    """6 error points across stage 3's range, per-arch noise 1.5 points, N=1000 (S3-S's space)."""
+    choices = S3_S.stages[target[0]].choices(target[1])
+
+    def error(a):
+        return 40.0 - 6.0 * (mean(a.values(*target)) - min(choices)) / (max(choices) - min(choices))
+
+    assert [m[:3] for m in _moves(S3_S, error, noise=1.5)] == [(*target, "up")]
+
+
+def test_change_tests_match_the_fit_and_holm_controls_the_family():
+    constraints = Constraints(WIDE, params=BAND, num_classes=10)
+    pool = sample_pool(WIDE, constraints, 200, "tests", "pinned")
+    errors = list(20 + 2.0 * np.random.default_rng(0).standard_normal(len(pool)))
+    fits = {(f.stage, f.dimension): f for f in fit_dimensions(WIDE, pool, errors, 20) if f.slope is not None}
+    tests = change_tests(WIDE, pool, errors, 20, 500, seed=0)
+    assert {(t.stage, t.dimension) for t in tests} == set(fits)
+    for t in tests:  # the vectorised point estimate is the fit's, the counts are the groups'
+        f = fits[(t.stage, t.dimension)]
+        assert t.change == pytest.approx(f.change, abs=1e-9)
+        assert list(t.counts) == [e.n if e else 0 for e in f.per_choice]
+        assert t.se > 0 and t.ci[0] < t.ci[1] and 0 <= t.p <= t.p_adjusted <= 1
+    assert list(holm(np.array([0.01, 0.04, 0.03, 0.5]))) == pytest.approx([0.04, 0.09, 0.09, 0.5])
+
+
+def test_the_permutation_null_agrees_with_a_direct_simulation():
+    """On one pool: the moves the reported null expects (errors shuffled across its archs) against
+    the moves of fresh pure-noise errors on the same archs, for both rules, within their errors."""
+    constraints = Constraints(WIDE, params=BAND, num_classes=10)
+    pool = sample_pool(WIDE, constraints, 100, "null", "pinned")
+    errors = list(20 + 3.0 * np.random.default_rng(1).standard_normal(len(pool)))
+    keys = [(t.stage, t.dimension) for t in change_tests(WIDE, pool, errors, 10, 50)]
+    rules = {r: MoveRule(r).deciding(WIDE, keys) for r in ("threshold", "significant")}
+    null = moves_under_null(WIDE, pool, errors, 10, rules, permutations=60, resamples=200, seed=3)
+    direct = {r: [] for r in rules}
+    for seed in range(60):
+        fresh = list(20 + 3.0 * np.random.default_rng(100 + seed).standard_normal(len(pool)))
+        tests = change_tests(WIDE, pool, fresh, 10, 200, seed)
+        fits = fit_dimensions(WIDE, pool, fresh, 10)
+        for r in rules:
+            direct[r].append(sum(d.moved for d in evolve_space(WIDE, fits, MoveRule(r), tests)[1]))
+    for r in rules:
+        a, b = null[r], np.array(direct[r])
+        se = np.hypot(a.std(ddof=1) / len(a) ** 0.5, b.std(ddof=1) / len(b) ** 0.5)
+        assert abs(a.mean() - b.mean()) <= 3 * se + 0.05, (r, a.mean(), b.mean(), se)
+    assert null["threshold"].mean() > 2 and null["significant"].mean() < 0.5
+
+
+def test_one_infeasible_shift_is_reverted_alone(tiny_space):
+    """Two real effects (stage 4 wider, stage 1 smaller windows); the params cap admits the window
+    move but not a wider stage 4: only the embed-dim move is reverted."""
+    def error(a):
+        return 50.0 - 0.05 * a.embed_dims[3] + 2.0 * mean(a.window_sizes[0])
+
+    pool = sample_pool(tiny_space, Constraints(tiny_space), 600, "two", "pinned")
+    errors = [error(m.arch) for m in pool]
+    fits = fit_dimensions(tiny_space, pool, errors, 30)
+    _, decisions = evolve_space(tiny_space, fits, MoveRule(), change_tests(tiny_space, pool, errors, 30, 200))
+    moved = {(d.stage, d.dimension) for d in decisions if d.moved}
+    assert moved == {(3, "embed_dim"), (0, "window_size")}
+    both = tiny_space.replace(3, "embed_dim", shifted(tiny_space, 3, "embed_dim", +1))
+    both = both.replace(0, "window_size", shifted(tiny_space, 0, "window_size", -1))  # smaller bias tables
+    cap = Constraints(tiny_space, params={"max": Constraints(tiny_space).cost(both.smallest())["params"] - 1})
+
+    def feasible(space):
+        try:
+            cap.check_feasible(space)
+            return True
+        except ValueError:
+            return False
+
+    new, kept = keep_feasible(tiny_space, decisions, feasible)
+    assert {(d.stage, d.dimension): d.action for d in kept if d.action in ("up", "down", "infeasible")} == {
+        (3, "embed_dim"): "infeasible", (0, "window_size"): "down"}
+    assert new == tiny_space.replace(0, "window_size", shifted(tiny_space, 0, "window_size", -1))
+
+
+def test_bad_move_rule_knobs_are_refused():
+    with pytest.raises(ValueError, match=r"search.move_rule=bonferroni: allowed \['significant', 'threshold'\]"):
+        MoveRule("bonferroni")
+    with pytest.raises(ValueError, match=r"search.alpha=1.5: the family-wise error of one iteration, in \(0, 1\)"):
+        MoveRule(alpha=1.5)
 
 
 def test_pinned_pool_pins_one_block_dimension_per_stage_in_turn(tiny_space):
@@ -141,19 +266,28 @@ def test_shifts_keep_count_and_legal_bounds(tiny_space):
 # -- evolution --------------------------------------------------------------------------------------------
 def test_mutation_and_crossover_stay_in_the_space(tiny_space):
     rng = random.Random(1)
+    mixed = 0
     for _ in range(300):
-        a, b = tiny_space.sample(rng), tiny_space.sample(rng)
+        a, b = tiny_space.sample(rng), tiny_space.sample(rng)  # of any depths
         assert tiny_space.contains(mutate(a, tiny_space, rng, 0.2, 0.4))
-        b = mutate(a, tiny_space, rng, 1.0, 0.0)  # same depths, every block gene redrawn
-        for s in range(4):
-            b = b.replace_stage(s, embed_dim=tiny_space.sample(rng).embed_dims[s])
         child = crossover(a, b, rng)
-        assert tiny_space.contains(child) and child.depths == a.depths
-        for s in range(4):
-            assert child.embed_dims[s] in (a.embed_dims[s], b.embed_dims[s])
-            for d in ("mlp_ratio", "num_heads", "window_size"):
-                assert all(v in (x, y) for v, x, y in zip(child.values(s, d), a.values(s, d), b.values(s, d)))
+        assert tiny_space.contains(child)
+        for s in range(4):  # every stage whole from one parent
+            assert any(all(child.values(s, d) == p.values(s, d) for d in DIMENSIONS) for p in (a, b)), (s, child, a, b)
+        mixed += a.depths != b.depths and child not in (a, b)
+    assert mixed > 100  # parents of different depths cross
     assert mutate(a, tiny_space, rng, 0.0, 0.0) == a
+
+
+def test_crossover_fills_its_slots_every_generation_within_the_constraints(tiny_space):
+    constraints = Constraints(tiny_space, params={"min": 4e5, "max": 8e5}, num_classes=10)
+    evo = _evolution(tiny_space, constraints, generations=6)
+    generations = []
+    evo.run(on_generation_end=lambda e: generations.append((dict(e.made), list(e.candidates))))
+    for made, candidates in generations[:-1]:
+        assert made["children"] == 8 and made["mutants"] == 8 and made["random"] == 4, made
+        assert all(tiny_space.contains(a) and constraints.satisfied(a) for a in candidates)
+    assert [h["children"] for h in evo.history] == [0] + [8] * 5  # generation 0 is random
 
 
 def _evolution(space, constraints, seed=0, **knobs) -> Evolution:
@@ -390,9 +524,28 @@ def test_space_search_writes_iterations_and_a_loadable_space(tmp_path):
     assert {r["dimension"] for r in rows} == {"depth", "embed_dim", "mlp_ratio", "num_heads", "window_size"}
     for name in ("et_error.png", "report.md", "iter0/dimensions.png", "iter0/checkpoints/last.ckpt"):
         assert (out / name).is_file(), name
+    record = json.loads((out / "iter0" / "et_error.json").read_text())
+    assert record["null"]["permutations"] == 100 and record["null"]["rule_mean"] >= 0
+    assert record["null"]["threshold_rule_mean"] >= record["null"]["rule_mean"]  # threshold 0: the plain rule moves more
+    tested = [d for d in record["decisions"] if d["slope"] is not None]
+    assert tested and all(d["se"] >= 0 and d["ci_low"] <= d["change"] <= d["ci_high"] + 1e-9 and
+                          0 <= d["p"] <= d["p_adjusted"] <= 1 and sum(d["counts"]) <= 12 for d in tested)
+    assert all(d["reason"] and d["action"] in ("up", "down", "below_threshold", "not_significant", "at_bound",
+                                                "single_choice", "infeasible") for d in record["decisions"])
+    assert {"se", "p_adjusted", "reason", "choice_se"} <= set(_rows(out / "iter0" / "et_error.csv")[0])
+    assert "expected under noise" in (out / "report.md").read_text()
     # train.py composes the searched space through hydra.searchpath
     cfg = compose_cfg([f"hydra.searchpath=[file://{out / 'conf'}]", "space=searched"], tmp_path / "t")
     assert SearchSpace.from_dict(cfg.space) == searched
+
+
+def test_the_e_t_error_of_a_space_on_its_supernet_is_the_pools_by_hand(tmp_path, supernet_ckpt):
+    """search=et_error scores a space on a trained supernet: Q_e / Q_t of the archs it wrote,
+    recomputed from their search-split top-1."""
+    result = _search(tmp_path / "score", "search=et_error", f"supernet={supernet_ckpt}", "search.samples=12",
+                     "search.top_k=3")
+    errors = [100.0 - float(r["top1"]) for r in _rows(tmp_path / "score" / "archs.csv")]
+    assert len(errors) == 12 and result["et_error"] == et_error(errors, 3).to_dict()
 
 
 def test_space_search_stopped_mid_pool_continues_and_gives_each_training_its_own_wandb_run(tmp_path, monkeypatch):

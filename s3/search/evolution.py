@@ -1,8 +1,9 @@
 """AutoFormer-style evolutionary search over a trained supernet (S3 section 5).
 
 Every generation evaluates its candidates, takes the best `parents` of everything evaluated so far,
-and builds the next generation from `mutations` mutants, `crossovers` children of equal-depth
-parent pairs and random candidates up to `population`. Candidates outside the constraints or
+and builds the next generation from `mutations` mutants, `crossovers` children of two parents
+(each stage whole from one of them, so parents of any depths cross) and random candidates up to
+`population`. Candidates outside the constraints or
 already evaluated are rejected. Random search is the same loop with no mutations and no crossovers,
 so both spend exactly `population * generations` evaluations.
 
@@ -77,16 +78,12 @@ def mutate(arch: Arch, space: SearchSpace, rng: random.Random, block_prob: float
 
 
 def crossover(a: Arch, b: Arch, rng: random.Random) -> Arch:
-    """Uniform crossover of two equal-depth parents: every gene from either parent with p = 1/2."""
-    if a.depths != b.depths:
-        raise ValueError(f"crossover needs parents of equal depths, got {a.depths} and {b.depths}")
-    pick = lambda x, y: x if rng.random() < 0.5 else y  # noqa: E731
-    dims = [pick(x, y) for x, y in zip(a.embed_dims, b.embed_dims)]
-    genes = {
-        d: [[pick(x, y) for x, y in zip(a.values(s, d), b.values(s, d))] for s in range(a.num_stages)]
-        for d in BLOCK_DIMENSIONS
-    }
-    return Arch.create(a.depths, dims, genes["mlp_ratio"], genes["num_heads"], genes["window_size"])
+    """Stage-wise crossover: every stage (its depth, embed dim and all its blocks' genes) whole from
+    either parent with p = 1/2. AutoFormer's gene-wise crossover needs equal depths in every stage,
+    which two parents of a space with several depth choices per stage almost never have."""
+    parents = [a if rng.random() < 0.5 else b for _ in range(a.num_stages)]
+    return Arch.create([p.depths[s] for s, p in enumerate(parents)], [p.embed_dims[s] for s, p in enumerate(parents)],
+                       *([list(p.values(s, d)) for s, p in enumerate(parents)] for d in BLOCK_DIMENSIONS))
 
 
 @dataclass
@@ -101,6 +98,7 @@ class Evolution:
     generation: int = 0
     candidates: list[Arch] = field(default_factory=list)
     history: list[dict] = field(default_factory=list)  # per-generation summary
+    made: dict = field(default_factory=lambda: {"mutants": 0, "children": 0, "random": 0})  # of `candidates`
 
     def __post_init__(self) -> None:
         self.rng = random.Random(f"s3-evolution:{self.seed}")
@@ -126,27 +124,21 @@ class Evolution:
             out.append(arch)
         return out
 
-    def _equal_depth_pair(self, parents: Sequence[Arch]) -> tuple[Arch, Arch] | None:
-        for _ in range(50):  # as AutoFormer: a few tries to find two parents of equal depths
-            a, b = self.rng.sample(list(parents), 2)
-            if a.depths == b.depths:
-                return a, b
-        return None
-
     def next_candidates(self, parents: Sequence[Arch]) -> list[Arch]:
+        """Mutants, crossover children and random archs; `self.made` counts what filled the slots."""
         c, taken = self.config, set()
-        out = []
+        mutants, children = [], []
         for _ in range(c.mutations):
             arch = self._draw(lambda: mutate(self.rng.choice(parents), self.space, self.rng,
                                              c.mutation_prob, c.stage_mutation_prob), taken)
-            out += [arch] if arch else []
+            mutants += [arch] if arch else []
         for _ in range(c.crossovers if len(parents) > 1 else 0):
-            def child():
-                pair = self._equal_depth_pair(parents)
-                return crossover(*pair, self.rng) if pair else None
-            arch = self._draw(child, taken)
-            out += [arch] if arch else []
-        return out + self.random_candidates(c.population - len(out), taken)
+            arch = self._draw(lambda: crossover(*self.rng.sample(list(parents), 2), self.rng), taken)
+            children += [arch] if arch else []
+        out = mutants + children
+        randoms = self.random_candidates(c.population - len(out), taken)
+        self.made = {"mutants": len(mutants), "children": len(children), "random": len(randoms)}
+        return out + randoms
 
     # -- selection ------------------------------------------------------------------------------------
     def _objectives(self, r: ArchRecord) -> tuple[float, float]:
@@ -170,6 +162,7 @@ class Evolution:
             progress: Callable[[int], None] | None = None) -> list[ArchRecord]:
         if self.generation == 0 and not self.candidates:
             self.candidates = self.random_candidates(self.config.population, set())
+            self.made = {"mutants": 0, "children": 0, "random": len(self.candidates)}
             if not self.candidates:
                 raise ValueError(f"no architecture satisfying the constraints ({self.constraints}) was found in "
                                  f"{self.config.max_tries} draws; widen constraints.*.min/max")
@@ -181,7 +174,7 @@ class Evolution:
                                  "candidates": len(self.candidates), "best_top1": best["top1"],
                                  "best_params": best["params"], "best_flops": best["flops"],
                                  "mean_top1": sum(self.evaluator.record(a)["top1"] for a in self.candidates)
-                                 / len(self.candidates)})
+                                 / len(self.candidates), **self.made})
             self.generation += 1
             self.candidates = self.next_candidates(parents) if self.generation < self.config.generations else []
             if on_generation_end:
@@ -195,7 +188,7 @@ class Evolution:
     def state_dict(self) -> dict:
         version, internal, gauss = self.rng.getstate()
         return {"seed": self.seed, "generation": self.generation, "space": self.space.to_dict(),
-                "candidates": [a.to_dict() for a in self.candidates], "history": self.history,
+                "candidates": [a.to_dict() for a in self.candidates], "history": self.history, "made": self.made,
                 "rng": [version, list(internal), gauss], "cache": self.evaluator.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
@@ -204,6 +197,7 @@ class Evolution:
                              f"it cannot continue this search (seed={self.seed}); delete it or set resume=false")
         self.generation, self.history = state["generation"], state["history"]
         self.candidates = [Arch.from_dict(a) for a in state["candidates"]]
+        self.made = state.get("made", self.made)
         version, internal, gauss = state["rng"]
         self.rng.setstate((version, tuple(internal), gauss))
         self.evaluator.load_state_dict(state["cache"])

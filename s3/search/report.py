@@ -102,69 +102,133 @@ def plot_et_error(path: str | Path, iterations: Sequence[dict]) -> Path:
     return _save(fig, path)
 
 
-def plot_dimensions(path: str | Path, fits: Sequence[DimensionFit], title: str = "") -> Path:
-    """One panel per dimension, one line per stage: E-T Error of each choice and the fitted slope."""
+def plot_dimensions(path: str | Path, fits: Sequence[DimensionFit], decisions: Sequence[Mapping] = (),
+                    title: str = "") -> Path:
+    """One panel per dimension, one line per stage: E-T Error of each choice with its 95 % bootstrap
+    interval, the fitted change and the decision (a moved dimension is drawn thick, with an arrow)."""
     stages = sorted({f.stage for f in fits})
-    fig, axes = plt.subplots(1, len(DIMENSIONS), figsize=(4 * len(DIMENSIONS), 3.4))
+    decided = {(d["stage"], d["dimension"]): d for d in decisions}
+    fig, axes = plt.subplots(1, len(DIMENSIONS), figsize=(4.2 * len(DIMENSIONS), 4.2))
     for ax, dim in zip(axes, DIMENSIONS):
+        ticks = set()
         for f in (f for f in fits if f.dimension == dim):
-            xs = [c for c, e in zip(f.choices, f.per_choice) if e]
-            ys = [e.q for e in f.per_choice if e]
-            slope = "-" if f.slope is None else f"{f.slope:+.3g}"
-            ax.plot(xs, ys, marker="o", label=f"stage {f.stage + 1} (slope {slope})", color=f"C{stages.index(f.stage)}")
-        ax.set_title(dim)
+            d = decided.get((f.stage, f.dimension), {})
+            se = d.get("choice_se") or [None] * len(f.choices)
+            pts = [(c, e.q, s_) for c, e, s_ in zip(f.choices, f.per_choice, se) if e]
+            if not pts:
+                continue
+            xs, ys, errs = zip(*pts)
+            ticks.update(xs)
+            moved = d.get("action") in ("up", "down")
+            label = f"stage {f.stage + 1}"
+            if f.slope is not None:
+                label += f": {f.change:+.2f}" + (f" ± {1.96 * d['se']:.2f}" if d.get("se") is not None else "")
+                label += {"up": " ↑ moved", "down": " ↓ moved"}.get(d.get("action"), "")
+            yerr = [1.96 * e if e is not None and np.isfinite(e) else 0.0 for e in errs]
+            ax.errorbar(xs, ys, yerr=yerr, marker="o", capsize=3, lw=2.6 if moved else 1.2,
+                        color=f"C{stages.index(f.stage)}", label=label)
+        ax.set_title(dim.replace("_", " "), fontsize=11)
         ax.set_xlabel("choice")
+        if ticks and all(float(t).is_integer() for t in ticks):
+            ax.set_xticks(sorted(ticks))
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.17), ncol=1, frameon=False,
+                  title="change across range (95%)", title_fontsize=7)
     axes[0].set_ylabel("E-T Error (%)")
     if title:
-        fig.suptitle(title)
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
     return _save(fig, path)
 
 
-def _slopes(iterations: Sequence[dict], dim: str) -> dict[int, list[float]]:
-    out: dict[int, list[float]] = {}
+def _combined(iterations: Sequence[dict], dim: str) -> dict[int, tuple[float, float]]:
+    """Per stage, the mean fitted change of `dim` over the iterations that tested it and its
+    standard error (the iterations' pools are independent draws)."""
+    out: dict[int, list[tuple[float, float]]] = {}
     for it in iterations:
         for d in it["decisions"]:
-            if d["dimension"] == dim and d["slope"] is not None:
-                out.setdefault(d["stage"], []).append(d["slope"])
-    return out
+            if d["dimension"] == dim and d.get("slope") is not None and d.get("se") is not None:
+                out.setdefault(d["stage"], []).append((d["change"], d["se"]))
+    return {s: (float(np.mean([c for c, _ in v])), float(np.sqrt(sum(e ** 2 for _, e in v))) / len(v))
+            for s, v in out.items()}
+
+
+def _interval(change: float, se: float) -> str:
+    return f"{change:+.2f} [{change - 1.96 * se:+.2f}, {change + 1.96 * se:+.2f}]"
+
+
+def _trend(per_stage: dict[int, tuple[float, float]]) -> tuple[float, float]:
+    """Least-squares slope across stages of the benefit (-change) of a larger value, with its SE."""
+    stages = np.array(sorted(per_stage), dtype=float)
+    benefit = np.array([-per_stage[int(s)][0] for s in stages])
+    se = np.array([per_stage[int(s)][1] for s in stages])
+    w = (stages - stages.mean()) / ((stages - stages.mean()) ** 2).sum()
+    return float((w * benefit).sum()), float(np.sqrt(((w * se) ** 2).sum()))
 
 
 def observations(iterations: Sequence[dict], final: SearchSpace, head_dim: int) -> str:
-    """The design observations S3 draws from the slopes, as markdown (slopes averaged over iterations;
-    a negative slope means the error falls as the value grows)."""
+    """The design observations S3 draws, as markdown, each from the E-T Errors with its 95 % interval
+    (changes averaged over the iterations that tested them; a negative change means the error falls
+    as the value grows), or a plain "the data cannot tell"."""
     lines = ["# Space search: design observations", ""]
-    lines.append("| iteration | Q (E-T Error) | Q_e | Q_t | moved |")
-    lines.append("|---|---|---|---|---|")
+    lines.append("| iteration | Q (E-T Error) | Q_e | Q_t | moved | expected under noise (this rule) | "
+                 "expected under noise (plain threshold) |")
+    lines.append("|---|---|---|---|---|---|---|")
     for it in iterations:
-        e = it["et_error"]
+        e, null = it["et_error"], it.get("null") or {}
         moved = ", ".join(f"stage {d['stage'] + 1} {d['dimension']} {d['action']}" for d in it["decisions"]
                           if d["action"] in ("up", "down")) or "nothing"
-        lines.append(f"| {it['iteration']} | {e['q']:.2f} | {e['q_e']:.2f} | {e['q_t']:.2f} | {moved} |")
+        noise = [f"{null[f'{k}_mean']:.2f} ± {null[f'{k}_se']:.2f}" if null else "-" for k in ("rule", "threshold_rule")]
+        lines.append(f"| {it['iteration']} | {e['q']:.2f} | {e['q_e']:.2f} | {e['q_t']:.2f} | {moved} | {noise[0]} | "
+                     f"{noise[1]} |")
     lines.append("")
-    mean = {dim: {s: float(np.mean(v)) for s, v in _slopes(iterations, dim).items()} for dim in DIMENSIONS}
-    depth = mean["depth"]
-    if depth:
-        best = min(depth, key=depth.get)
-        lines.append(f"- **Depth**: stage {best + 1} gains most from depth (mean slope {depth[best]:+.3g} "
-                     f"error points per block; " + ", ".join(f"stage {s + 1}: {v:+.3g}" for s, v in sorted(depth.items())) + ").")
+    combined = {dim: _combined(iterations, dim) for dim in DIMENSIONS}
+    depth = combined["depth"]
+    if len(depth) >= 2:
+        ranked = sorted(depth, key=lambda s: depth[s][0])
+        best, second = ranked[0], ranked[1]
+        gap = depth[second][0] - depth[best][0]
+        gap_se = float(np.hypot(depth[best][1], depth[second][1]))
+        each = ", ".join(f"stage {s + 1}: {_interval(*depth[s])}" for s in sorted(depth))
+        if gap > 1.96 * gap_se:
+            lines.append(f"- **Depth**: stage {best + 1} gains most from depth (change of the E-T Error across its "
+                         f"depth range {each}; ahead of stage {second + 1} by {gap:.2f} ± {1.96 * gap_se:.2f}).")
+        else:
+            lines.append(f"- **Depth**: the data cannot tell which stage gains most from depth ({each}; the best two, "
+                         f"stages {best + 1} and {second + 1}, differ by {gap:.2f} ± {1.96 * gap_se:.2f}).")
     for dim, name in (("window_size", "Window size"), ("mlp_ratio", "MLP ratio")):
-        s = mean[dim]
-        if len(s) >= 2:
-            stages = sorted(s)
-            trend = np.polyfit(stages, [-s[i] for i in stages], 1)[0]
-            verdict = "should grow with depth" if trend > 0 else "need not grow with depth"
-            lines.append(f"- **{name}**: the benefit of a larger value " + ("rises" if trend > 0 else "does not rise")
-                         + f" with the stage, so it {verdict} (slopes " + ", ".join(f"stage {i + 1}: {s[i]:+.3g}" for i in stages) + ").")
-        elif s:
+        per_stage = combined[dim]
+        if len(per_stage) >= 2:
+            trend, trend_se = _trend(per_stage)
+            each = ", ".join(f"stage {s + 1}: {_interval(*per_stage[s])}" for s in sorted(per_stage))
+            if abs(trend) > 1.96 * trend_se:
+                verdict = "rises with the stage, so it should grow with depth" if trend > 0 else \
+                    "falls with the stage, so it need not grow with depth"
+            else:
+                verdict = "may or may not rise with the stage: the data cannot tell"
+            lines.append(f"- **{name}**: the benefit of a larger value {verdict} (trend {trend:+.2f} ± "
+                         f"{1.96 * trend_se:.2f} per stage; changes {each}).")
+        elif per_stage:
             lines.append(f"- **{name}**: only one stage has more than one choice; no trend across stages.")
-    qkv = []
+    heads, embed = combined["num_heads"], combined["embed_dim"]
+    both = sorted(set(heads) & set(embed))
+    if both:
+        parts = []
+        for s in both:
+            diff, diff_se = heads[s][0] - embed[s][0], float(np.hypot(heads[s][1], embed[s][1]))
+            if abs(diff) > 1.96 * diff_se:
+                verdict = "embed dim matters more" if diff > 0 else "Q-K-V dim matters more"
+            else:
+                verdict = "the data cannot tell which matters more"
+            parts.append(f"stage {s + 1}: Q-K-V dim (heads) {_interval(*heads[s])} vs embed dim {_interval(*embed[s])}"
+                         f", {verdict}")
+        lines.append("- **Q-K-V dim vs embed dim** (change of the E-T Error across each range): " + "; ".join(parts)
+                     + ".")
+    ranges = []
     for i, st in enumerate(final.stages):
-        q_lo, q_hi = min(st.num_heads) * head_dim, max(st.num_heads) * head_dim
-        rel = "smaller than" if q_hi < min(st.embed_dim) else "larger than" if q_lo > max(st.embed_dim) else "overlapping"
-        qkv.append(f"stage {i + 1}: Q-K-V dim {q_lo}-{q_hi} vs embed dim {min(st.embed_dim)}-{max(st.embed_dim)} ({rel})")
-    lines.append("- **Q-K-V dim vs embed dim** in the searched space: " + "; ".join(qkv) + ".")
+        ranges.append(f"stage {i + 1}: Q-K-V dim {min(st.num_heads) * head_dim}-{max(st.num_heads) * head_dim}, "
+                      f"embed dim {min(st.embed_dim)}-{max(st.embed_dim)}")
+    lines.append("- The searched space's ranges: " + "; ".join(ranges) + ".")
     return "\n".join(lines) + "\n"
 
 

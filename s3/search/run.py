@@ -1,4 +1,5 @@
-"""search.py's three searches from a composed config: evolution, random and space. `prepare`
+"""search.py's searches from a composed config: evolution, random, space, and et_error (the E-T
+Error of a space on a trained supernet). `prepare`
 checks everything that can fail on bad input and claims the run directory; `run` searches."""
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from s3.search import context as ctx
 from s3.search.search_run import SearchRun, claim_run_dir
 from s3.space import SearchSpace
 
-SEARCHES = ("evolution", "random", "space")
+SEARCHES = ("evolution", "random", "space", "et_error")
 
 
 def prepare(cfg: DictConfig) -> SearchRun:
@@ -28,6 +29,8 @@ def prepare(cfg: DictConfig) -> SearchRun:
     constraints = ctx.build_constraints(cfg, space)
     if name == "space":
         space_search.check_knobs(cfg.search)
+    elif name == "et_error":
+        space_search.check_score_knobs(cfg.search)
     else:
         arch_search.evolution_config(cfg)
         arch_search.check_knobs(cfg.search)
@@ -48,4 +51,6 @@ def run(search: SearchRun) -> dict:
     with search:
         if search.cfg.search.name == "space":
             return space_search.run_space_search(search)
+        if search.cfg.search.name == "et_error":
+            return space_search.run_space_score(search)
         return arch_search.run_arch_search(search)

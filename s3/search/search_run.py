@@ -34,7 +34,7 @@ RESULT_FILE = "result.json"
 OWNED = (STATE_FILE, IDENTITY_FILE, RESULT_FILE, "config.yaml", "search_split.json", "*_split.*.pt", "archs.csv",
          "history.csv", "picks.csv", "top", "pareto.png", "history.png", "iter*", "searched_space.yaml", "conf",
          "et_error.png", "report.md")
-STATE_KEYS = {"space": ("iterations",),
+STATE_KEYS = {"space": ("iterations",), "score": (),
               "evolution": ("seed", "generation", "space", "candidates", "history", "rng", "cache")}
 
 
@@ -157,7 +157,7 @@ class SearchRun:
     def saved_state(self) -> dict | None:
         if not self.state_file.is_file():
             return None
-        kind = "space" if self.cfg.search.name == "space" else "evolution"
+        kind = {"space": "space", "et_error": "score"}.get(self.cfg.search.name, "evolution")
         return read_json(self.state_file, f"{kind} search state", STATE_KEYS[kind],
                          f"it cannot be continued: delete it (and {IDENTITY_FILE}) to start the search afresh in "
                          f"{self.work}, or pass overwrite=true")

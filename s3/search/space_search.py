@@ -8,7 +8,6 @@ from __future__ import annotations
 import copy
 import json
 import logging
-from dataclasses import replace
 from pathlib import Path
 
 from omegaconf import DictConfig, open_dict
@@ -31,7 +30,8 @@ from s3.search.report import (
     write_json,
 )
 from s3.search.search_run import SearchRun
-from s3.search.shift import evolve_space
+from s3.search.shift import MoveRule, evolve_space, keep_feasible
+from s3.search.significance import change_tests, moves_under_null
 from s3.space import Arch, SearchSpace
 from s3.train import FINISHED, fit, prepare
 
@@ -49,10 +49,35 @@ def check_knobs(s: DictConfig) -> None:
     for name in ("train_epochs", "finetune_epochs", "finetune_warmup_epochs"):
         if s[name] is not None and s[name] < 0:
             raise ValueError(f"search.{name}={s[name]}: must be >= 0 (null: the trainer's / model's own)")
-    if s.threshold < 0:
-        raise ValueError(f"search.threshold={s.threshold}: must be >= 0 (error points across a choice range)")
+    move_rule(s)
+    for name, least in (("bootstrap", 50), ("null_permutations", 0), ("null_bootstrap", 50)):
+        if s[name] < least:
+            raise ValueError(f"search.{name}={s[name]}: must be >= {least}")
     if s.subspace not in SUBSPACES:
         raise ValueError(f"search.subspace={s.subspace}: allowed {list(SUBSPACES)}")
+
+
+def move_rule(s: DictConfig) -> MoveRule:
+    return MoveRule(s.move_rule, s.threshold, s.alpha)
+
+
+def analyse(space: SearchSpace, pool, errors: list[float], s: DictConfig, seed: int) -> dict:
+    """One iteration's statistics: the fitted lines, every change's test, the decisions (moves kept
+    one at a time while the constraints stay feasible) and the moves expected under noise, for this
+    run's rule and for the paper's plain threshold rule."""
+    rule = move_rule(s)
+    fits = fit_dimensions(space, pool, errors, s.top_k)
+    tests = change_tests(space, pool, errors, s.top_k, s.bootstrap, seed)
+    new_space, decisions = evolve_space(space, fits, rule, tests)
+    null = {}
+    if s.null_permutations:
+        keys = [(t.stage, t.dimension) for t in tests]
+        rules = {"rule": rule.deciding(space, keys), "threshold_rule": MoveRule("threshold", s.threshold).deciding(space, keys)}
+        moved = moves_under_null(space, pool, errors, s.top_k, rules, s.null_permutations, s.null_bootstrap, seed + 1)
+        null = {"permutations": s.null_permutations, "bootstrap": s.null_bootstrap,
+                **{f"{k}_mean": float(v.mean()) for k, v in moved.items()},
+                **{f"{k}_se": float(v.std(ddof=1) / len(v) ** 0.5) if len(v) > 1 else 0.0 for k, v in moved.items()}}
+    return {"fits": fits, "tests": tests, "new_space": new_space, "decisions": decisions, "null": null}
 
 
 def train_supernet(cfg: DictConfig, space: SearchSpace, out: Path, epochs: int, previous: Path | None,
@@ -85,12 +110,12 @@ def train_supernet(cfg: DictConfig, space: SearchSpace, out: Path, epochs: int, 
 
 
 def score_pool(run: SearchRun, evaluator: CandidateEvaluator, archs: list[Arch], it_dir: Path,
-               title: str) -> list[ArchRecord]:
+               title: str, supernet_ckpt: Path) -> list[ArchRecord]:
     """Scores the pool in twenty chunks, saving the scored archs after each: a stopped iteration
     re-scores none of them. The saved scores are keyed by what produced them (the supernet
     checkpoint's content and the search split), so scores of another supernet are never read back."""
     saved = it_dir / POOL_STATE
-    key = {"supernet": file_sha256(it_dir / "checkpoints" / "last.ckpt"), "split": run.data.split_identity()}
+    key = {"supernet": file_sha256(supernet_ckpt), "split": run.data.split_identity()}
     if saved.is_file():
         try:
             state = json.loads(saved.read_text())
@@ -131,45 +156,68 @@ def run_space_search(run: SearchRun) -> dict:
                                   run.wandb_group)
         pool = sample_pool(space, constraints, s.samples, f"s3-space:{cfg.seed}:{t}", s.subspace)
         records = score_pool(run, run.evaluator(supernet), [m.arch for m in pool], it_dir,
-                             f"space iteration {t}: E-T Error")
+                             f"space iteration {t}: E-T Error", it_dir / "checkpoints" / "last.ckpt")
         errors = [100.0 - r["top1"] for r in records]
-        fits = fit_dimensions(space, pool, errors, s.top_k)
-        new_space, decisions = evolve_space(space, fits, s.threshold)
-        try:
-            constraints.check_feasible(new_space)
-        except ValueError as e:
-            log.warning("iteration %d: the shifted space cannot meet the constraints (%s); keeping it unchanged", t, e)
-            new_space = space
-            decisions = [replace(d, new=d.old, action="infeasible") if d.moved else d for d in decisions]
-        slopes = {(f.stage, f.dimension): f.slope for f in fits}
+        a = analyse(space, pool, errors, s, seed=cfg.seed * 1000 + t)
+        new_space, decisions = keep_feasible(space, a["decisions"], lambda sp: feasible(constraints, sp))
+        slopes = {(f.stage, f.dimension): f.slope for f in a["fits"]}
         record = {
             "iteration": t, "space": space.to_dict(), "et_error": et_error(errors, s.top_k).to_dict(),
-            "decisions": [{"stage": d.stage, "dimension": d.dimension, "slope": slopes[(d.stage, d.dimension)],
-                           "change": d.change, "action": d.action, "old": list(d.old), "new": list(d.new)}
-                          for d in decisions],
-            "moved": sum(d.moved for d in decisions), "next_space": new_space.to_dict(),
+            "move_rule": {"rule": s.move_rule, "threshold": s.threshold, "alpha": s.alpha, "bootstrap": s.bootstrap},
+            "decisions": [{**d.to_dict(), "slope": slopes[(d.stage, d.dimension)]} for d in decisions],
+            "moved": sum(d.moved for d in decisions), "null": a["null"], "next_space": new_space.to_dict(),
         }
+        fits = a["fits"]
         iterations.append(record)
         if run.zero:
             write_iteration(it_dir, space, record, fits, records)
         run.save_state({"iterations": iterations})
-        log.info("iteration %d: E-T Error %.2f (Q_e %.2f, Q_t %.2f); %d dimension(s) moved", t,
-                 record["et_error"]["q"], record["et_error"]["q_e"], record["et_error"]["q_t"], record["moved"])
+        log.info("iteration %d: E-T Error %.2f (Q_e %.2f, Q_t %.2f); %d dimension(s) moved (under noise this rule "
+                 "would move %s, the plain threshold rule %s)", t, record["et_error"]["q"], record["et_error"]["q_e"],
+                 record["et_error"]["q_t"], record["moved"], _expected(record["null"], "rule"),
+                 _expected(record["null"], "threshold_rule"))
         previous, space = it_dir / "checkpoints" / "last.ckpt", new_space
         if record["moved"] == 0:
             break
     return finish_space_search(run, iterations, space) if run.zero else {}
 
 
+def feasible(constraints, space: SearchSpace) -> bool:
+    try:
+        constraints.check_feasible(space)
+        return True
+    except ValueError:
+        return False
+
+
+def _expected(null: dict, rule: str) -> str:
+    if not null:
+        return "(not measured)"
+    return f"{null[f'{rule}_mean']:.2f} +- {null[f'{rule}_se']:.2f}"
+
+
+CHOICE_COLUMNS = ("stage", "dimension", "choice", "n", "k", "q_e", "q_t", "q", "choice_se", "slope", "change", "se",
+                  "ci_low", "ci_high", "p", "p_adjusted", "decision", "reason")
+
+
 def write_iteration(it_dir: Path, space: SearchSpace, record: dict, fits, records: list[ArchRecord]) -> None:
+    """iter<t>/: the space, per choice its E-T Error and per dimension its change, interval, p-values
+    and decision (et_error.csv / .json), the scored archs and the plot."""
     space.to_yaml(it_dir / "space.yaml")
-    action = {(d["stage"], d["dimension"]): d["action"] for d in record["decisions"]}
-    rows = [{**r, "stage": r["stage"] + 1, "decision": action[(r["stage"], r["dimension"])]}
-            for f in fits for r in f.rows()]
-    write_csv(it_dir / "et_error.csv", rows)
+    decided = {(d["stage"], d["dimension"]): d for d in record["decisions"]}
+    rows = []
+    for f in fits:
+        d = decided[(f.stage, f.dimension)]
+        for j, r in enumerate(f.rows()):
+            rows.append({**r, "stage": r["stage"] + 1, "choice_se": (d.get("choice_se") or [None] * len(f.choices))[j],
+                         **{k: d.get(k) for k in ("se", "ci_low", "ci_high", "p", "p_adjusted", "reason")},
+                         "decision": d["action"]})
+    write_csv(it_dir / "et_error.csv", rows, CHOICE_COLUMNS)
     write_json(it_dir / "et_error.json", {**record, "choices": rows})
     write_csv(it_dir / "archs.csv", record_rows(sorted(records, key=lambda r: -r["top1"])), RECORD_COLUMNS)
-    plot_dimensions(it_dir / "dimensions.png", fits, f"iteration {record['iteration']}: E-T Error per choice")
+    plot_dimensions(it_dir / "dimensions.png", fits, record["decisions"],
+                    f"iteration {record['iteration']}: E-T Error per choice (95% intervals); "
+                    f"{record['moved']} moved, {_expected(record['null'], 'rule')} expected under noise")
 
 
 def finish_space_search(run: SearchRun, iterations: list[dict], searched: SearchSpace) -> dict:
@@ -189,4 +237,34 @@ def finish_space_search(run: SearchRun, iterations: list[dict], searched: Search
     log.info("\n%s", report)
     log.info("searched space: %s; train its supernet with `python train.py hydra.searchpath=[file://%s] "
              "space=searched`", work / "searched_space.yaml", (work / "conf").resolve())
+    return result
+
+
+def check_score_knobs(s: DictConfig) -> None:
+    for name in ("samples", "top_k", "batch_size"):
+        if s[name] < 1:
+            raise ValueError(f"search.{name}={s[name]}: must be >= 1")
+    if s.top_k > s.samples:
+        raise ValueError(f"search.top_k={s.top_k}: the top tier cannot exceed search.samples={s.samples}")
+    if s.subspace not in SUBSPACES:
+        raise ValueError(f"search.subspace={s.subspace}: allowed {list(SUBSPACES)}")
+
+
+def run_space_score(run: SearchRun) -> dict:
+    """`search=et_error`: the E-T Error of `space` on a trained supernet of it (the searched space on
+    the supernet trained for it, stage 2 of the pipeline), from a pool drawn as the space search
+    draws its pools; resumable like them."""
+    s, work = run.cfg.search, run.work
+    pool = sample_pool(run.space, run.constraints, s.samples, f"s3-score:{run.cfg.seed}", s.subspace)
+    records = score_pool(run, run.evaluator(), [m.arch for m in pool], work, "E-T Error of the space", run.ckpt)
+    if not run.zero:
+        return {}
+    errors = [100.0 - r["top1"] for r in records]
+    result = {"search": "et_error", "space": run.space.to_dict(), "supernet": str(run.ckpt), "samples": len(pool),
+              "top_k": s.top_k, "et_error": et_error(errors, s.top_k).to_dict()}
+    write_csv(work / "archs.csv", record_rows(sorted(records, key=lambda r: -r["top1"])), RECORD_COLUMNS)
+    write_json(work / "result.json", result)
+    e = result["et_error"]
+    log.info("E-T Error of the space on %s: %.2f (Q_e %.2f, Q_t %.2f; %d archs, top %d)", run.ckpt, e["q"], e["q_e"],
+             e["q_t"], len(pool), s.top_k)
     return result
