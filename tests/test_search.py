@@ -71,7 +71,7 @@ def test_et_error_of_a_hand_made_table(tiny_space):
 
 
 def _moves(space: SearchSpace, error, subspace: str = "pinned", n: int = 1000, noise: float = 0.0,
-           rule: MoveRule = MoveRule()) -> list[tuple]:
+           rule: MoveRule | None = None) -> list[tuple]:
     """What one space-evolution step moves when the top-1 error is the closed form `error(arch)`
     (plus Gaussian noise of sd `noise` per arch)."""
     pool = sample_pool(space, Constraints(space), n, "synthetic", subspace)
@@ -80,7 +80,7 @@ def _moves(space: SearchSpace, error, subspace: str = "pinned", n: int = 1000, n
     errors = [error(m.arch) + noise * rng.standard_normal() for m in pool]
     fits = fit_dimensions(space, pool, errors, top_k=50)
     tests = change_tests(space, pool, errors, 50, resamples=200, seed=0)
-    new, decisions = evolve_space(space, fits, rule, tests)
+    new, decisions = evolve_space(space, fits, rule or MoveRule(), tests)
     assert {d.action for d in decisions if not d.moved} <= {"below_threshold", "not_significant", "single_choice"}
     return [(d.stage, d.dimension, d.action, d.new) for d in decisions if d.moved]
 
