@@ -6,8 +6,8 @@ set -euo pipefail
 PY=${PY:-.venv/bin/python}
 DEMO=${DEMO:-logs/demo}
 CONSTRAINTS=${CONSTRAINTS:-band_1m}     # params budget of the space and architecture search: 750k-1M
-SAMPLES=${SAMPLES:-200}
-TOP_K=${TOP_K:-20}
+SAMPLES=${SAMPLES:-160}   # archs per space-search iteration (bench/move_rule.py: its power and null)
+TOP_K=${TOP_K:-16}
 DATA="data.max_train=12000 data.max_val=2000"
 SPACE_CONF="hydra.searchpath=[file://$(realpath -m "$DEMO")/1_space/conf]"
 export WANDB_SILENT=true
@@ -31,21 +31,22 @@ if [ ! -f "$DEMO/2_supernet/finished.json" ]; then
   $PY train.py "$SPACE_CONF" space=searched $DATA trainer.max_epochs=3 hydra.run.dir="$DEMO/2_supernet"
 fi
 if [ ! -f "$DEMO/2_score/result.json" ]; then
-  $PY search.py search=et_error "$SPACE_CONF" space=searched $DATA constraints=$CONSTRAINTS $POOL \
+  $PY search.py search=et_error "$SPACE_CONF" space=searched $DATA constraints=$CONSTRAINTS \
+    search.samples=100 search.top_k=10 search.subspace=stage_uniform \
     supernet="$DEMO/2_supernet/checkpoints/last.ckpt" hydra.run.dir="$DEMO/2_score"
 fi
 
 stage "3/5 evolutionary search under constraints=$CONSTRAINTS ($DEMO/3_evolution)"
 if [ ! -f "$DEMO/3_evolution/result.json" ]; then
   $PY search.py search=evolution "$SPACE_CONF" space=searched $DATA supernet="$DEMO/2_supernet/checkpoints/last.ckpt" \
-    constraints=$CONSTRAINTS search.population=20 search.generations=8 search.parents=5 \
-    search.mutations=8 search.crossovers=8 hydra.run.dir="$DEMO/3_evolution" resume=true
+    constraints=$CONSTRAINTS search.population=16 search.generations=8 search.parents=5 \
+    search.mutations=6 search.crossovers=6 hydra.run.dir="$DEMO/3_evolution" resume=true
 fi
 
 stage "4/5 retraining the best architecture from scratch ($DEMO/4_retrain)"
 if [ ! -f "$DEMO/4_retrain/finished.json" ]; then
   $PY train.py experiment=retrain_tiny arch="$DEMO/3_evolution/top/top1.yaml" data.max_train=20000 \
-    trainer.max_epochs=3 hydra.run.dir="$DEMO/4_retrain"
+    trainer.max_epochs=2 hydra.run.dir="$DEMO/4_retrain"
 fi
 
 stage "5/5 evaluation on the Fashion-MNIST test set ($DEMO/5_evaluate)"

@@ -15,24 +15,24 @@ def main(demo: Path) -> None:
     console = Console()
     space = json.loads((demo / "1_space" / "search_state.json").read_text())["iterations"]
     t = Table(title="1. Space search (E-T Error on the search split, %)")
-    for col in ("iteration", "Q", "Q_e", "Q_t", "moved", "expected under noise", "plain threshold rule, under noise",
-                "space (depth / embed dim per stage)"):
+    for col in ("iteration", "Q", "Q_e", "Q_t", "moved", "moves expected under noise: this rule / plain threshold"):
         t.add_column(col)
-
-    def describe(space: dict) -> str:
-        return " | ".join(f"d{list(st.depth)} c{list(st.embed_dim)}" for st in SearchSpace.from_dict(space).stages)
-
+    spaces = []
     for it in space:
         e, null = it["et_error"], it.get("null") or {}
-        noise = [f"{null[f'{k}_mean']:.2f} ± {null[f'{k}_se']:.2f}" if null else "-" for k in ("rule", "threshold_rule")]
-        t.add_row(str(it["iteration"]), f"{e['q']:.2f}", f"{e['q_e']:.2f}", f"{e['q_t']:.2f}", str(it["moved"]),
-                  *noise, describe(it["space"]))
+        noise = " / ".join(f"{null[f'{k}_mean']:.2f} ± {null[f'{k}_se']:.2f}" for k in ("rule", "threshold_rule")) \
+            if null else "-"
+        t.add_row(str(it["iteration"]), f"{e['q']:.2f}", f"{e['q_e']:.2f}", f"{e['q_t']:.2f}", str(it["moved"]), noise)
+        spaces.append((f"iteration {it['iteration']}", it["space"]))
+    spaces.append(("searched", space[-1]["next_space"]))
     score = demo / "2_score" / "result.json"
     if score.is_file():
-        e = json.loads(score.read_text())
-        t.add_row("searched, on its stage-2 supernet", f"{e['et_error']['q']:.2f}", f"{e['et_error']['q_e']:.2f}",
-                  f"{e['et_error']['q_t']:.2f}", "-", "-", "-", describe(e["space"]))
+        e = json.loads(score.read_text())["et_error"]
+        t.add_row("searched (its stage-2 supernet)", f"{e['q']:.2f}", f"{e['q_e']:.2f}", f"{e['q_t']:.2f}", "-", "-")
     console.print(t)
+    for name, s in spaces:  # depth / embed dim choices per stage
+        desc = " | ".join(f"d{list(st.depth)} c{list(st.embed_dim)}" for st in SearchSpace.from_dict(s).stages)
+        console.print(f"  {name}: {desc}", soft_wrap=True)
     evo = json.loads((demo / "3_evolution" / "result.json").read_text())
     ev = json.loads((demo / "5_evaluate" / "evaluation.json").read_text())
     pick = evo["picks"][0]

@@ -130,10 +130,10 @@ def _null_moves(space, params, n, k, noise, pools, rule, subspace="pinned", resa
 
 @pytest.mark.parametrize("noise", [1.5, 3.0])
 def test_pure_noise_moves_at_most_one_dimension_in_twenty_at_the_demos_pool(noise):
-    """The demo's pool (space=wide, constraints=band_1m, N=200, K=20, stage_uniform): the paper's
+    """The demo's pool (space=wide, constraints=band_1m, N=160, K=16, stage_uniform): the paper's
     plain threshold rule moves several dimensions on noise, the significant rule almost none."""
-    plain = _null_moves(WIDE, BAND, 200, 20, noise, 8, MoveRule("threshold"), "stage_uniform")
-    significant = _null_moves(WIDE, BAND, 200, 20, noise, 8, MoveRule(), "stage_uniform")
+    plain = _null_moves(WIDE, BAND, 160, 16, noise, 8, MoveRule("threshold"), "stage_uniform")
+    significant = _null_moves(WIDE, BAND, 160, 16, noise, 8, MoveRule(), "stage_uniform")
     assert significant <= 1.0 < plain, (significant, plain)
 
 
@@ -437,6 +437,15 @@ def test_evolution_search_writes_its_outputs(tmp_path, supernet_ckpt):
         with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled="bf16" in cfg.trainer.precision):
             correct = sum(int((model(x).argmax(-1) == y).sum()) for x, y in dm.val_dataloader())
         assert pick["val_top1"] == pytest.approx(100 * correct / 128)
+    # every candidate's score is its top-1 on the held-out search split (not on the validation set)
+    dm.setup("fit")
+    for row in rows[:: len(rows) // 4]:
+        model = supernet.extract(Arch.from_dict(json.loads(row["arch_json"]))).eval()
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled="bf16" in cfg.trainer.precision):
+            search = sum(int((model(x).argmax(-1) == y).sum()) for x, y in dm.search_dataloader())
+            val = sum(int((model(x).argmax(-1) == y).sum()) for x, y in dm.val_dataloader())
+        assert float(row["top1"]) == pytest.approx(100 * search / len(dm.search_set)), row["arch"]
+        assert len(dm.search_set) == 40 and (search, 40) != (val, 128)
     for name in ("pareto.png", "history.png", "picks.csv", "history.csv", "search_state.json", "config.yaml"):
         assert (out / name).is_file(), name
 
@@ -549,7 +558,7 @@ def test_the_e_t_error_of_a_space_on_its_supernet_is_the_pools_by_hand(tmp_path,
 
 
 def test_space_search_stopped_mid_pool_continues_and_gives_each_training_its_own_wandb_run(tmp_path, monkeypatch):
-    os.environ["WANDB_SILENT"] = "true"
+    monkeypatch.setenv("WANDB_SILENT", "true")
     args = ["search=space", "search.iterations=2", "search.samples=12", "search.top_k=3", "search.threshold=0.0",
             "logger=wandb", "logger.wandb.offline=true"]
     calls = {"n": 0, "stop_at": None}
@@ -646,7 +655,8 @@ def test_a_supernet_of_a_subspace_starts_from_the_one_shot_supernet(tmp_path, su
         build_module(compose_cfg([*FAST, f"arch={supernet_ckpt}"], tmp_path))
 
 
-def test_wandb_offline_gets_the_evaluated_archs_table(tmp_path, supernet_ckpt):
+def test_wandb_offline_gets_the_evaluated_archs_table(tmp_path, supernet_ckpt, monkeypatch):
+    monkeypatch.setenv("WANDB_SILENT", "true")
     out = tmp_path / "wandb"
     _search(out, f"supernet={supernet_ckpt}", *SMALL, "logger=wandb", "logger.wandb.offline=true")
     tables = list((out / "wandb").glob("offline-run-*/files/media/table/search/archs_*.table.json"))

@@ -192,8 +192,8 @@ def test_retrain_from_inherited_weights(tmp_path):
     assert isinstance(model, S3Transformer)
 
 
-def test_wandb_offline_writes_its_run_directory(tmp_path):
-    os.environ["WANDB_SILENT"] = "true"
+def test_wandb_offline_writes_its_run_directory(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_SILENT", "true")
     _run(tmp_path, "logger=wandb", "logger.wandb.offline=true", "data.max_train=128")
     runs = list((tmp_path / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and any(runs[0].rglob("*.wandb"))

@@ -18,7 +18,7 @@ DEFAULT_SAMPLING = dict(subnets_per_step=1, sandwich=False, distill=False)
 
 
 class SupernetModule(ClassificationModule):
-    """Options: `subnets_per_step` (losses of several subnets summed before one optimizer step,
+    """Options: `subnets_per_step` (the mean loss of several subnets before one optimizer step,
     the paper's fused gradients), `sandwich` (largest + smallest + `subnets_per_step` random) and
     `distill` (with `sandwich`: in-place distillation as in BigNAS, the largest subnet learns from
     the labels and every other subnet of the step from the largest's detached predictions).

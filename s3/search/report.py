@@ -129,8 +129,12 @@ def plot_dimensions(path: str | Path, fits: Sequence[DimensionFit], decisions: S
                         color=f"C{stages.index(f.stage)}", label=label)
         ax.set_title(dim.replace("_", " "), fontsize=11)
         ax.set_xlabel("choice")
+        if dim == "embed_dim" and ticks and min(ticks) > 0:
+            ax.set_xscale("log", base=2)  # widths span 16-512: evenly spread ticks
+            ax.minorticks_off()
         if ticks and all(float(t).is_integer() for t in ticks):
-            ax.set_xticks(sorted(ticks))
+            ax.set_xticks(sorted(ticks), [f"{int(t)}" for t in sorted(ticks)], rotation=45 if len(ticks) > 9 else 0,
+                          fontsize=8)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.17), ncol=1, frameon=False,
                   title="change across range (95%)", title_fontsize=7)
@@ -216,10 +220,11 @@ def observations(iterations: Sequence[dict], final: SearchSpace, head_dim: int) 
         parts = []
         for s in both:
             diff, diff_se = heads[s][0] - embed[s][0], float(np.hypot(heads[s][1], embed[s][1]))
-            if abs(diff) > 1.96 * diff_se:
-                verdict = "embed dim matters more" if diff > 0 else "Q-K-V dim matters more"
+            if abs(diff) > 1.96 * diff_se:  # diff > 0: growing the embed dim lowers the error more
+                verdict = ("growing the embed dim lowers the error more (the Q-K-V dim can stay smaller)" if diff > 0
+                           else "growing the Q-K-V dim lowers the error more")
             else:
-                verdict = "the data cannot tell which matters more"
+                verdict = "the data cannot tell which to grow"
             parts.append(f"stage {s + 1}: Q-K-V dim (heads) {_interval(*heads[s])} vs embed dim {_interval(*embed[s])}"
                          f", {verdict}")
         lines.append("- **Q-K-V dim vs embed dim** (change of the E-T Error across each range): " + "; ".join(parts)

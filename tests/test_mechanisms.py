@@ -1,0 +1,135 @@
+"""Mechanisms where the supernet and its extracted subnet (or one process and two) would change the
+same way if they broke, so the tests that compare them would still agree: each is checked here
+against an independent computation."""
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from s3.models import S3Transformer, Supernet
+from s3.models.transformer import PatchMerging
+from s3.search.constraints import Constraints
+from s3.search.evolution import Evolution, EvolutionConfig
+from s3.space import SearchSpace
+from tests.conftest import SPACES
+from tests.helpers import FAST, compose_cfg
+
+
+def test_patch_merging_at_a_narrower_width_slices_each_channel_group():
+    """At width 32 of a 48-wide merge, the reduction reads channels [0:32] of each of the four
+    48-wide groups (x0 x1 x2 x3), not the first 128 of the 192."""
+    torch.manual_seed(0)
+    merge = PatchMerging(48, 64)
+    with torch.no_grad():  # a bare module: its weights are initialised by the model that holds it
+        merge.reduction.weight.normal_(0, 0.1)
+        merge.norm.weight.uniform_(0.5, 1.5)
+        merge.norm.bias.uniform_(-0.5, 0.5)
+    merge.set_active(32, 40)
+    x = torch.randn(2, 4, 4, 32)
+    cols = torch.cat([torch.arange(g * 48, g * 48 + 32) for g in range(4)])
+    parts = [x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2]]
+    cat = torch.cat(parts, dim=-1)  # (2, 2, 2, 128) in Swin's x0 x1 x2 x3 order
+    normed = F.layer_norm(cat, (128,), merge.norm.weight[cols], merge.norm.bias[cols])
+    expected = normed @ merge.reduction.weight[:40, cols].T
+    torch.testing.assert_close(merge(x), expected, rtol=1e-5, atol=1e-5)
+    first = normed @ merge.reduction.weight[:40, :128].T  # the one-block slice this must not be
+    assert not torch.allclose(first, expected, atol=1e-3)
+
+
+def test_drop_path_rates_spread_over_the_active_depth_as_in_a_standalone_model():
+    space = SearchSpace.from_yaml(SPACES / "tiny.yaml")
+    supernet = Supernet(space, img_size=32, patch_size=2, num_classes=10, drop_path_rate=0.3)
+    arch = space.smallest()
+    supernet.set_arch(arch)
+    active = [b.drop_path.drop_prob for st, d in zip(supernet.layers, arch.depths) for b in st.blocks[:d]]
+    standalone = S3Transformer(arch, img_size=32, patch_size=2, num_classes=10, drop_path_rate=0.3)
+    alone = [b.drop_path.drop_prob for st in standalone.layers for b in st.blocks]
+    assert active == pytest.approx(alone) and alone[-1] == pytest.approx(0.3) and len(alone) == sum(arch.depths)
+    # and a seeded train-mode forward: the supernet's subnet == its extracted copy, drop path on
+    x = torch.randn(4, 3, 32, 32)
+    extracted = supernet.extract(arch).train()
+    supernet.train()
+    torch.manual_seed(7)
+    a = supernet(x, arch)
+    torch.manual_seed(7)
+    torch.testing.assert_close(a, extracted(x), rtol=1e-5, atol=1e-5)
+
+
+class RecordingEvolution(Evolution):
+    """Records the parents every generation breeds from (test only)."""
+
+    def next_candidates(self, parents):
+        self.bred_from.append((list(parents), {a: r["top1"] for a, r in self.evaluator.cache.items()}))
+        return super().next_candidates(parents)
+
+
+def test_evolution_breeds_from_the_top_of_everything_evaluated_so_far():
+    """The fitness falls with the generation's index, so the current generation's best are never the
+    overall best: parents taken from the current generation only would fail."""
+    from tests.test_search import SyntheticEvaluator
+
+    space = SearchSpace.from_yaml(SPACES / "tiny.yaml")
+    constraints = Constraints(space, num_classes=10)
+    rank = {}
+
+    def fitness(arch):
+        rank.setdefault(arch, len(rank))
+        return 100.0 - rank[arch] / 10  # the later an arch is first evaluated, the worse
+
+    evo = RecordingEvolution(space, constraints, SyntheticEvaluator(constraints, fitness),
+                             EvolutionConfig(population=10, generations=4, parents=3, mutations=4, crossovers=4),
+                             seed=0)
+    evo.bred_from = []
+    evo.run()
+    assert len(evo.bred_from) == 3
+    for parents, scores in evo.bred_from:
+        best = sorted(scores, key=lambda a: -scores[a])[:3]
+        assert parents == best
+    assert all(p in evo.bred_from[0][1] for p in evo.bred_from[-1][0])  # generation 0's archs stay parents
+
+
+class WeightLog:
+    """The model's weights after every optimizer step, before the EMA update (test only)."""
+
+    def __init__(self):
+        import lightning as L
+
+        class Log(L.Callback):
+            def on_train_batch_end(cb, trainer, pl_module, *args):
+                self.weights.append({k: v.detach().clone() for k, v in pl_module.model.state_dict().items()})
+
+        self.weights, self.callback = [], Log()
+
+
+def test_the_weight_ema_follows_its_recursion_and_validation_reports_it(tmp_path):
+    from hydra.utils import instantiate
+
+    from s3.space import Arch
+    from s3.train import prepare
+
+    small = Arch.create([1, 1, 1, 1], [32, 64, 96, 128], [2.0] * 4, [1, 2, 3, 4], [4, 4, 2, 2]).to_yaml(tmp_path / "a.yaml")
+    cfg = compose_cfg([*FAST, "experiment=retrain_tiny", f"arch={small}", "model.ema_decay=0.5", "data.max_train=128",
+                       "trainer.precision=32-true"], tmp_path / "run")
+    datamodule, module, trainer = prepare(cfg)
+    log = WeightLog()
+    trainer.callbacks.append(log.callback)
+    trainer.fit(module, datamodule=datamodule)
+    assert len(log.weights) == 4
+    expected = copy.deepcopy(log.weights[0])  # timm: the first update copies (decay 0 at step 1)
+    for w in log.weights[1:]:
+        expected = {k: 0.5 * expected[k] + 0.5 * v if v.is_floating_point() else v for k, v in w.items()}
+    ema = module.ema.module.state_dict()
+    for k, v in expected.items():
+        torch.testing.assert_close(ema[k], v, rtol=1e-5, atol=1e-6, msg=k)
+    assert not all(torch.equal(ema[k], log.weights[-1][k]) for k in ema)  # the EMA is not the last weights
+    # val/ema_top1 is the EMA model's accuracy on the validation set, val/top1 the weights'
+    metrics = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
+    dm = instantiate(cfg.data)
+    dm.setup("validate")
+    for model, key in ((module.ema.module, "val/ema_top1"), (module.model, "val/top1")):
+        model.eval()
+        with torch.no_grad():
+            correct = sum(int((model(x).argmax(-1) == y).sum()) for x, y in dm.val_dataloader())
+        assert metrics[key] == pytest.approx(correct / len(dm.val_set)), key
