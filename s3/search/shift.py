@@ -84,9 +84,12 @@ class MoveRule:
         return decide
 
 
-REASONS = {"up": "moved up", "down": "moved down", "below_threshold": "change within the threshold",
-           "not_significant": "change not significant at search.alpha (or a choice has under 3 archs)", "at_bound": "at a bound of the legal range",
-           "single_choice": "a single choice", "infeasible": "the constraints could not be met"}
+REASONS = {
+    "up": "moved up", "down": "moved down", "below_threshold": "change within the threshold",
+    "not_significant": "change not significant at search.alpha (or a choice has only 1-2 archs)",
+    "at_bound": "at a bound of the legal range", "single_choice": "a single choice",
+    "infeasible": "the constraints could not be met",
+}
 
 
 @dataclass(frozen=True)

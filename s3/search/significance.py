@@ -10,7 +10,7 @@ change an uncertainty from the pool itself:
   of the resampled changes is the change's standard error, its 2.5 / 97.5 % quantiles the interval;
 - a two-sided p-value of z = change / SE (the normal approximation: a percentile p-value from B
   resamples could never fall below 2 / B, too coarse for a Holm correction over 20 dimensions);
-  a dimension with fewer than MIN_ARCHS archs behind one of its choices is not tested (p = 1);
+  a dimension with 1 to MIN_ARCHS - 1 archs behind one of its choices is not tested (p = 1);
 - Holm's step-down correction over all dimensions tested in one iteration (family-wise error
   `alpha`), so that a pure-noise pool moves a dimension with probability at most about `alpha`;
 - a permutation null: the errors shuffled across the pool's archs (no dimension matters, every
@@ -148,8 +148,11 @@ def _p_values(change: np.ndarray, se: np.ndarray) -> np.ndarray:
 
 
 def _testable(counts: list[np.ndarray]) -> np.ndarray:
-    """(dims,) whether every choice of a dimension has at least MIN_ARCHS archs (first row of counts)."""
-    return np.array([c[0].min() >= MIN_ARCHS for c in counts], dtype=bool)
+    """(dims,) whether a dimension can be tested (first row of counts): every choice it has archs of
+    has at least MIN_ARCHS, and at least two do. A choice no arch of the pool takes (outside the
+    budget band) is left out of the fit and of every resample alike."""
+    return np.array([((c[0] == 0) | (c[0] >= MIN_ARCHS)).all() and (c[0] >= MIN_ARCHS).sum() >= 2 for c in counts],
+                    dtype=bool)
 
 
 def _bootstrap(errors: np.ndarray, grouping: Grouping, top_k: int, index: np.ndarray) -> tuple:
