@@ -10,6 +10,7 @@ from typing import Any
 
 import lightning as L
 from hydra.utils import instantiate
+from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
@@ -151,9 +152,10 @@ def prepare(cfg: DictConfig):
     out = Path(cfg.paths.output_dir)
     lock_run_dir(out)  # first: a run refused here has written nothing into another run's directory
     check_writable(out / "checkpoints")
-    for orphan in remove_orphans(out) + remove_orphans(out / "checkpoints"):
-        log.warning("removed %s, left by a process killed while writing it", orphan)
-    save_hydra_files(cfg, out)
+    if getattr(rank_zero_only, "rank", 0) == 0:  # the lock's holder; DDP's other ranks re-run this script
+        for orphan in remove_orphans(out) + remove_orphans(out / "checkpoints"):
+            log.warning("removed %s, left by a process killed while writing it", orphan)
+        save_hydra_files(cfg, out)
     datamodule = instantiate(cfg.data)
     datamodule.check()
     continue_or_start(cfg)

@@ -47,3 +47,18 @@ class Interrupt(L.Callback):
     def on_train_epoch_end(self, trainer, pl_module):
         if trainer.current_epoch + 1 >= self.epochs:
             trainer.should_stop = True
+
+
+def fake_imagenet(root: Path, train: int = 4, val: int = 2, size: tuple[int, int] = (240, 260)) -> Path:
+    """An ImageFolder of random JPEGs in two ImageNet class folders: `train` and `val` per class."""
+    import torch
+    from PIL import Image
+
+    g = torch.Generator().manual_seed(0)
+    for split, n in (("train", train), ("val", val)):
+        for c in ("n01440764", "n01443537"):
+            (root / split / c).mkdir(parents=True)
+            for i in range(n):
+                pixels = torch.randint(0, 255, (*size, 3), dtype=torch.uint8, generator=g).numpy()
+                Image.fromarray(pixels).save(root / split / c / f"{c}_{i}.JPEG")
+    return root

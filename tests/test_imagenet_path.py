@@ -11,23 +11,11 @@ import torch
 
 from s3.lit import SupernetModule
 from tests.conftest import ROOT, released_arch
+from tests.helpers import fake_imagenet
 
 DATA = ["data.num_classes=2", "data.num_workers=0", "data.pin_memory=false", "data.batch_size=2",
         "data.eval_batch_size=4", "data.search_per_class=1", "data.repeated_aug=0"]
 ON_CPU = ["trainer.accelerator=cpu", "trainer.devices=1", "trainer.strategy=auto", "trainer.precision=32-true"]  # not DDP on GPUs
-
-
-def _fake_imagenet(root: Path) -> Path:
-    from PIL import Image
-
-    g = torch.Generator().manual_seed(0)
-    for split, n in (("train", 4), ("val", 2)):
-        for c in ("n01440764", "n01443537"):
-            (root / split / c).mkdir(parents=True)
-            for i in range(n):
-                pixels = torch.randint(0, 255, (240, 260, 3), dtype=torch.uint8, generator=g).numpy()
-                Image.fromarray(pixels).save(root / split / c / f"{c}_{i}.JPEG")
-    return root
 
 
 def _entry(script: str, cwd: Path, *overrides: str) -> subprocess.CompletedProcess:
@@ -39,7 +27,7 @@ def _entry(script: str, cwd: Path, *overrides: str) -> subprocess.CompletedProce
 
 
 def test_supernet_t_trains_searches_and_evaluates_on_a_fake_imagenet(tmp_path):
-    data = [f"data.root={_fake_imagenet(tmp_path / 'imagenet')}", *DATA]
+    data = [f"data.root={fake_imagenet(tmp_path / 'imagenet')}", *DATA]
     train, search, evaluate = tmp_path / "train", tmp_path / "search", tmp_path / "evaluate"
     _entry("train.py", tmp_path, "experiment=supernet_t", *data, *ON_CPU, "trainer.max_epochs=1",
            f"hydra.run.dir={train}")

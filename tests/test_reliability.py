@@ -24,7 +24,7 @@ from s3.space import Arch
 from s3.train import prepare as train_prepare
 from s3.train import run as train
 from tests.conftest import ROOT
-from tests.helpers import FAST, compose_cfg, read_archs
+from tests.helpers import FAST, compose_cfg, fake_imagenet, read_archs
 
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "WANDB_SILENT": "true"}
 
@@ -93,16 +93,7 @@ def test_posterize_keeps_pillows_old_meaning_of_zero_bits():
 
 
 def _fake_imagenet(root: Path, per_class: int = 10) -> Path:
-    from PIL import Image
-
-    g = torch.Generator().manual_seed(0)
-    for split, n in (("train", per_class), ("val", 4)):
-        for c in ("n01440764", "n01443537"):
-            (root / split / c).mkdir(parents=True)
-            for i in range(n):
-                pixels = torch.randint(0, 255, (36, 40, 3), dtype=torch.uint8, generator=g).numpy()
-                Image.fromarray(pixels).save(root / split / c / f"{c}_{i}.JPEG")
-    return root
+    return fake_imagenet(root, train=per_class, val=4, size=(36, 40))
 
 
 SMALL_IMAGENET = ["data=imagenet", "data.num_classes=2", "data.num_workers=1", "data.pin_memory=false",

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+from lightning.fabric.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from s3.config import build_loggers, close_loggers, save_hydra_files, save_resolved_config, sweep_group
@@ -75,6 +76,8 @@ def claim_run_dir(cfg: DictConfig) -> Path:
     in one line; `overwrite=true` removes everything an earlier search wrote there and starts afresh."""
     work = resume_dir(cfg)
     lock_run_dir(work)  # first: a search refused here has written nothing into another run's directory
+    if getattr(rank_zero_only, "rank", 0) != 0:  # DDP's other ranks: the holder has claimed the directory
+        return work
     remove_orphans(work)
     if cfg.get("overwrite"):
         for stale in sorted({p for pattern in OWNED for p in work.glob(pattern)}):
