@@ -1,4 +1,5 @@
 import csv
+import json
 import os
 import re
 import subprocess
@@ -147,8 +148,9 @@ def test_supernet_training_writes_metrics_checkpoints_and_split(tmp_path):
     steps = read_archs(tmp_path / "sampled_archs.rank0.jsonl")
     assert [s["step"] for s in steps] == list(range(320 // 32)) and all(len(s["archs"]) == 2 for s in steps)
     assert (tmp_path / "checkpoints" / "config.yaml").is_file()
-    split = (tmp_path / "search_split.json").read_text()
-    assert split.count(",") == 4 * 10 - 1 + 2  # 40 indices + the two other keys
+    split = json.loads((tmp_path / "search_split.json").read_text())
+    assert (split["per_class"], split["seed"], len(split["search_indices"])) == (4, 0, 40)
+    assert split["search_indices"] == sorted(set(split["search_indices"]))  # 40 distinct indices, 4 per class
     # the checkpoint reloads (weights_only) into a supernet whose extracted subnet matches
     supernet = SupernetModule.load_supernet(tmp_path / "checkpoints" / "last.ckpt")
     arch = supernet.space.sample(torch.Generator().manual_seed(0))
@@ -189,7 +191,11 @@ def test_retrain_from_inherited_weights(tmp_path):
     assert metrics["val/top1"] > 0.3  # 10 classes: inherited weights plus an epoch are far above chance
     model = load_checkpoint(S3Transformer(arch, img_size=32, patch_size=2, num_classes=10),
                             tmp_path / "r" / "checkpoints" / "last.ckpt")
-    assert isinstance(model, S3Transformer)
+    trained = torch.load(tmp_path / "r" / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    loaded = model.state_dict()
+    assert {f"model.{k}" for k in loaded} <= set(trained)
+    assert all(torch.equal(loaded[k], trained[f"model.{k}"]) for k in loaded)  # the retrained weights, loaded
+    assert not all(torch.equal(loaded[k], inherited[k]) for k in loaded)  # ... which training moved
 
 
 def test_wandb_offline_writes_its_run_directory(tmp_path, monkeypatch):
