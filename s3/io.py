@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
+import json
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -81,8 +83,6 @@ def atomic_torch_save(obj: Any, path: str | Path) -> Path:
 
 def file_sha256(path: str | Path) -> str:
     """The hex SHA-256 of a file, read in chunks (supernet checkpoints reach gigabytes)."""
-    import hashlib
-
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 24), b""):
@@ -93,8 +93,6 @@ def file_sha256(path: str | Path) -> str:
 def read_json(path: str | Path, what: str, keys: tuple[str, ...] = (), fix: str = "") -> dict:
     """A JSON object written by this project, with the keys it must hold; anything else (truncated,
     empty, edited) is one ValueError naming the file and saying what to do (`fix`)."""
-    import json
-
     path = Path(path)
     try:
         data = json.loads(path.read_text())

@@ -17,11 +17,11 @@ from s3.data.seeded import KeyedCollate, KeyedSamples, sample_key
 from s3.data.splits import save_split, search_split, subset
 
 
-def resume_position(trainer, batch_size: int, batches: int, step: int | None = None) -> tuple[int, int]:
-    """(epoch, samples per rank already trained in it) of a run at optimizer step `step` (default:
-    the trainer's), so that a run stopped in the middle of an epoch (SIGTERM, a step checkpoint, an
-    unreadable image) continues with the next batch, as the uninterrupted run would."""
-    step = trainer.global_step if step is None else step
+def resume_position(trainer, batch_size: int, batches: int) -> tuple[int, int]:
+    """(epoch, samples per rank already trained in it) of a run at the trainer's optimizer step, so
+    that a run stopped in the middle of an epoch (SIGTERM, a step checkpoint, an unreadable image)
+    continues with the next batch, as the uninterrupted run would."""
+    step = trainer.global_step
     if batches < 1:
         return trainer.current_epoch, 0
     steps_per_epoch = math.ceil(batches / trainer.accumulate_grad_batches)
@@ -34,25 +34,20 @@ class ResumableSampler(DistributedSampler):
     Lightning uses them as they are under DDP), skip what a restored epoch already trained on, and
     yield `(index, key)`: the key seeds the sample's augmentation (`s3.data.seeded`).
 
-    Where a restored epoch starts follows from the restored optimizer step (recorded by
-    `TrainLoader` too): loader workers fetch their first indices as soon as the iterator exists,
-    which for a restored run is before Lightning calls `set_epoch`."""
+    Where a restored epoch starts follows from the restored optimizer step: loader workers fetch
+    their first indices as soon as the iterator exists, which for a restored run is before
+    Lightning calls `set_epoch` (and the iterator must not exist before the restore:
+    `ClassificationModule.total_steps`)."""
 
     datamodule: ClassificationDataModule | None = None
     key_seed: int = 0
-    restored_step: int | None = None
 
     def start(self) -> int:
         """Samples of this rank's epoch to skip; a restored run also takes its epoch from its step."""
         dm = self.datamodule
         if dm is None or dm.trainer is None:
             return 0
-        batches = len(self) // dm.batch_size
-        if self.restored_step is not None:
-            self.epoch, done = resume_position(dm.trainer, dm.batch_size, batches, self.restored_step)
-            self.restored_step = None
-            return done
-        epoch, done = resume_position(dm.trainer, dm.batch_size, batches)
+        epoch, done = resume_position(dm.trainer, dm.batch_size, len(self) // dm.batch_size)
         if epoch > self.epoch:  # restored at an epoch boundary: Lightning sets the epoch after iterating
             self.epoch = epoch
         return done if epoch == self.epoch else 0
@@ -61,18 +56,6 @@ class ResumableSampler(DistributedSampler):
         """This rank's indices of the epoch with their keys, from `start`."""
         for position, index in enumerate(indices[start:], start):
             yield index, sample_key(self.key_seed, self.epoch, self.rank, position)
-
-
-class TrainLoader(DataLoader):
-    """The training loader, stateful for Lightning: a checkpoint records the optimizer step it was
-    saved at, and a restored run hands that step to the sampler before the first iteration."""
-
-    def state_dict(self) -> dict:
-        trainer = self.sampler.datamodule.trainer if self.sampler.datamodule is not None else None
-        return {"global_step": trainer.global_step if trainer is not None else 0}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.sampler.restored_step = state.get("global_step")
 
 
 class EpochSeededSampler(ResumableSampler):
@@ -187,8 +170,7 @@ class ClassificationDataModule(L.LightningDataModule):
 
     def _loader(self, ds, batch_size: int, sampler: Sampler | None = None, drop_last: bool = False,
                 collate_fn=None) -> DataLoader:
-        loader = TrainLoader if isinstance(sampler, ResumableSampler) else DataLoader
-        return loader(ds, batch_size=batch_size, sampler=sampler, drop_last=drop_last,
+        return DataLoader(ds, batch_size=batch_size, sampler=sampler, drop_last=drop_last,
                           num_workers=self.num_workers, pin_memory=self.pin_memory,
                           persistent_workers=self.num_workers > 0, collate_fn=collate_fn)
 

@@ -30,7 +30,7 @@ def prepare(cfg: DictConfig) -> SearchRun:
     if name == "space":
         space_search.check_knobs(cfg.search)
     elif name == "et_error":
-        space_search.check_score_knobs(cfg.search)
+        space_search.check_pool_knobs(cfg.search)
     else:
         arch_search.evolution_config(cfg)
         arch_search.check_knobs(cfg.search)

@@ -40,12 +40,21 @@ log = logging.getLogger(__name__)
 POOL_STATE = "pool_state.json"  # in iter<t>/: the archs of the E-T Error pool scored so far
 
 
-def check_knobs(s: DictConfig) -> None:
-    for name in ("iterations", "samples", "top_k", "batch_size"):
+def check_pool_knobs(s: DictConfig) -> None:
+    """The knobs of an E-T Error pool: what `search=space` and `search=et_error` share."""
+    for name in ("samples", "top_k", "batch_size"):
         if s[name] < 1:
             raise ValueError(f"search.{name}={s[name]}: must be >= 1")
     if s.top_k > s.samples:
         raise ValueError(f"search.top_k={s.top_k}: the top tier cannot exceed search.samples={s.samples}")
+    if s.subspace not in SUBSPACES:
+        raise ValueError(f"search.subspace={s.subspace}: allowed {list(SUBSPACES)}")
+
+
+def check_knobs(s: DictConfig) -> None:
+    if s.iterations < 1:
+        raise ValueError(f"search.iterations={s.iterations}: must be >= 1")
+    check_pool_knobs(s)
     for name in ("train_epochs", "finetune_epochs", "finetune_warmup_epochs"):
         if s[name] is not None and s[name] < 0:
             raise ValueError(f"search.{name}={s[name]}: must be >= 0 (null: the trainer's / model's own)")
@@ -53,8 +62,6 @@ def check_knobs(s: DictConfig) -> None:
     for name, least in (("bootstrap", 50), ("null_permutations", 0), ("null_bootstrap", 50)):
         if s[name] < least:
             raise ValueError(f"search.{name}={s[name]}: must be >= {least}")
-    if s.subspace not in SUBSPACES:
-        raise ValueError(f"search.subspace={s.subspace}: allowed {list(SUBSPACES)}")
 
 
 def move_rule(s: DictConfig) -> MoveRule:
@@ -68,16 +75,17 @@ def analyse(space: SearchSpace, pool, errors: list[float], s: DictConfig, seed: 
     rule = move_rule(s)
     fits = fit_dimensions(space, pool, errors, s.top_k)
     tests = change_tests(space, pool, errors, s.top_k, s.bootstrap, seed)
-    new_space, decisions = evolve_space(space, fits, rule, tests)
+    _, decisions = evolve_space(space, fits, rule, tests)  # keep_feasible applies them
     null = {}
     if s.null_permutations:
         keys = [(t.stage, t.dimension) for t in tests]
-        rules = {"rule": rule.deciding(space, keys), "threshold_rule": MoveRule("threshold", s.threshold).deciding(space, keys)}
+        rules = {"rule": rule.deciding(space, keys),
+                 "threshold_rule": MoveRule("threshold", s.threshold).deciding(space, keys)}
         moved = moves_under_null(space, pool, errors, s.top_k, rules, s.null_permutations, s.null_bootstrap, seed + 1)
         null = {"permutations": s.null_permutations, "bootstrap": s.null_bootstrap,
                 **{f"{k}_mean": float(v.mean()) for k, v in moved.items()},
                 **{f"{k}_se": float(v.std(ddof=1) / len(v) ** 0.5) if len(v) > 1 else 0.0 for k, v in moved.items()}}
-    return {"fits": fits, "tests": tests, "new_space": new_space, "decisions": decisions, "null": null}
+    return {"fits": fits, "tests": tests, "decisions": decisions, "null": null}
 
 
 def train_supernet(cfg: DictConfig, space: SearchSpace, out: Path, epochs: int, previous: Path | None,
@@ -238,16 +246,6 @@ def finish_space_search(run: SearchRun, iterations: list[dict], searched: Search
     log.info("searched space: %s; train its supernet with `python train.py hydra.searchpath=[file://%s] "
              "space=searched`", work / "searched_space.yaml", (work / "conf").resolve())
     return result
-
-
-def check_score_knobs(s: DictConfig) -> None:
-    for name in ("samples", "top_k", "batch_size"):
-        if s[name] < 1:
-            raise ValueError(f"search.{name}={s[name]}: must be >= 1")
-    if s.top_k > s.samples:
-        raise ValueError(f"search.top_k={s.top_k}: the top tier cannot exceed search.samples={s.samples}")
-    if s.subspace not in SUBSPACES:
-        raise ValueError(f"search.subspace={s.subspace}: allowed {list(SUBSPACES)}")
 
 
 def run_space_score(run: SearchRun) -> dict:
