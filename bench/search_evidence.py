@@ -1,39 +1,43 @@
-"""Does the search work? S3's two claims on the embedded benchmark, judged by standalone training.
-Run after `make demo` (the wide initial space, params band 750k-1M), whose space search and
-found architecture it judges.
+"""Does the search work? S3 against its baselines, as a NAS paper's ablation, on the embedded
+benchmark (Fashion-MNIST 32x32, the wide initial space), under one params AND MACs budget
+(`conf/constraints/band_1m_macs.yaml`). The unit of comparison is the search seed.
 
-1. The space claim: `--archs` archs drawn uniformly under the params band from the initial space
-   and from the searched space, each trained standalone with one recipe; the mean and E-T Error
-   of their test error, and the difference with its standard error, Welch's t-test and a
-   bootstrap interval.
-2. The architecture claim, each retrained with `--seeds`:
-   (a) the demo's architecture (space search, then evolution on the searched space's supernet);
-   (b) the best arch of random search in the initial space: a supernet of the initial space trained
-       exactly as the demo trains the searched space's, then `search=random` with the demo's number
-       of evaluations and the same band;
-   (c) a Swin-style hand design in the band: depths 1:1:3:1, widths C, 2C, 4C, 8C (the largest C,
-       a multiple of 8, that fits), MLP ratio 4, heads = dim / 32, global windows (the largest
-       legal window of every stage).
+Per search seed s (`--seeds`):
+- `s3`: the space search from `space=wide` (make demo's pool and move rule), a supernet of the
+  searched space, evolution on it: make demo's stages 1-3 with `seed=s`;
+- `autoformer`: one supernet of the initial space trained for all of S3's supernet epochs together
+  (its first training, its fine-tunes and its searched space's supernet), then evolution with the
+  evaluations of S3's space-search pools and its evolution together;
+- `random`: random search on the AutoFormer supernet with the same evaluations;
+- `random_searched`: random search on S3's searched-space supernet with S3's evolution's
+  evaluations: the space without the algorithm.
+Without seeds: `hand` (Swin-style: depths 1:1:3:1, widths C, 2C, 4C, 8C, MLP ratio 4, head dim 32)
+and `band` (archs drawn uniformly in the budget from the initial space). `searched`: archs drawn
+in the budget from each seed's searched space (the space claim, beside `band`).
 
-Every stage is cached under `--out` and every standalone run under logs/bench/standalone
-(bench/standalone.py): re-running continues where an interrupted run stopped.
+Every found arch is retrained standalone with one recipe (`experiment=retrain_tiny`, `--epochs`
+x `--max-train` images) and each of `--retrain-seeds`. Each finished retraining is a row of
+bench/results/search_evidence.csv; each supernet's inherited top-1 of the scored archs on the
+search split (the split the searches rank on) a row of bench/results/search_fidelity.csv. A row
+already there is never recomputed; the searches and supernets are cached under `--out` and an
+interrupted stage resumes.
 
-    make demo && python bench/search_evidence.py [--archs 12] [--seeds 42 1 2] [--jobs 2]
+    python bench/search_evidence.py [--seeds 0 1 2] [--retrain-seeds 0 1]   # runs what the rows lack
+    python bench/search_evidence.py --report                                  # figures + plots from the rows
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import itertools
 import json
 import math
 import os
-import re
 import statistics
 import subprocess
 import sys
-import textwrap
 import time
-from datetime import datetime
 from pathlib import Path
 
 import matplotlib
@@ -41,207 +45,402 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from scipy.stats import ttest_ind  # noqa: E402
+from scipy.stats import kendalltau, ttest_ind, ttest_rel  # noqa: E402
 from standalone import ROOT, Recipe, constraints_of, sample_archs, train_all  # noqa: E402
 
 from s3.search.constraints import Constraints  # noqa: E402
-from s3.search.et_error import et_error  # noqa: E402
 from s3.space import Arch, SearchSpace  # noqa: E402
 
-DATA = ["data.max_train=12000", "data.max_val=2000"]  # what make demo trains and searches on
+RESULTS = ROOT / "bench" / "results"
+ROWS = RESULTS / "search_evidence.csv"
+FIDELITY = RESULTS / "search_fidelity.csv"
+COLUMNS = ["method", "search_seed", "retrain_seed", "arch", "params", "macs", "test_top1", "evaluations",
+           "supernet_epochs", "recipe"]
+FIDELITY_COLUMNS = ["search_seed", "supernet", "arch", "params", "macs", "search_top1"]
+SEARCHED_METHODS = ("s3", "autoformer", "random", "random_searched")
+DATA = ["data.max_train=12000", "data.max_val=2000"]  # make demo's data
+# make demo's space search and evolution (scripts/demo.sh), the method as it ships
+POOL, TRAIN_EPOCHS, FINETUNE_EPOCHS = 160, 2, 1  # archs per space-search iteration; its supernet epochs
+SUPERNET_EPOCHS = 3  # make demo's supernet of the searched space
+
+
+def space_search_args() -> list[str]:
+    return ["search=space", "space=wide", f"search.samples={POOL}", f"search.top_k={POOL // 10}",
+            "search.subspace=stage_uniform", "search.iterations=2", "search.threshold=0.5",
+            f"search.train_epochs={TRAIN_EPOCHS}", f"search.finetune_epochs={FINETUNE_EPOCHS}"]
+
+
+EVOLUTION = {"population": 16, "generations": 8, "parents": 5, "mutations": 6, "crossovers": 6}
+
+
+# -- rows ------------------------------------------------------------------------------------------
+def read_rows(path: Path) -> list[dict]:
+    return list(csv.DictReader(open(path))) if path.is_file() else []
+
+
+def append_row(path: Path, columns: list[str], row: dict) -> None:
+    """One row, appended and flushed: a killed benchmark keeps every finished measurement."""
+    new = not path.is_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", newline="") as f:
+        w = csv.DictWriter(f, columns)
+        if new:
+            w.writeheader()
+        w.writerow({k: row.get(k, "") for k in columns})
+        f.flush()
+        os.fsync(f.fileno())
+
+
+# -- the stages ------------------------------------------------------------------------------------
+def call(script: str, *args: str, out: Path, done: str) -> None:
+    """Run an entry point into `out` unless its `done` file exists (re-running it resumes)."""
+    if (out / done).is_file():
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"[{time.strftime('%H:%M:%S')}] {script} -> {out}", flush=True)
+    with open(out / "stdout.log", "a") as log:
+        subprocess.run([sys.executable, str(ROOT / script), *args, f"hydra.run.dir={out}", "resume=true"]
+                       if script == "search.py" else [sys.executable, str(ROOT / script), *args, f"hydra.run.dir={out}"],
+                       check=True, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "WANDB_SILENT": "true"})
+
+
+def evolution_args(population: int, generations: int, random: bool = False) -> list[str]:
+    e = {**EVOLUTION, "population": population, "generations": generations}
+    keys = ("population", "generations") if random else tuple(e)
+    return ["search=random" if random else "search=evolution"] + [f"search.{k}={e[k]}" for k in keys]
+
+
+class Seed:
+    """The four searches of one search seed, in `out/seed<s>/`."""
+
+    def __init__(self, seed: int, out: Path, constraints: str):
+        self.seed, self.dir, self.constraints = seed, out / f"seed{seed}", constraints
+        self.common = [*DATA, f"constraints={constraints}", f"seed={seed}"]
+
+    @property
+    def searched_conf(self) -> list[str]:
+        return [f"hydra.searchpath=[file://{(self.dir / 's3_space' / 'conf').resolve()}]", "space=searched"]
+
+    def s3_space(self) -> dict:
+        call("search.py", *space_search_args(), *self.common, out=self.dir / "s3_space", done="result.json")
+        return json.loads((self.dir / "s3_space" / "search_state.json").read_text())
+
+    def budget(self) -> tuple[int, int]:
+        """S3's supernet epochs and evaluations, all stages together (iterations that ran)."""
+        iterations = self.s3_space()["iterations"]
+        epochs = TRAIN_EPOCHS + (len(iterations) - 1) * FINETUNE_EPOCHS + SUPERNET_EPOCHS
+        evaluations = POOL * len(iterations) + EVOLUTION["population"] * EVOLUTION["generations"]
+        return epochs, evaluations
+
+    def s3_supernet(self) -> Path:
+        self.s3_space()
+        call("train.py", *self.searched_conf, *DATA, f"seed={self.seed}", f"trainer.max_epochs={SUPERNET_EPOCHS}",
+             out=self.dir / "s3_supernet", done="finished.json")
+        return self.dir / "s3_supernet" / "checkpoints" / "last.ckpt"
+
+    def autoformer_supernet(self) -> Path:
+        epochs, _ = self.budget()
+        call("train.py", "space=wide", *DATA, f"seed={self.seed}", f"trainer.max_epochs={epochs}",
+             out=self.dir / "autoformer_supernet", done="finished.json")
+        return self.dir / "autoformer_supernet" / "checkpoints" / "last.ckpt"
+
+    def search(self, method: str) -> Path:
+        """The run directory of `method`'s search (its top/top1.yaml is the found arch)."""
+        _, evaluations = self.budget()
+        p = EVOLUTION["population"]
+        if method == "s3":
+            args = [*self.searched_conf, f"supernet={self.s3_supernet()}",
+                    *evolution_args(p, EVOLUTION["generations"])]
+        elif method == "random_searched":
+            args = [*self.searched_conf, f"supernet={self.s3_supernet()}",
+                    *evolution_args(p, EVOLUTION["generations"], random=True)]
+        else:  # autoformer, random: the initial space, the same total evaluations as S3
+            args = ["space=wide", f"supernet={self.autoformer_supernet()}",
+                    *evolution_args(p, math.ceil(evaluations / p), random=method == "random")]
+        call("search.py", *args, *self.common, out=self.dir / method, done="result.json")
+        return self.dir / method
+
+    def searched_space(self) -> SearchSpace:
+        self.s3_space()
+        return SearchSpace.from_yaml(self.dir / "s3_space" / "searched_space.yaml")
+
+    def supernets(self) -> dict[str, Path]:
+        """Every supernet a method of this seed searched with: S3's per iteration and of its
+        searched space, and AutoFormer's."""
+        nets = {f"s3_iter{it['iteration']}": self.dir / "s3_space" / f"iter{it['iteration']}" / "checkpoints" / "last.ckpt"
+                for it in self.s3_space()["iterations"]}
+        return {**nets, "s3_searched": self.s3_supernet(), "autoformer": self.autoformer_supernet()}
 
 
 def hand_design(constraints: Constraints, space: SearchSpace, head_dim: int = 32) -> Arch:
-    """Swin's recipe scaled to the budget: the largest base width C (multiple of 8) that fits."""
-    best = None
-    for c in range(8, 1025, 8):
-        dims = [c, 2 * c, 4 * c, 8 * c]
-        arch = Arch.create([1, 1, 3, 1], dims, [4.0] * 4, [max(1, d // head_dim) for d in dims], list(space.resolutions))
-        params = constraints.cost(arch)["params"]
-        if params > (constraints.ranges["params"].max or math.inf):
-            break
-        best = arch
-    if best is None or not constraints.satisfied(best):
-        raise ValueError(f"no Swin-style arch meets {constraints}")
-    return best
+    """Swin's recipe scaled to the budget: depths 1:1:3:1, MLP ratio 4, heads = dim / head_dim,
+    widths C, 2C, 4C, 8C, the largest C (a multiple of 8) and window (one for every stage: global
+    first, then 8, 4, 2) that meet params AND MACs. Swin's widths spend ~15 MACs per param at 32x32
+    (most params sit in stage 4's 2x2 grid), below the ablation's budget (20-30 per param): then the
+    last stage stays at 4C, the one change that brings Swin's recipe into the budget."""
+    for last in (8, 4):
+        fits = []
+        for c in range(8, 1025, 8):
+            dims = [c, 2 * c, 4 * c, last * c]
+            for window in (max(space.resolutions), 8, 4, 2):
+                arch = Arch.create([1, 1, 3, 1], dims, [4.0] * 4, [max(1, d // head_dim) for d in dims],
+                                   [min(window, r) for r in space.resolutions])
+                if constraints.satisfied(arch):
+                    fits.append(arch)
+                    break
+        if fits:
+            return fits[-1]
+    raise ValueError(f"no Swin-style arch meets {constraints}")
 
 
-def call(script: str, *args: str, out: Path, done: str) -> float:
-    """Run an entry point into `out` unless its `done` file exists; its wall time in seconds (cached)."""
-    timing = out / "seconds.json"
-    if not (out / done).is_file():
-        start = time.time()
-        out.mkdir(parents=True, exist_ok=True)
-        with open(out / "stdout.log", "a") as log:
-            subprocess.run([sys.executable, str(ROOT / script), *args, f"hydra.run.dir={out}"], check=True, cwd=ROOT,
-                           stdout=log, stderr=subprocess.STDOUT, env={"WANDB_SILENT": "true", **os.environ})
-        timing.write_text(json.dumps({"seconds": time.time() - start}))
-    return json.loads(timing.read_text())["seconds"] if timing.is_file() else float("nan")
+# -- measuring ------------------------------------------------------------------------------------
+def retrain(method: str, seed: int | str, archs: list[Arch], retrain_seeds: list[int], recipe: Recipe,
+            constraints: Constraints, jobs: int, extra: dict | None = None) -> None:
+    """Retrain every (arch, retrain seed) that the rows lack and append its row."""
+    have = {(r["method"], r["search_seed"], r["retrain_seed"], r["arch"]) for r in read_rows(ROWS)}
+    todo = [(a, r) for a in archs for r in retrain_seeds if (method, str(seed), str(r), str(a)) not in have]
+    for (arch, r), run in zip(todo, train_all(todo, recipe, parallel=jobs)):
+        cost = constraints.cost(arch)
+        append_row(ROWS, COLUMNS, {"method": method, "search_seed": seed, "retrain_seed": r, "arch": str(arch),
+                                   "params": cost["params"], "macs": cost["flops"], "test_top1": f"{run['top1']:.2f}",
+                                   "recipe": recipe.name, **(extra or {})})
 
 
-def first_log_time(log_file: Path) -> float:
-    first = log_file.read_text().split("\n", 1)[0]
-    return datetime.strptime(re.match(r"\[([^\]]+)\]", first).group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
+def score_supernets(seed: Seed, archs: list[Arch], constraints: Constraints) -> None:
+    """Inherited top-1 on the search split (bf16 autocast, as the search scores) of every arch of
+    `archs` that a supernet's space holds, for each supernet `seed` searched with."""
+    import torch
+
+    from s3.data import FashionMNISTDataModule
+    from s3.lit.supernet import SupernetModule
+    from s3.search.evaluator import CachedSplit, CandidateEvaluator
+
+    have = {(r["search_seed"], r["supernet"], r["arch"]) for r in read_rows(FIDELITY)}
+    nets = seed.supernets()
+    dm = FashionMNISTDataModule(search_per_class=100, split_seed=0, max_train=12000, max_val=2000, eval_batch_size=500)
+    dm.setup("fit")
+    split = CachedSplit.from_loader(dm.search_dataloader())
+    for name, ckpt in nets.items():
+        supernet = SupernetModule.load_supernet(ckpt)
+        evaluator = CandidateEvaluator(supernet, split, Constraints(supernet.space, num_classes=10), batch_size=500,
+                                       autocast=lambda: torch.autocast("cpu", torch.bfloat16))
+        for a in archs:
+            if (str(seed.seed), name, str(a)) in have or not supernet.space.contains(a):
+                continue
+            cost = constraints.cost(a)
+            append_row(FIDELITY, FIDELITY_COLUMNS, {"search_seed": seed.seed, "supernet": name, "arch": str(a),
+                                                    "params": cost["params"], "macs": cost["flops"],
+                                                    "search_top1": f"{evaluator.measure(a)['top1']:.2f}"})
 
 
-def demo_seconds(demo: Path) -> dict[str, float]:
-    """Wall time of the stages of `make demo` that (a) needs, from their logs and end markers (a
-    training logs only at its end, so it starts where the stage before it ended)."""
-    space_end = (demo / "1_space" / "result.json").stat().st_mtime
-    return {"(a) space search": space_end - first_log_time(demo / "1_space" / "search.log"),
-            "(a) supernet of the searched space": (demo / "2_supernet" / "finished.json").stat().st_mtime - space_end,
-            "(a) evolution": (demo / "3_evolution" / "result.json").stat().st_mtime
-            - first_log_time(demo / "3_evolution" / "search.log")}
+def found_in_rows(rows: list[dict], method: str, seed: int | str, retrain_seeds: list[int]) -> Arch | None:
+    """The arch that `method` found for `seed`, when the rows already hold all its retrainings."""
+    mine = [r for r in rows if r["method"] == method and r["search_seed"] == str(seed)]
+    if {r["retrain_seed"] for r in mine} >= {str(r) for r in retrain_seeds}:
+        return Arch.parse(mine[0]["arch"])
+    return None
+
+
+def run(args) -> None:
+    initial = SearchSpace.from_yaml(ROOT / "conf" / "space" / "wide.yaml")
+    constraints = constraints_of(args.constraints, initial)
+    recipe = Recipe(args.epochs, args.max_train)
+    band = sample_archs(initial, constraints, args.band, "band:0")
+    hand = hand_design(constraints, initial)
+    for s in args.seeds:
+        seed, rows = Seed(s, Path(args.out), args.constraints), read_rows(ROWS)
+        found = {m: found_in_rows(rows, m, s, args.retrain_seeds) for m in SEARCHED_METHODS}
+        if all(found.values()) and len([r for r in rows if r["method"] == "searched" and r["search_seed"] == str(s)]) \
+                >= args.searched and any(r["search_seed"] == str(s) for r in read_rows(FIDELITY)):
+            continue  # this seed is measured: nothing of it is recomputed (its logs may be gone)
+        found = {m: a or Arch.from_yaml(seed.search(m) / "top" / "top1.yaml") for m, a in found.items()}
+        epochs, evaluations = seed.budget()
+        searched = seed.searched_space()
+        samples = sample_archs(searched, constraints_of(args.constraints, searched), args.searched, f"searched:{s}")
+        if not any(r["search_seed"] == str(s) for r in read_rows(FIDELITY)):
+            score_supernets(seed, list(dict.fromkeys([*found.values(), hand, *band, *samples])), constraints)
+        for method, arch in found.items():
+            retrain(method, s, [arch], args.retrain_seeds, recipe, constraints, args.jobs,
+                    {"evaluations": evaluations if method in ("s3", "autoformer", "random")
+                     else EVOLUTION["population"] * EVOLUTION["generations"], "supernet_epochs": epochs})
+        retrain("searched", s, samples, args.retrain_seeds[:1], recipe, constraints, args.jobs)
+    retrain("hand", "", [hand], args.retrain_seeds, recipe, constraints, args.jobs)
+    retrain("band", "", band, args.retrain_seeds[:1], recipe, constraints, args.jobs)
+
+
+# -- the report ------------------------------------------------------------------------------------
+def mean_se(values: list[float]) -> tuple[float, float]:
+    return statistics.mean(values), (statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else math.nan)
+
+
+def per_seed(rows: list[dict], method: str) -> dict[str, float]:
+    """search seed -> the found arch's test top-1, the mean over its retraining seeds."""
+    by = {}
+    for r in rows:
+        if r["method"] == method:
+            by.setdefault(r["search_seed"], []).append(float(r["test_top1"]))
+    return {s: statistics.mean(v) for s, v in sorted(by.items())}
+
+
+def paired(a: dict[str, float], b: dict[str, float]) -> dict:
+    seeds = sorted(set(a) & set(b))
+    d = [a[s] - b[s] for s in seeds]
+    if len(d) < 2:
+        return {"seeds": seeds, "diff": d[0] if d else math.nan, "se": math.nan, "p": math.nan, "in_se": math.nan}
+    m, se = mean_se(d)
+    p = float(ttest_rel([a[s] for s in seeds], [b[s] for s in seeds]).pvalue) if se > 0 else math.nan
+    return {"seeds": seeds, "diff": m, "se": se, "p": p, "in_se": m / se if se > 0 else math.nan}
 
 
 def bootstrap_ci(a: list[float], b: list[float], n: int = 10_000, seed: int = 0) -> tuple[float, float]:
-    """95% interval of mean(a) - mean(b), resampling each group."""
     rng = np.random.default_rng(seed)
     a, b = np.asarray(a), np.asarray(b)
     diffs = rng.choice(a, (n, len(a))).mean(1) - rng.choice(b, (n, len(b))).mean(1)
     return float(np.percentile(diffs, 2.5)), float(np.percentile(diffs, 97.5))
 
 
-def space_claim(initial: list[float], searched: list[float], top_k: int) -> dict:
-    """Errors (%) of the standalone archs of both spaces: E-T Error, difference, its uncertainty."""
-    diff = statistics.mean(initial) - statistics.mean(searched)
-    se = math.sqrt(statistics.variance(initial) / len(initial) + statistics.variance(searched) / len(searched))
-    t = ttest_ind(initial, searched, equal_var=False)
-    return {"initial": et_error(initial, top_k).to_dict(), "searched": et_error(searched, top_k).to_dict(),
-            "mean_error_difference": diff, "standard_error": se, "difference_in_se": diff / se,
-            "welch_t": float(t.statistic), "welch_p": float(t.pvalue), "bootstrap_95": bootstrap_ci(initial, searched)}
+def fidelity(rows: list[dict], fid: list[dict]) -> list[dict]:
+    """Kendall tau of each supernet kind's inherited search-split top-1 with the standalone top-1
+    (mean over retraining seeds), per search seed over the archs both hold; beside it the tau of
+    params and of MACs over the same archs, and the seed-to-seed tau of the standalone top-1."""
+    truth: dict[str, dict[str, float]] = {}
+    for r in rows:
+        truth.setdefault(r["arch"], {})[r["retrain_seed"]] = float(r["test_top1"])
+    out = []
+    for (kind, s), group in itertools.groupby(sorted(fid, key=lambda r: (r["supernet"], r["search_seed"])),
+                                              key=lambda r: (r["supernet"], r["search_seed"])):
+        group = [g for g in group if g["arch"] in truth]
+        if len(group) < 4:
+            continue
+        t = [statistics.mean(truth[g["arch"]].values()) for g in group]
+        twice = [truth[g["arch"]] for g in group if len(truth[g["arch"]]) >= 2]
+        keys = sorted(twice[0]) if twice else []
+        out.append({"supernet": kind, "search_seed": s, "archs": len(group),
+                    "tau": kendalltau([float(g["search_top1"]) for g in group], t)[0],
+                    "params_tau": kendalltau([int(g["params"]) for g in group], t)[0],
+                    "macs_tau": kendalltau([int(g["macs"]) for g in group], t)[0],
+                    "ceiling": kendalltau([x[keys[0]] for x in twice], [x[keys[1]] for x in twice])[0]
+                    if len(twice) >= 4 else math.nan, "ceiling_archs": len(twice)})
+    return out
+
+
+def plot_methods(rows: list[dict], path: Path) -> None:
+    methods = [m for m in (*SEARCHED_METHODS, "hand", "band") if any(r["method"] == m for r in rows)]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    values = []
+    for i, m in enumerate(methods):
+        v = list(per_seed(rows, m).values()) if m in SEARCHED_METHODS or m == "hand" else \
+            [float(r["test_top1"]) for r in rows if r["method"] == m]
+        values += v
+        ax.scatter(np.full(len(v), i) + np.linspace(-0.12, 0.12, len(v)), v, color="tab:blue", s=18, zorder=3)
+        mean, se = mean_se(v)
+        ax.errorbar(i + 0.25, mean, yerr=0 if math.isnan(se) else se, fmt="o", color="k", capsize=4)
+    lo, hi = min(values), max(values)
+    ax.set_ylim(min(lo - 1, hi - 10), hi + 1)  # at least 10 points tall: the gaps are not stretched
+    ax.set_xticks(range(len(methods)), methods)
+    ax.set_ylabel("standalone test top-1 (%)")
+    ax.set_title("found archs per search seed (band: per arch), mean +- SE")
+    ax.grid(alpha=0.3, axis="y")
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
 
 
 def plot_spaces(initial: list[float], searched: list[float], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(5, 4))
-    rng = np.random.default_rng(0)
     for x, errs in enumerate((initial, searched)):
-        ax.scatter(x + rng.uniform(-0.08, 0.08, len(errs)), errs, alpha=0.7)
-        ax.errorbar(x + 0.25, statistics.mean(errs), yerr=statistics.stdev(errs) / math.sqrt(len(errs)), fmt="o",
-                    color="k", capsize=4)
-    ax.set_xticks([0, 1], ["initial space", "searched space"])
+        ax.scatter(x + np.linspace(-0.1, 0.1, len(errs)), errs, alpha=0.7)
+        mean, se = mean_se(errs)
+        ax.errorbar(x + 0.25, mean, yerr=0 if math.isnan(se) else se, fmt="o", color="k", capsize=4)
+    lo, hi = min(initial + searched), max(initial + searched)
+    ax.set_ylim(lo - 1, max(hi + 1, lo + 10))
+    ax.set_xticks([0, 1], ["initial space", "searched spaces"])
     ax.set_ylabel("standalone test error (%)")
-    ax.set_title(f"{len(initial)} + {len(searched)} archs in the params band (mean +- SE)")
+    ax.set_title("archs drawn in the joint budget (mean +- SE)")
     ax.grid(alpha=0.3)
     fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
 
 
-def plot_archs(rows: dict[str, list[float]], path: Path) -> None:
-    fig, ax = plt.subplots(figsize=(6, 4))
-    names = list(rows)
-    means = [statistics.mean(rows[n]) for n in names]
-    stds = [statistics.stdev(rows[n]) if len(rows[n]) > 1 else 0 for n in names]
-    ax.bar(range(len(names)), means, yerr=stds, capsize=6, color=["tab:green", "tab:blue", "tab:gray"])
-    for i, n in enumerate(names):
-        ax.scatter([i] * len(rows[n]), rows[n], color="k", s=12, zorder=3)
-    lo = min(min(v) for v in rows.values())
-    ax.set_ylim(lo - 1.5, max(max(v) for v in rows.values()) + 0.8)
-    ax.set_xticks(range(len(names)), [textwrap.fill(n, 22) for n in names], fontsize=8)
-    ax.set_ylabel("test top-1, standalone (%)")
-    ax.set_title("retrained with the same recipe (mean +- std over seeds)")
-    ax.grid(alpha=0.3, axis="y")
-    fig.savefig(path, dpi=120, bbox_inches="tight")
+def report(out: Path) -> None:
+    rows, fid = read_rows(ROWS), read_rows(FIDELITY)
+    if not rows:
+        sys.exit(f"{ROWS} holds no rows: run `python bench/search_evidence.py` first")
+    out.mkdir(parents=True, exist_ok=True)
+    print("| method | search seeds | found archs' test top-1 (%), mean +- SE over search seeds | per seed | "
+          "params | MACs | evaluations | supernet epochs |")
+    print("|---|---|---|---|---|---|---|---|")
+    for m in (*SEARCHED_METHODS, "hand"):
+        seeds = per_seed(rows, m)
+        if not seeds:
+            continue
+        mean, se = mean_se(list(seeds.values()))
+        mine = [r for r in rows if r["method"] == m]
+        archs = {r["arch"]: r for r in mine}
+        params = "/".join(f"{int(r['params']) / 1e3:.0f}k" for r in archs.values())
+        macs = "/".join(f"{int(r['macs']) / 1e6:.1f}M" for r in archs.values())
+        ev = "/".join(sorted({r["evaluations"] for r in mine if r["evaluations"]})) or "-"
+        ep = "/".join(sorted({r["supernet_epochs"] for r in mine if r["supernet_epochs"]})) or "-"
+        print(f"| {m} | {len(seeds)} | {mean:.2f} +- {se:.2f} | {' / '.join(f'{v:.2f}' for v in seeds.values())} | "
+              f"{params} | {macs} | {ev} | {ep} |")
+    band = [float(r["test_top1"]) for r in rows if r["method"] == "band"]
+    if band:
+        mean, se = mean_se(band)
+        print(f"| band (typical arch) | {len(band)} archs | {mean:.2f} +- {se:.2f} (over archs) | | | | | |")
+    print("\nVerdicts (paired over search seeds; target: S3 ahead by more than 2 SE)")
+    print("| comparison | difference (points) | SE | in SE | paired t-test p | seeds |")
+    print("|---|---|---|---|---|---|")
+    for a, b in (("s3", "autoformer"), ("s3", "random"), ("random_searched", "random"), ("s3", "random_searched")):
+        v = paired(per_seed(rows, a), per_seed(rows, b))
+        print(f"| {a} - {b} | {v['diff']:+.2f} | {v['se']:.2f} | {v['in_se']:+.1f} | {v['p']:.3g} | {len(v['seeds'])} |")
+    searched = [100 - float(r["test_top1"]) for r in rows if r["method"] == "searched"]
+    initial = [100 - x for x in band]
+    if len(searched) > 1 and len(initial) > 1:
+        (mi, si), (ms, ss) = mean_se(initial), mean_se(searched)
+        diff, se = mi - ms, math.sqrt(si ** 2 + ss ** 2)
+        lo, hi = bootstrap_ci(initial, searched)
+        print(f"\nSpace claim in the joint budget: standalone test error, initial space {mi:.2f} +- {si:.2f} "
+              f"({len(initial)} archs) vs searched spaces {ms:.2f} +- {ss:.2f} ({len(searched)} archs): "
+              f"initial - searched {diff:+.2f} +- {se:.2f} points ({diff / se:+.1f} SE), Welch p = "
+              f"{ttest_ind(initial, searched, equal_var=False).pvalue:.3g}, bootstrap 95% [{lo:+.2f}, {hi:+.2f}]")
+        plot_spaces(initial, searched, out / "space_claim.png")
+    fr = fidelity(rows, fid)
+    if fr:
+        print("\nRanking fidelity on the search split (Kendall tau with standalone top-1), per supernet, mean +- SE "
+              "over search seeds")
+        print("| supernet | seeds | archs | supernet tau | params tau | MACs tau | seed-to-seed tau (archs) |")
+        print("|---|---|---|---|---|---|---|")
+        for kind, group in itertools.groupby(sorted(fr, key=lambda r: r["supernet"]), key=lambda r: r["supernet"]):
+            group = list(group)
+
+            def f(key, g=group):
+                m, se = mean_se([x[key] for x in g if not math.isnan(x[key])] or [math.nan])
+                return f"{m:.2f} +- {se:.2f}" if not math.isnan(se) else f"{m:.2f}"
+            print(f"| {kind} | {len(group)} | {'/'.join(str(g['archs']) for g in group)} | {f('tau')} | "
+                  f"{f('params_tau')} | {f('macs_tau')} | {f('ceiling')} "
+                  f"({'/'.join(str(g['ceiling_archs']) for g in group)}) |")
+    plot_methods(rows, out / "methods.png")
+    print(f"\nplots: {out / 'methods.png'}" + (f", {out / 'space_claim.png'}" if searched else ""))
 
 
 def main() -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("--demo", default="logs/demo")
-    p.add_argument("--out", default="logs/bench/search_evidence")
-    p.add_argument("--constraints", default="band_1m", help="a conf/constraints/ file: the band of every comparison")
-    p.add_argument("--archs", type=int, default=12, help="standalone archs per space (the space claim)")
-    p.add_argument("--seeds", type=int, nargs="+", default=[42, 1, 2], help="seeds of (a), (b), (c)")
-    p.add_argument("--sample-seed", type=int, default=0)
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--report", action="store_true", help="only recompute the figures and plots from the rows")
+    p.add_argument("--out", default="logs/bench/search_evidence", help="searches and supernets (a cache)")
+    p.add_argument("--plots", default=str(ROOT / "docs" / "search_evidence"), help="where --report draws")
+    p.add_argument("--constraints", default="band_1m_macs", help="a conf/constraints/ file: every method's budget")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="search seeds")
+    p.add_argument("--retrain-seeds", type=int, nargs="+", default=[0, 1])
+    p.add_argument("--band", type=int, default=12, help="archs drawn in the budget from the initial space")
+    p.add_argument("--searched", type=int, default=4, help="archs drawn in the budget from each searched space")
     p.add_argument("--epochs", type=int, default=2, help="standalone recipe: epochs")
     p.add_argument("--max-train", default="20000", help="standalone recipe: images per epoch, or 'all'")
     p.add_argument("--jobs", type=int, default=2, help="standalone runs side by side")
     args = p.parse_args()
-    if args.archs < 2:
-        p.error(f"--archs must be >= 2 (a standard error needs two), got {args.archs}")
-    demo, out = Path(args.demo), Path(args.out)
-    for need in ("1_space/search_state.json", "1_space/searched_space.yaml", "3_evolution/top/top1.yaml"):
-        if not (demo / need).is_file():
-            sys.exit(f"--demo {demo}: {need} is missing; run `make demo` first")
-    out.mkdir(parents=True, exist_ok=True)
-    state = json.loads((demo / "1_space" / "search_state.json").read_text())
-    initial = SearchSpace.from_dict(state["iterations"][0]["space"])
-    searched = SearchSpace.from_yaml(demo / "1_space" / "searched_space.yaml")
-    constraints = constraints_of(args.constraints, initial)
-    recipe = Recipe(args.epochs, args.max_train)
-
-    # (b): the initial space's supernet, trained like the demo's stage 2, then random search on it
-    times = demo_seconds(demo)
-    initial.to_yaml(out / "conf" / "space" / "initial.yaml")  # the demo's initial space as a config option
-    space_override = [f"hydra.searchpath=[file://{(out / 'conf').resolve()}]", "space=initial"]
-    times["(b) supernet of the initial space"] = call(
-        "train.py", *space_override, *DATA, "trainer.max_epochs=3", out=out / "initial_supernet", done="finished.json")
-    evolution = json.loads((demo / "3_evolution" / "result.json").read_text())
-    population = 20
-    times["(b) random search"] = call(
-        "search.py", "search=random", *space_override, *DATA,
-        f"supernet={out / 'initial_supernet' / 'checkpoints' / 'last.ckpt'}", f"constraints={args.constraints}",
-        f"search.population={population}", f"search.generations={evolution['evaluated'] // population}",
-        out=out / "random", done="result.json")
-    random_result = json.loads((out / "random" / "result.json").read_text())
-    contenders = {"(a) S3: space search + evolution": Arch.from_yaml(demo / "3_evolution" / "top" / "top1.yaml"),
-                  "(b) random search, initial space": Arch.from_yaml(out / "random" / "top" / "top1.yaml"),
-                  "(c) Swin-style hand design": hand_design(constraints, initial)}
-
-    # standalone training: the three contenders first, then both spaces' samples
-    samples = {name: sample_archs(space, constraints_of(args.constraints, space), args.archs,
-                                  f"ranking:{args.sample_seed}")
-               for name, space in (("initial", initial), ("searched", searched))}
-    jobs = [(a, s) for a in contenders.values() for s in args.seeds]
-    jobs += [(a, args.seeds[0]) for archs in samples.values() for a in archs]
-    results = train_all(jobs, recipe, parallel=args.jobs)
-    arch_runs = results[: len(contenders) * len(args.seeds)]
-    space_runs = results[len(arch_runs):]
-    top1 = {name: [r["top1"] for r in arch_runs[i * len(args.seeds):(i + 1) * len(args.seeds)]]
-            for i, name in enumerate(contenders)}
-    errors = {"initial": [100 - r["top1"] for r in space_runs[: args.archs]],
-              "searched": [100 - r["top1"] for r in space_runs[args.archs:]]}
-    claim = space_claim(errors["initial"], errors["searched"], top_k=max(1, args.archs // 4))
-    pooled_std = math.sqrt(statistics.mean(statistics.variance(v) for v in top1.values())) if len(args.seeds) > 1 else 0
-    report = {
-        "recipe": recipe.name, "constraints": str(constraints), "seeds": args.seeds,
-        "space_claim": {**claim, "archs": {k: [str(a) for a in v] for k, v in samples.items()},
-                        "errors": errors,
-                        "params": {k: [constraints.cost(a)["params"] for a in v] for k, v in samples.items()},
-                        "flops": {k: [constraints.cost(a)["flops"] for a in v] for k, v in samples.items()}},
-        "arch_claim": {name: {"arch": str(a), "params": constraints.cost(a)["params"],
-                              "flops": constraints.cost(a)["flops"], "top1": top1[name],
-                              "mean": statistics.mean(top1[name]),
-                              "std": statistics.stdev(top1[name]) if len(top1[name]) > 1 else 0.0,
-                              "retrain_seconds": statistics.mean(r["seconds"] for r in arch_runs
-                                                                 if r["arch"] == str(a))}
-                       for name, a in contenders.items()},
-        "pooled_seed_std": pooled_std,
-        "evaluations": {"(a) evolution": evolution["evaluated"], "(b) random": random_result["evaluated"]},
-        "stage_seconds": times,
-    }
-    (out / "search_evidence.json").write_text(json.dumps(report, indent=2))
-    plot_spaces(errors["initial"], errors["searched"], out / "space_claim.png")
-    plot_archs(top1, out / "arch_claim.png")
-
-    e = claim
-    print(f"\nSpace claim: {args.archs} archs per space, {constraints}, standalone {recipe.name}, seed {args.seeds[0]}")
-    print("| space | mean test error (%) | top-tier error (%) | E-T Error Q (%) | mean params | mean FLOPs (MACs) |")
-    print("|---|---|---|---|---|---|")
-    sc = report["space_claim"]
-    for name in ("initial", "searched"):
-        print(f"| {name} | {e[name]['q_e']:.2f} | {e[name]['q_t']:.2f} (best {e[name]['k']}) | {e[name]['q']:.2f} | "
-              f"{statistics.mean(sc['params'][name]):,.0f} | {statistics.mean(sc['flops'][name]) / 1e6:.1f}M |")
-    print(f"difference of mean error (initial - searched): {e['mean_error_difference']:+.2f} points, SE "
-          f"{e['standard_error']:.2f} ({e['difference_in_se']:.1f} SE; target > 2), Welch p = {e['welch_p']:.3g}, "
-          f"bootstrap 95% [{e['bootstrap_95'][0]:+.2f}, {e['bootstrap_95'][1]:+.2f}]")
-    print(f"\nArchitecture claim: {constraints}, seeds {args.seeds}, pooled seed std {pooled_std:.2f}")
-    print("| architecture | params | FLOPs (MACs) | test top-1 (%), mean +- std | seeds | retrain (min) |")
-    print("|---|---|---|---|---|---|")
-    for name, r in report["arch_claim"].items():
-        print(f"| {name}: `{r['arch']}` | {r['params']:,} | {r['flops'] / 1e6:.1f}M | {r['mean']:.2f} +- {r['std']:.2f} | "
-              f"{' / '.join(f'{t:.2f}' for t in r['top1'])} | {r['retrain_seconds'] / 60:.1f} |")
-    print("evaluations:", report["evaluations"])
-    print("stage wall times (min):", ", ".join(f"{k} {v / 60:.1f}" for k, v in times.items()))
-    print(f"plots: {out / 'space_claim.png'}, {out / 'arch_claim.png'}")
+    if args.report:
+        report(Path(args.plots))
+    else:
+        run(args)
+        report(Path(args.plots))
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -194,6 +195,25 @@ class Arch:
             return cls.from_dict(data)
         except ValueError as e:
             raise ValueError(f"{path}: {e}") from None
+
+    @classmethod
+    def parse(cls, text: str) -> Arch:
+        """The inverse of `str(arch)`: what logs and result tables hold, back as an Arch."""
+        m = re.fullmatch(r"Arch\((.*)\)", text.strip())
+        stages = m.group(1).split(" | ") if m else []
+        fields = [re.fullmatch(r"d(\d+) c(\d+) r(\S+) h(\S+) w(\S+)", s) for s in stages]
+        if not fields or not all(fields):
+            raise ValueError(f"{text!r}: not an arch string, expected e.g. 'Arch(d2 c32 r4.0 h1 w4 | ...)'")
+
+        def per_block(value: str, depth: int, cast) -> list:
+            xs = [cast(v) for v in value.split("/")]
+            return xs * depth if len(xs) == 1 else xs
+
+        depths = [int(f.group(1)) for f in fields]
+        return cls.create(depths, [int(f.group(2)) for f in fields],
+                          [per_block(f.group(3), d, float) for f, d in zip(fields, depths)],
+                          [per_block(f.group(4), d, int) for f, d in zip(fields, depths)],
+                          [per_block(f.group(5), d, int) for f, d in zip(fields, depths)])
 
     def to_dict(self) -> dict[str, Any]:
         """The official schema (what `configs/S3-T.yaml` of the model zoo holds)."""
