@@ -26,6 +26,7 @@ USER_ERRORS = (ValueError, FileNotFoundError, MisconfigurationException, Missing
 
 def fail(message: str, code: int = 2):
     """One line on stderr (and in the run's log), then exit."""
+    message = " ".join(line.strip() for line in str(message).splitlines() if line.strip())
     log.error("error: %s", message)
     print(f"error: {message}", file=sys.stderr)
     sys.exit(code)

@@ -1,5 +1,9 @@
+import os
+import random
+import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -29,3 +33,26 @@ def tiny_space() -> SearchSpace:
 @pytest.fixture
 def gen() -> torch.Generator:
     return torch.Generator().manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def isolated():
+    """Every test leaves the process as it found it, so that the suite passes in any order
+    (`make test` shuffles it): environment variables, the global RNGs, Hydra's singletons (a
+    multirun test leaves HydraConfig in MULTIRUN mode with a sweep group) and W&B's global run."""
+    env = dict(os.environ)
+    rng = (random.getstate(), np.random.get_state(), torch.get_rng_state())
+    yield
+    os.environ.clear()
+    os.environ.update(env)
+    random.setstate(rng[0])
+    np.random.set_state(rng[1])
+    torch.set_rng_state(rng[2])
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+
+    GlobalHydra.instance().clear()
+    HydraConfig.instance().cfg = None
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and wandb.run is not None:
+        wandb.finish()

@@ -62,3 +62,18 @@ def fake_imagenet(root: Path, train: int = 4, val: int = 2, size: tuple[int, int
                 pixels = torch.randint(0, 255, (*size, 3), dtype=torch.uint8, generator=g).numpy()
                 Image.fromarray(pixels).save(root / split / c / f"{c}_{i}.JPEG")
     return root
+
+
+def user_error(capsys, fn, *args) -> str:
+    """What an entry point prints for bad input, in-process: `fn` wrapped as the entry points wrap
+    their `prepare`, which must exit with code 2 and one `error: ...` line on stderr."""
+    import pytest
+
+    from s3.cli import user_errors_exit
+
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        user_errors_exit(fn)(*args)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.startswith("error: ") and err.count("\n") == 1, err
+    return err

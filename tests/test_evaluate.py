@@ -13,7 +13,7 @@ from s3.models import S3Transformer, load_checkpoint
 from s3.space import Arch
 from s3.train import run as train
 from tests.conftest import ROOT, released_arch
-from tests.helpers import FAST, compose_cfg
+from tests.helpers import FAST, compose_cfg, user_error
 
 ARCH = Arch.create([1, 1, 2, 1], [48, 64, 96, 128], [2.0, 3.0, [4.0, 2.0], 2.0], [1, 2, [2, 3], 2], [8, 4, 2, 2])
 
@@ -43,7 +43,7 @@ def test_supernet_checkpoint_gives_inherited_weights_and_a_report(tmp_path, supe
     assert json.loads((tmp_path / "eval" / "evaluation.json").read_text()) == result
     standalone = SupernetModule.load_supernet(ckpt).extract(ARCH).eval()
     assert result["params"] == sum(p.numel() for p in standalone.parameters())
-    assert result["images"] == 128 and result["throughput"] > 0
+    assert result["images"] == 128 and result["throughput_batch"] == 8
     # the same accuracy as the extracted subnet run by hand over the same images
     cfg = compose_cfg([*FAST, f"arch={arch_file}", f"ckpt_path={ckpt}"], tmp_path / "c", config_name="evaluate")
     dm, _, _ = prepare(cfg)
@@ -53,6 +53,24 @@ def test_supernet_checkpoint_gives_inherited_weights_and_a_report(tmp_path, supe
         for x, y in dm.val_dataloader():
             correct += int((standalone(x).argmax(-1) == y).sum())
     assert result["top1"] == pytest.approx(100 * correct / 128)
+
+
+def test_throughput_is_images_over_the_timed_passes_after_warm_up(monkeypatch):
+    import types
+
+    import s3.evaluate
+
+    calls, clock = [], iter([10.0, 12.5])
+    monkeypatch.setattr(s3.evaluate, "time", types.SimpleNamespace(perf_counter=lambda: next(clock)))
+
+    class Counting(torch.nn.Module):
+        def forward(self, x):
+            calls.append(tuple(x.shape))
+            return x
+
+    value = s3.evaluate.throughput(Counting(), 32, batch_size=8, repeats=4, device=torch.device("cpu"), autocast=False)
+    assert calls == [(8, 3, 32, 32)] * (3 + 4)  # 3 warm-up passes, then the 4 timed ones
+    assert value == 8 * 4 / 2.5
 
 
 def test_official_checkpoint_loads_into_the_model_preset(tmp_path):
@@ -87,8 +105,19 @@ def test_imagenet_validation_needs_only_val(tmp_path):
     dm, module, trainer = prepare(cfg)
     result = run(cfg, dm, module, trainer)
     assert result["images"] == 4 and dm.train_set is None and not (root / "train").exists()
-    with torch.no_grad(), same_precision(cfg):  # the official transform (resize 256, crop 224) and the zoo weights, by hand
-        correct = sum(int((model(x).argmax(-1) == y).sum()) for x, y in dm.val_dataloader())
+    # the official transform, written with torchvision's own ops (resize the short side to 256
+    # bicubic, centre crop 224, ImageNet mean/std), against the data module's
+    from torchvision import transforms as T
+    official = T.Compose([T.Resize(256, interpolation=T.InterpolationMode.BICUBIC), T.CenterCrop(224), T.ToTensor(),
+                          T.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])
+    files = sorted((root / "val").rglob("*.JPEG"))
+    by_hand = torch.stack([official(Image.open(f).convert("RGB")) for f in files])
+    loaded = torch.cat([x for x, _ in dm.val_dataloader()])
+    assert by_hand.shape == loaded.shape == (4, 3, 224, 224)
+    torch.testing.assert_close(loaded, by_hand, atol=0.02, rtol=0)  # timm resizes in PIL, torchvision too: same pixels
+    labels = torch.tensor([0 if f.parent.name == "n01" else 1 for f in files])
+    with torch.no_grad(), same_precision(cfg):  # and the zoo weights, by hand
+        correct = int((model(by_hand).argmax(-1) == labels).sum())
     assert result["top1"] == pytest.approx(100 * correct / 4)
     cfg = compose_cfg([*common, "split=search"], tmp_path / "search", config_name="evaluate")
     with pytest.raises(FileNotFoundError, match=r"ImageNet train split not found"):
@@ -102,7 +131,7 @@ def _evaluate_cli(tmp_path: Path, *overrides: str) -> subprocess.CompletedProces
     return subprocess.run(cmd, cwd=tmp_path.parent, env=env, capture_output=True, text=True, timeout=120)
 
 
-def test_bad_input_is_one_clear_line(tmp_path, supernet_run):
+def test_bad_input_is_one_clear_line(tmp_path, supernet_run, capsys):
     arch_file = ARCH.to_yaml(tmp_path / "arch.yaml")
     garbage = tmp_path / "garbage.ckpt"
     garbage.write_bytes(b"not a checkpoint")
@@ -114,12 +143,15 @@ def test_bad_input_is_one_clear_line(tmp_path, supernet_run):
         ([f"arch={arch_file}", f"ckpt_path={tmp_path / 'other.pth'}"], "does not fit the model: key"),
         ([f"arch={arch_file}", f"ckpt_path={supernet_run / 'checkpoints/last.ckpt'}", "data.root=/nonexistent"],
          "Fashion-MNIST not found"),
-        (["model=s3_t", "data=imagenet", "data.root=/nonexistent/imagenet", f"ckpt_path={garbage}"], "imagenet"),
+        (["model=s3_t", "data=imagenet", "data.root=/nonexistent/imagenet", f"ckpt_path={garbage}"],
+         "ImageNet val split not found: expected class folders in /nonexistent/imagenet/val"),
     ]
-    for overrides, message in cases:
-        proc = _evaluate_cli(tmp_path / "bad", *overrides)
-        assert proc.returncode == 2, (overrides, proc.stderr[-2000:])
-        assert message in proc.stderr and "Traceback" not in proc.stderr, (overrides, proc.stderr[-2000:])
+    for overrides, message in cases:  # in-process: what evaluate.py runs before any work
+        fast = [] if "data=imagenet" in overrides else FAST
+        cfg = compose_cfg([*fast, *overrides], tmp_path / "bad", config_name="evaluate")
+        assert message in user_error(capsys, prepare, cfg), overrides
+    proc = _evaluate_cli(tmp_path / "bad", *cases[0][0])  # and once through the real command line
+    assert proc.returncode == 2 and cases[0][1] in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-2000:]
 
 
 def test_evaluate_composes_cifar_data(tmp_path):

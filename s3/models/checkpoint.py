@@ -32,7 +32,16 @@ def read_checkpoint(path: str | Path, mmap: bool = False) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as e:  # unpickling errors come in many types
-        raise ValueError(f"checkpoint {path} could not be read as a PyTorch checkpoint: {e}") from None
+        raise ValueError(f"checkpoint {path} could not be read as a PyTorch checkpoint ({_load_error(e)}); "
+                         f"weights_only=True reads only files of tensors and plain containers") from None
+
+
+def _load_error(e: Exception) -> str:
+    """The reason in torch.load's multi-line message (the weights-only unpickler's own line)."""
+    text = str(e)
+    m = re.search(r"WeightsUnpickler error:\s*(\S.*)", text)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return f"{type(e).__name__}: {m.group(1).strip() if m else (lines[0] if lines else 'no message')}"
 
 
 def checkpoint_format(obj: Any) -> str:
