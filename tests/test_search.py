@@ -590,10 +590,24 @@ def test_the_e_t_error_of_a_space_on_its_supernet_is_the_pools_by_hand(tmp_path,
     assert len(errors) == 12 and result["et_error"] == et_error(errors, 3).to_dict()
 
 
-def test_space_search_stopped_mid_pool_continues_and_gives_each_training_its_own_wandb_run(tmp_path, monkeypatch):
+def test_space_search_stopped_mid_pool_and_mid_training_continues_and_gives_each_training_its_own_wandb_run(
+        tmp_path, monkeypatch):
+    from s3.lit.supernet import SupernetModule
+
     monkeypatch.setenv("WANDB_SILENT", "true")
     args = ["search=space", "search.iterations=2", "search.samples=12", "search.top_k=3", "search.threshold=0.0",
-            "logger=wandb", "logger.wandb.offline=true"]
+            "logger=wandb", "logger.wandb.offline=true", "callbacks.step_checkpoint.every_n_train_steps=5"]
+    steps = {"iter1": 0, "stop_at": None}
+    training_step = SupernetModule.training_step
+
+    def stepped(self, batch, batch_idx):
+        if "/iter1/" in str(self.trainer.checkpoint_callback.dirpath):
+            steps["iter1"] += 1
+            if steps["iter1"] == steps["stop_at"]:
+                raise KeyboardInterrupt  # a stop in the middle of iteration 1's supernet training
+        return training_step(self, batch, batch_idx)
+
+    monkeypatch.setattr(SupernetModule, "training_step", stepped)
     calls = {"n": 0, "stop_at": None}
     measure = CandidateEvaluator.measure
 
@@ -610,8 +624,13 @@ def test_space_search_stopped_mid_pool_continues_and_gives_each_training_its_own
     with pytest.raises(KeyboardInterrupt):
         _search(tmp_path / "part", *args)
     assert not (tmp_path / "part" / "result.json").exists() and (tmp_path / "part" / "iter0" / "pool_state.json").is_file()
-    calls["n"], calls["stop_at"] = 0, None
+    calls["n"], calls["stop_at"], steps["iter1"], steps["stop_at"] = 0, None, 0, 8
+    with pytest.raises((KeyboardInterrupt, SystemExit)):  # Lightning turns the interrupt into exit 1
+        _search(tmp_path / "part", *args)
+    assert steps["iter1"] == 8 and not (tmp_path / "part" / "iter1" / "pool_state.json").exists()
+    steps["iter1"], steps["stop_at"] = 0, None
     assert _search(tmp_path / "part", *args) == {**full, "searched_space": str(tmp_path / "part" / "searched_space.yaml")}
+    assert steps["iter1"] == 5  # the training continued from step 5's last.ckpt, not from its start
     assert calls["n"] == full_calls - 5  # the 5 archs scored before the stop are not scored again
     for name in ("iter0/archs.csv", "iter1/archs.csv", "iter0/et_error.csv"):
         assert _rows(tmp_path / "part" / name) == _rows(tmp_path / "full" / name), name
