@@ -10,7 +10,6 @@ plus the input geometry (image and patch size) that decides which window sizes a
 
 from __future__ import annotations
 
-import math
 import random
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -24,7 +23,6 @@ import yaml
 from s3.io import write_yaml
 
 DIMENSIONS = ("depth", "embed_dim", "mlp_ratio", "num_heads", "window_size")
-STAGE_DIMENSIONS = ("depth", "embed_dim")
 BLOCK_DIMENSIONS = ("mlp_ratio", "num_heads", "window_size")
 OFFICIAL_KEYS = {
     "DEPTHS": "depths",
@@ -364,13 +362,10 @@ class SearchSpace:
     def from_dict(cls, d: Mapping[str, Any]) -> SearchSpace:
         """`{img_size, patch_size, stages: [{depth, embed_dim, mlp_ratio, num_heads, window_size}]}`;
         each dimension a list or `{start, step, count}`. Accepts a Hydra/OmegaConf node too."""
-        try:
-            from omegaconf import DictConfig, OmegaConf
+        from omegaconf import DictConfig, OmegaConf
 
-            if isinstance(d, DictConfig):
-                d = OmegaConf.to_container(d, resolve=True)
-        except ImportError:  # pragma: no cover - omegaconf is a dependency
-            pass
+        if isinstance(d, DictConfig):
+            d = OmegaConf.to_container(d, resolve=True)
         if "stages" not in d:
             raise ValueError(f"search space needs a 'stages' list; got keys {sorted(d)}")
         unknown = sorted(set(d) - {"stages", "img_size", "patch_size", "name"})
@@ -492,6 +487,3 @@ class SearchSpace:
             per_block = len(s.mlp_ratio) * len(s.num_heads) * len(s.window_size)
             total *= len(s.embed_dim) * sum(per_block**d for d in s.depth)
         return total
-
-    def log10_size(self) -> float:
-        return math.log10(self.size())

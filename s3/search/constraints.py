@@ -13,8 +13,6 @@ from dataclasses import dataclass
 from s3.cost import count_flops, count_params
 from s3.space import Arch, SearchSpace
 
-METRICS = ("params", "flops")
-
 
 def _human(v: float) -> str:
     for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
@@ -67,10 +65,6 @@ class Constraints:
 
     def satisfied(self, arch: Arch) -> bool:
         return not self.violations(self.cost(arch))
-
-    @property
-    def active(self) -> bool:
-        return any(r.min is not None or r.max is not None for r in self.ranges.values())
 
     def check_feasible(self, space: SearchSpace) -> None:
         """Raise when no architecture of `space` can meet the constraints (before any evaluation)."""

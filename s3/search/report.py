@@ -16,7 +16,7 @@ import numpy as np  # noqa: E402
 
 from s3.io import atomic_path, atomic_write_text  # noqa: E402
 from s3.search.et_error import DimensionFit  # noqa: E402
-from s3.space import DIMENSIONS, Arch, SearchSpace  # noqa: E402
+from s3.space import DIMENSIONS, SearchSpace  # noqa: E402
 
 RECORD_COLUMNS = ("rank", "top1", "loss", "params", "flops", "arch", "arch_json")
 
@@ -241,5 +241,5 @@ def arch_table(records: Sequence[dict], columns=("top1", "params", "flops")) -> 
     rows = ["| rank | " + " | ".join(columns) + " | arch |", "|---" * (len(columns) + 2) + "|"]
     for i, r in enumerate(records):
         vals = [f"{r[c]:.2f}" if isinstance(r[c], float) else f"{r[c]:,}" for c in columns]
-        rows.append(f"| {i + 1} | " + " | ".join(vals) + f" | {r['arch'] if isinstance(r['arch'], Arch) else r['arch']} |")
+        rows.append(f"| {i + 1} | " + " | ".join(vals) + f" | {r['arch']} |")
     return "\n".join(rows)
