@@ -15,6 +15,8 @@ from s3.evaluate import prepare, run
 @hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")
 def main(cfg: DictConfig) -> float | None:
     prepared = user_errors_exit(prepare)(cfg)  # bad input: one line, exit 2, before any evaluation
+    if prepared is None:  # a sweep's job with bad input: recorded, the sweep goes on
+        return None
     return run(cfg, *prepared).get("top1")
 
 

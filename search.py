@@ -17,6 +17,8 @@ from s3.search.run import prepare, run
 @hydra.main(version_base="1.3", config_path="conf", config_name="search")
 def main(cfg: DictConfig) -> float | None:
     search = user_errors_exit(prepare)(cfg)  # bad input: one line, exit 2, before any evaluation
+    if search is None:  # a sweep's job with bad input: recorded, the sweep goes on
+        return None
     result = run(search)
     return result.get("best_search_top1")
 

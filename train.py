@@ -16,6 +16,8 @@ from s3.train import fit, prepare
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     prepared = user_errors_exit(prepare)(cfg)  # bad input: one line, exit 2, before any training
+    if prepared is None:  # a sweep's job with bad input: recorded, the sweep goes on
+        return None
     metrics = fit(cfg, *prepared)
     return metrics.get("val/largest/top1", metrics.get("val/top1"))
 

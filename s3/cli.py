@@ -17,6 +17,7 @@ from omegaconf import DictConfig
 from omegaconf.errors import MissingMandatoryValue
 
 from s3.precision import register_resolvers
+from s3.sweep import in_sweep, record_failure
 
 log = logging.getLogger("s3")
 register_resolvers()  # before Hydra composes the entry point's config
@@ -42,7 +43,8 @@ def user_error_message(e: BaseException) -> str:
 
 
 def user_errors_exit(fn):
-    """Report bad input (a user error raised while preparing) without a traceback."""
+    """Report bad input (a user error raised while preparing) without a traceback. In a sweep the
+    job records it and returns None instead of exiting, so that the other jobs still run."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -53,7 +55,13 @@ def user_errors_exit(fn):
                 if not isinstance(e.__cause__, USER_ERRORS):
                     raise
                 e = e.__cause__
-            fail(user_error_message(e))
+            message = user_error_message(e)
+            if in_sweep():
+                log.error("error: %s", message)
+                print(f"error: {message}", file=sys.stderr)
+                record_failure(message)
+                return None
+            fail(message)
 
     return wrapper
 

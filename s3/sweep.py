@@ -1,0 +1,110 @@
+"""Sweeps (`-m`) that finish their feasible jobs: a job whose input is bad records why in its
+`failed.json` and hands over to the next job (the basic launcher would abandon the whole sweep on
+the first `sys.exit`), and the sweep directory keeps one table across its jobs, `summary.md` /
+`summary.csv`: overrides, status, found arch, params, MACs, top-1 (%), or the error."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from s3.io import atomic_write_text
+from s3.space import Arch
+
+log = logging.getLogger("s3")
+FAILED = "failed.json"
+COLUMNS = ("job", "overrides", "status", "arch", "params", "macs", "top1", "error")
+
+
+def in_sweep() -> bool:
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def record_failure(message: str) -> None:
+    """A job of a sweep refused its input: say why where the summary looks for it."""
+    out = Path(HydraConfig.get().runtime.output_dir)
+    atomic_write_text(out / FAILED, json.dumps({"error": message}, indent=2))
+
+
+def job_row(out: Path, job: int, overrides: list[str]) -> dict[str, Any]:
+    """What one job left in its directory: a search's best pick, an evaluation, a training's end."""
+    row: dict[str, Any] = {"job": job, "overrides": " ".join(overrides), "status": "not finished"}
+
+    def read(name: str) -> dict | None:
+        try:
+            return json.loads((out / name).read_text())
+        except (OSError, ValueError):
+            return None
+
+    if failed := read(FAILED):
+        return {**row, "status": "failed", "error": failed.get("error", "")}
+    if result := read("result.json"):  # a search
+        pick = (result.get("picks") or [{}])[0]
+        top1 = pick.get("top1", result.get("best_search_top1"))
+        return {**row, "status": "done", "arch": pick.get("arch", ""), "params": pick.get("params", ""),
+                "macs": pick.get("flops", ""), "top1": f"{top1:.2f}" if isinstance(top1, float) else ""}
+    if evaluation := read("evaluation.json"):
+        return {**row, "status": "done", "arch": str(Arch.from_dict(evaluation["arch"])),
+                "params": evaluation.get("params", ""), "macs": evaluation.get("flops", ""),
+                "top1": f"{evaluation.get('top1', float('nan')):.2f}"}
+    if finished := read("finished.json"):  # a training: its final validation top-1 (a fraction there), in %
+        top1 = finished.get("val/largest/top1", finished.get("val/top1"))
+        return {**row, "status": "done", "top1": f"{100 * top1:.2f}" if isinstance(top1, float) else ""}
+    return row
+
+
+def write_summary(sweep_dir: Path, rows: list[dict]) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, COLUMNS)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(sweep_dir / "summary.csv", buffer.getvalue())
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(str(r.get(c, "")).replace("|", "\\|") for c in COLUMNS) + " |" for r in rows]
+    atomic_write_text(sweep_dir / "summary.md", "\n".join(lines) + "\n")
+
+
+class SweepSummary(Callback):
+    """Rewrites the sweep's summary after every job (a stopped sweep keeps the table of what ran);
+    at the end, names the failed jobs and exits non-zero if there are any."""
+
+    def __init__(self) -> None:
+        self.rows: dict[int, dict] = {}
+        self.swept: set[str] | None = None  # the keys the sweep varies: the table shows those
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        sweep_syntax = (",", "range(", "choice(", "glob(", "interval(")
+        self.swept = {o.split("=", 1)[0].lstrip("+~") for o in config.hydra.overrides.task
+                      if "=" in o and any(s in o.split("=", 1)[1] for s in sweep_syntax)}
+
+    def on_job_end(self, config: DictConfig, job_return: Any, **kwargs) -> None:
+        hydra = job_return.hydra_cfg.hydra if job_return.hydra_cfg is not None else None
+        if hydra is None or hydra.mode != RunMode.MULTIRUN:
+            return
+        num = int(hydra.job.num)
+        overrides = [o for o in job_return.overrides or []
+                     if self.swept is None or o.split("=", 1)[0].lstrip("+~") in self.swept]
+        self.rows[num] = job_row(Path(hydra.runtime.output_dir), num, overrides)
+        if self.rows[num]["status"] == "not finished" and job_return.status.name == "FAILED":
+            self.rows[num].update(status="failed", error=repr(job_return._return_value))
+        write_summary(Path(hydra.sweep.dir), [self.rows[k] for k in sorted(self.rows)])
+
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        failed = [r for r in self.rows.values() if r["status"] == "failed"]
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        log.info("sweep summary: %s", sweep_dir / "summary.md")
+        if failed:
+            lines = "; ".join(f"job {r['job']} ({r['overrides']}): {r['error']}" for r in failed)
+            print(f"error: {len(failed)} of {len(self.rows)} jobs failed: {lines} (table: {sweep_dir / 'summary.md'})",
+                  file=sys.stderr)
+            sys.exit(2)
