@@ -26,11 +26,59 @@ USER_ERRORS = (ValueError, FileNotFoundError, MisconfigurationException, Missing
 
 
 def fail(message: str, code: int = 2):
-    """One line on stderr (and in the run's log), then exit."""
+    """One line on stderr (and in the run's log file, not a second time on the console), then
+    exit. A run directory that a refused start left empty (Hydra's log file aside) is removed."""
     message = " ".join(line.strip() for line in str(message).splitlines() if line.strip())
-    log.error("error: %s", message)
+    log_to_files(f"error: {message}")
     print(f"error: {message}", file=sys.stderr)
+    remove_if_left_empty()
     sys.exit(code)
+
+
+def log_to_files(message: str) -> None:
+    record = log.makeRecord(log.name, logging.ERROR, __file__, 0, message, None, None)
+    for handler in logging.getLogger().handlers + log.handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
+
+
+def remove_if_left_empty() -> None:
+    """A refused start in a fresh directory leaves only what starting wrote: Hydra's log, `.hydra/`,
+    this process's own `.lock` and an empty `checkpoints/`. Anything else (another run's lock or
+    files) and the directory is left alone."""
+    import shutil
+
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return
+    out = Path(HydraConfig.get().runtime.output_dir)
+    started = {f"{HydraConfig.get().job.name}.log", ".hydra", ".lock", "checkpoints"}
+    try:
+        if not out.is_dir() or any(p.name not in started for p in out.iterdir()):
+            return
+        if (out / "checkpoints").exists() and any((out / "checkpoints").iterdir()):
+            return
+        if (out / ".lock").exists() and not (out / ".lock").read_text().startswith(f"{os.getpid()}@"):
+            return
+        logging.shutdown()  # closes Hydra's handle on the log file
+        shutil.rmtree(out)
+    except OSError:
+        pass
+
+
+def quiet_library_noise() -> None:
+    """Silence what every run printed and no user acts on: Lightning's litlogger tip, its warning
+    that checkpoints/ is not empty (this project keeps config.yaml there by design, for
+    `supernet=latest`), the model summary's bf16 size caveat, and a LeafSpec deprecation inside
+    Lightning's own pytree helper (Lightning's code meeting this torch, nothing to change here)."""
+    import warnings
+
+    for message in (r"Checkpoint directory .* exists and is not empty", r"Precision .* is not supported by the model summary",
+                    r"`isinstance\(treespec, LeafSpec\)` is deprecated"):
+        warnings.filterwarnings("ignore", message=message)
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
+        lambda record: not str(record.msg).startswith("💡 Tip"))
 
 
 def user_error_message(e: BaseException) -> str:
@@ -57,7 +105,7 @@ def user_errors_exit(fn):
                 e = e.__cause__
             message = user_error_message(e)
             if in_sweep():
-                log.error("error: %s", message)
+                log_to_files(f"error: {message}")
                 print(f"error: {message}", file=sys.stderr)
                 record_failure(message)
                 return None
