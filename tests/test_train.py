@@ -654,3 +654,33 @@ def test_slurm_preset_requeues_on_time_limits_with_the_signal_training_checkpoin
     assert launcher._target_.endswith("SlurmLauncher") and launcher.tasks_per_node == launcher.gpus_per_node == 4
     assert launcher.max_num_timeout > 0 and launcher.signal_delay_s >= 60  # requeued, with time to save
     assert instantiate(cfg.callbacks.preemption).signum.name == "SIGUSR2"  # submitit's default warning signal
+
+
+def test_slurm_preset_asks_for_the_nodes_tasks_and_gpus_the_trainer_uses(tmp_path):
+    """The sbatch script the `slurm` preset submits, recorded by a stand-in `sbatch` on PATH."""
+    import time
+
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "sbatch").write_text('#!/bin/sh\ncp "$1" "$RECORD/submitted.sh"\necho "Submitted batch job 4242"\n')
+    (fake / "srun").write_text("#!/bin/sh\n")  # submitit checks that it runs where srun exists
+    for tool in ("sbatch", "srun"):
+        (fake / tool).chmod(0o755)
+    for nodes, devices in ((1, 8), (4, 8)):
+        record = tmp_path / f"record{nodes}"
+        record.mkdir()
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "PATH": f"{fake}:{os.environ['PATH']}", "RECORD": str(record)}
+        cmd = [sys.executable, str(ROOT / "train.py"), "-m", "hydra/launcher=slurm", "experiment=supernet_t",
+               f"trainer.num_nodes={nodes}", "hydra.launcher.partition=gpu", f"hydra.sweep.dir={tmp_path / f'sweep{nodes}'}"]
+        proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                start_new_session=True)
+        deadline = time.time() + 120
+        while not list(record.glob("*.sh")) and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+        if proc.poll() is None:
+            os.killpg(proc.pid, 9)  # submitted: the launcher would now wait for the cluster
+        scripts = list(record.glob("*.sh"))
+        assert len(scripts) == 1, proc.stderr.read()[-2000:]
+        sbatch = {line.split()[1] for line in scripts[0].read_text().splitlines() if line.startswith("#SBATCH")}
+        assert {f"--nodes={nodes}", f"--ntasks-per-node={devices}", f"--gpus-per-node={devices}", "--time=4320",
+                "--partition=gpu", "--signal=USR2@300"} <= sbatch, sorted(sbatch)
