@@ -37,9 +37,8 @@ from scipy.stats import kendalltau  # noqa: E402
 from standalone import ROOT, Recipe, constraints_of, sample_archs, train_all  # noqa: E402
 
 from s3.data import FashionMNISTDataModule  # noqa: E402
-from s3.lit.supernet import SupernetModule  # noqa: E402
+from s3.models import SupernetCheckpoint, load_supernet  # noqa: E402
 from s3.search.constraints import Constraints  # noqa: E402
-from s3.search.context import load_supernet  # noqa: E402
 from s3.search.evaluator import CachedSplit, CandidateEvaluator  # noqa: E402
 from s3.space import SearchSpace  # noqa: E402
 
@@ -136,8 +135,8 @@ def main() -> None:
     ylabel = f"top-1, standalone {args.epochs} ep x {args.max_train}, mean of {len(args.seeds)} seed(s) (%)"
     for ax, group in zip(axes[0], groups):
         try:
-            members = [load_supernet(path, space, num_classes=10) if len(group) == 1 else
-                       SupernetModule.load_supernet(path) for path in group]
+            members = [SupernetCheckpoint.read(path).check("--supernet", space, 10).build() if len(group) == 1 else
+                       load_supernet(path) for path in group]
         except ValueError as e:
             sys.exit(f"--supernet: {e}")
         evaluators = [CandidateEvaluator(m, val, Constraints(m.space, num_classes=10), batch_size=500) for m in members]

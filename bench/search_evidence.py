@@ -212,7 +212,7 @@ def score_supernets(seed: Seed, archs: list[Arch], constraints: Constraints) -> 
     import torch
 
     from s3.data import FashionMNISTDataModule
-    from s3.lit.supernet import SupernetModule
+    from s3.models import load_supernet
     from s3.search.evaluator import CachedSplit, CandidateEvaluator
 
     have = {(r["search_seed"], r["supernet"], r["arch"]) for r in read_rows(FIDELITY)}
@@ -221,7 +221,7 @@ def score_supernets(seed: Seed, archs: list[Arch], constraints: Constraints) -> 
     dm.setup("fit")
     split = CachedSplit.from_loader(dm.search_dataloader())
     for name, ckpt in nets.items():
-        supernet = SupernetModule.load_supernet(ckpt)
+        supernet = load_supernet(ckpt)
         evaluator = CandidateEvaluator(supernet, split, Constraints(supernet.space, num_classes=10), batch_size=500,
                                        autocast=lambda: torch.autocast("cpu", torch.bfloat16))
         for a in archs:

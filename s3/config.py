@@ -21,6 +21,11 @@ def _integer(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def trains_supernet(cfg: DictConfig) -> bool:
+    """Whether a (composed or saved) config trains a supernet rather than one architecture."""
+    return str(OmegaConf.select(cfg, "model._target_", default="")).endswith("SupernetModule")
+
+
 def check_run_config(cfg: DictConfig) -> None:
     """The top-level values every entry point reads, checked before any data is read or any
     directory written: one clear line naming the key instead of a traceback after minutes."""

@@ -19,8 +19,8 @@ from rich.table import Table
 from s3.config import resolve_arch
 from s3.cost import count_flops, count_params
 from s3.io import atomic_write_text
-from s3.lit import ClassifierModule, SupernetModule
-from s3.models.checkpoint import load_state_dict, read_checkpoint, to_native
+from s3.lit import ClassifierModule
+from s3.models.checkpoint import SupernetCheckpoint, load_state_dict, read_checkpoint, to_native
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +33,8 @@ def build_classifier(cfg: DictConfig) -> ClassifierModule:
     arch = resolve_arch(cfg)
     module = instantiate(cfg.model, arch=arch.to_dict(), _convert_="all")
     ckpt = read_checkpoint(cfg.ckpt_path)
-    if SupernetModule.is_supernet_checkpoint(ckpt):
-        module.inherit(SupernetModule.supernet_from(ckpt, cfg.ckpt_path), cfg.ckpt_path)
+    if SupernetCheckpoint.holds_supernet(ckpt):
+        module.inherit(SupernetCheckpoint.read(cfg.ckpt_path, ckpt), "ckpt_path")
     else:
         load_state_dict(module.model, to_native(ckpt), source=f"ckpt_path={cfg.ckpt_path}")
     return module

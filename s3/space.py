@@ -487,3 +487,19 @@ class SearchSpace:
             per_block = len(s.mlp_ratio) * len(s.num_heads) * len(s.window_size)
             total *= len(s.embed_dim) * sum(per_block**d for d in s.depth)
         return total
+
+
+def space_mismatch(requested: SearchSpace, trained: SearchSpace) -> list[str]:
+    """Why `requested` is not a subspace of the space a supernet was trained on (empty when it is)."""
+    out = []
+    for name in ("img_size", "patch_size", "num_stages"):
+        if getattr(requested, name) != getattr(trained, name):
+            out.append(f"{name} {getattr(requested, name)} != {getattr(trained, name)}")
+    if out:
+        return out
+    for i, (r, t) in enumerate(zip(requested.stages, trained.stages)):
+        for dim in DIMENSIONS:
+            extra = sorted(set(r.choices(dim)) - set(t.choices(dim)))
+            if extra:
+                out.append(f"stage {i} {dim} {extra} not in the supernet's {list(t.choices(dim))}")
+    return out

@@ -23,6 +23,7 @@ from s3.config import (
     resolve_arch,
     save_hydra_files,
     save_resolved_config,
+    trains_supernet,
 )
 from s3.cost import count_params
 from s3.data.images import BadImageError, bad_image_message
@@ -30,14 +31,10 @@ from s3.io import DiskFullError, atomic_path, atomic_write_text, remove_orphans
 from s3.lit.callbacks import PreemptionCheckpoint
 from s3.lit.supernet import SupernetModule
 from s3.lock import lock_run_dir
-from s3.models.checkpoint import read_checkpoint
+from s3.models.checkpoint import SupernetCheckpoint, read_checkpoint
 from s3.space import Arch, SearchSpace
 
 log = logging.getLogger(__name__)
-
-
-def _is_standalone(cfg: DictConfig) -> bool:
-    return cfg.model._target_.endswith("ClassifierModule")
 
 
 def build_module(cfg: DictConfig) -> L.LightningModule:
@@ -48,7 +45,7 @@ def build_module(cfg: DictConfig) -> L.LightningModule:
     net = cfg.model.net
     geometry = dict(img_size=cfg.space.img_size, patch_size=cfg.space.patch_size, num_classes=net.num_classes,
                     head_dim=net.head_dim)
-    if _is_standalone(cfg):
+    if not trains_supernet(cfg):
         arch = resolve_arch(cfg)
         check_fits_in_memory(count_params(arch, **geometry), f"arch {arch}")
         module = instantiate(cfg.model, arch=arch.to_dict(), _convert_="all")
@@ -61,11 +58,8 @@ def build_module(cfg: DictConfig) -> L.LightningModule:
                          "the supernet (its largest subnet)")
     module = instantiate(cfg.model, _convert_="all")
     if cfg.get("init_from"):
-        source = SupernetModule.load_supernet(cfg.init_from)
-        if source.num_classes != module.model.num_classes:
-            raise ValueError(f"init_from={cfg.init_from} has {source.num_classes} classes, this run "
-                             f"{module.model.num_classes}")
-        module.model.inherit(source)
+        source = SupernetCheckpoint.read(cfg.init_from).check("init_from", num_classes=module.model.num_classes)
+        module.model.inherit(source.build())
         log.info("supernet starts from the overlapping weights of %s", cfg.init_from)
     return module
 
@@ -134,7 +128,7 @@ def check_resumable(path: Path, module: L.LightningModule) -> None:
         raise ValueError(f"ckpt_path={path}: not a training checkpoint written by train.py, so there is no run to "
                          f"continue (weights alone: init_from= for a supernet's, evaluate.py for a zoo model's)")
     theirs = ckpt.get("hyper_parameters") or {}
-    mine, other = ("space", "arch") if "space" in module.hparams else ("arch", "space")
+    mine, other = ("space", "arch") if isinstance(module, SupernetModule) else ("arch", "space")
     if mine not in theirs:
         raise ValueError(f"ckpt_path={path}: a checkpoint of a {'supernet' if other == 'space' else 'single-arch'} "
                          f"run; this run trains a {'supernet' if mine == 'space' else 'single arch'}")

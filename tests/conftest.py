@@ -10,6 +10,10 @@ import torch
 from s3.space import Arch, SearchSpace
 
 ROOT = Path(__file__).resolve().parents[1]
+
+if os.environ.get("PYTEST_XDIST_WORKER"):  # `make test` runs one worker per core: one thread each,
+    os.environ["OMP_NUM_THREADS"] = "1"  # for this process and the entry points it starts
+    torch.set_num_threads(1)
 SPACES = ROOT / "conf" / "space"
 
 # The released models (S3-METHOD.md section 1).

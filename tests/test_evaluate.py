@@ -8,8 +8,7 @@ import pytest
 import torch
 
 from s3.evaluate import build_classifier, prepare, run
-from s3.lit.supernet import SupernetModule
-from s3.models import S3Transformer, load_checkpoint
+from s3.models import S3Transformer, load_checkpoint, load_supernet
 from s3.space import Arch
 from s3.train import run as train
 from tests.conftest import ROOT, released_arch
@@ -41,7 +40,7 @@ def test_supernet_checkpoint_gives_inherited_weights_and_a_report(tmp_path, supe
     ckpt = supernet_run / "checkpoints" / "last.ckpt"
     result = _evaluate(tmp_path / "eval", f"arch={arch_file}", f"ckpt_path={ckpt}")
     assert json.loads((tmp_path / "eval" / "evaluation.json").read_text()) == result
-    standalone = SupernetModule.load_supernet(ckpt).extract(ARCH).eval()
+    standalone = load_supernet(ckpt).extract(ARCH).eval()
     assert result["params"] == sum(p.numel() for p in standalone.parameters())
     assert result["images"] == 128 and result["throughput_batch"] == 8
     # the same accuracy as the extracted subnet run by hand over the same images

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from s3.lit import SupernetModule
+from s3.models import load_supernet
 from tests.conftest import ROOT, released_arch
 from tests.helpers import fake_imagenet
 
@@ -32,7 +32,7 @@ def test_supernet_t_trains_searches_and_evaluates_on_a_fake_imagenet(tmp_path):
     _entry("train.py", tmp_path, "experiment=supernet_t", *data, *ON_CPU, "trainer.max_epochs=1",
            f"hydra.run.dir={train}")
     ckpt = train / "checkpoints" / "last.ckpt"
-    supernet = SupernetModule.load_supernet(ckpt)
+    supernet = load_supernet(ckpt)
     assert (supernet.space.img_size, supernet.num_classes) == (224, 2) and supernet.space.contains(released_arch("S3-T"))
     assert torch.load(ckpt, weights_only=True)["global_step"] == 3  # 6 training images (one per class is held out), batch 2
 

@@ -453,12 +453,12 @@ def test_evolution_search_writes_its_outputs(tmp_path, supernet_ckpt):
     # validation top-1 of each pick, by hand: its extracted subnet over the validation set, same precision
     from hydra.utils import instantiate
 
-    from s3.lit.supernet import SupernetModule
+    from s3.models import load_supernet
 
     cfg = compose_cfg([*FAST, *SMALL], tmp_path / "check", config_name="search")
     dm = instantiate(cfg.data)
     dm.setup("validate")
-    supernet = SupernetModule.load_supernet(supernet_ckpt).eval()
+    supernet = load_supernet(supernet_ckpt).eval()
     for pick in result["picks"]:
         model = supernet.extract(Arch.from_yaml(pick["yaml"])).eval()
         with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled="bf16" in cfg.trainer.precision):
@@ -676,7 +676,7 @@ def test_supernet_of_another_space_is_rejected(tmp_path, supernet_ckpt, capsys):
 
 
 def test_next_iteration_supernet_inherits_the_previous_one(tmp_path, supernet_ckpt, tiny_space):
-    from s3.lit.supernet import SupernetModule
+    from s3.models import load_supernet
     from s3.search.space_search import train_supernet
 
     shifted_space = tiny_space.replace(2, "depth", (2, 3, 4)).replace(0, "embed_dim", (48, 64))
@@ -685,7 +685,7 @@ def test_next_iteration_supernet_inherits_the_previous_one(tmp_path, supernet_ck
                          warmup_epochs=0.25).eval()
     trained_with = OmegaConf.load(tmp_path / "iter1" / "checkpoints" / "config.yaml")
     assert trained_with.model.optim.warmup_epochs == 0.25 and cfg.model.optim.warmup_epochs == 0.5
-    old = SupernetModule.load_supernet(supernet_ckpt).eval()
+    old = load_supernet(supernet_ckpt).eval()
     arch = Arch.create([1, 1, 2, 1], [48, 64, 96, 128], [2.0, 3.0, [4.0, 2.0], 2.0], [1, 2, [2, 3], 2], [8, 4, 2, 2])
     assert arch in shifted_space and arch in old.space
     x = torch.randn(2, 3, 32, 32)
@@ -696,12 +696,12 @@ def test_next_iteration_supernet_inherits_the_previous_one(tmp_path, supernet_ck
 
 def test_a_supernet_of_a_subspace_starts_from_the_one_shot_supernet(tmp_path, supernet_ckpt):
     """Few-shot splitting: train.py init_from= a supernet, on a subspace with one stage's depth fixed."""
-    from s3.lit.supernet import SupernetModule
+    from s3.models import load_supernet
     from s3.train import build_module
 
     cfg = compose_cfg([*FAST, "space.stages.2.depth=[3]", f"init_from={supernet_ckpt}"], tmp_path)
     sub = build_module(cfg).model.eval()
-    one_shot = SupernetModule.load_supernet(supernet_ckpt).eval()
+    one_shot = load_supernet(supernet_ckpt).eval()
     assert sub.space.stages[2].depth == (3,) and one_shot.space.stages[2].depth != (3,)
     x = torch.randn(2, 3, 32, 32)
     for seed in range(3):

@@ -13,7 +13,7 @@ from hydra.utils import instantiate
 
 from s3.cost import count_flops, count_params
 from s3.lit import ClassifierModule, SupernetModule
-from s3.models import S3Transformer, load_checkpoint
+from s3.models import S3Transformer, load_checkpoint, load_supernet
 from s3.space import Arch
 from s3.train import build_module, prepare, run
 from tests.conftest import ROOT, released_arch
@@ -151,8 +151,19 @@ def test_supernet_training_writes_metrics_checkpoints_and_split(tmp_path):
     split = json.loads((tmp_path / "search_split.json").read_text())
     assert (split["per_class"], split["seed"], len(split["search_indices"])) == (4, 0, 40)
     assert split["search_indices"] == sorted(set(split["search_indices"]))  # 40 distinct indices, 4 per class
+    # the one supernet-checkpoint reader: space, classes, the held-out split's identity
+    from s3.models import SupernetCheckpoint
+    from s3.space import SearchSpace
+
+    trained = SupernetCheckpoint.read(tmp_path / "checkpoints" / "last.ckpt")
+    assert trained.space == SearchSpace.from_dict(cfg.space) and trained.num_classes == 10
+    assert (trained.search_split["per_class"], trained.search_split["seed"]) == (4, 0)
+    with pytest.raises(ValueError, match=r"supernet=.* has 10 classes, this run's data 100"):
+        trained.check("supernet", num_classes=100)
+    with pytest.raises(ValueError, match=r"trained on another space .* img_size 224 != 32"):
+        trained.check("supernet", SearchSpace.from_yaml(ROOT / "conf" / "space" / "s3_t.yaml"))
     # the checkpoint reloads (weights_only) into a supernet whose extracted subnet matches
-    supernet = SupernetModule.load_supernet(tmp_path / "checkpoints" / "last.ckpt")
+    supernet = load_supernet(tmp_path / "checkpoints" / "last.ckpt")
     arch = supernet.space.sample(torch.Generator().manual_seed(0))
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
@@ -179,7 +190,7 @@ def test_resumed_run_equals_uninterrupted(tmp_path):
 def test_retrain_from_inherited_weights(tmp_path):
     _run(tmp_path / "supernet")
     supernet_ckpt = tmp_path / "supernet" / "checkpoints" / "last.ckpt"
-    supernet = SupernetModule.load_supernet(supernet_ckpt)
+    supernet = load_supernet(supernet_ckpt)
     arch = supernet.space.sample(torch.Generator().manual_seed(3))
     arch_file = arch.to_yaml(tmp_path / "arch.yaml")
     cfg = compose_cfg([*FAST, "experiment=retrain_tiny", f"arch={arch_file}", f"init_from={supernet_ckpt}"], tmp_path / "r")
@@ -346,7 +357,7 @@ def test_bf16_cpu_training_step_and_the_supernet_equals_its_extracted_subnet(tmp
     out = tmp_path / "bf16"
     run(compose_cfg([*FAST, "trainer.precision=bf16-mixed"], out))
     assert OmegaConf.load(out / "checkpoints" / "config.yaml").trainer.precision == "bf16-mixed"
-    supernet = SupernetModule.load_supernet(out / "checkpoints" / "last.ckpt").eval()
+    supernet = load_supernet(out / "checkpoints" / "last.ckpt").eval()
     x = torch.randn(16, 3, 32, 32)
     for arch in (supernet.space.largest(), supernet.space.sample(torch.Generator().manual_seed(3))):
         standalone = supernet.extract(arch).eval()

@@ -8,8 +8,7 @@ import torch
 from timm.utils import ModelEmaV3
 
 from s3.lit.base import ClassificationModule
-from s3.lit.supernet import SupernetModule
-from s3.models import S3Transformer, Supernet
+from s3.models import S3Transformer, SupernetCheckpoint
 from s3.space import Arch
 
 
@@ -29,12 +28,13 @@ class ClassifierModule(ClassificationModule):
 
     def inherit_from(self, supernet_ckpt: str | Path) -> None:
         """Start from the supernet's weights for this arch (which must lie in its space)."""
-        self.inherit(SupernetModule.load_supernet(supernet_ckpt), supernet_ckpt)
+        self.inherit(SupernetCheckpoint.read(supernet_ckpt), "init_from")
 
-    def inherit(self, supernet: Supernet, source: str | Path) -> None:
+    def inherit(self, ckpt: SupernetCheckpoint, what: str) -> None:
+        """This arch's slices of a trained supernet (`what`: the setting that named it)."""
+        ckpt.check(what, num_classes=self.num_classes)
+        supernet = ckpt.build()
         supernet.space.check(self.arch)
-        if supernet.num_classes != self.num_classes:
-            raise ValueError(f"supernet {source} has {supernet.num_classes} classes, this run {self.num_classes}")
         self.model.load_state_dict(supernet.extract(self.arch).state_dict())
         if self.ema is not None:
             self.ema = ModelEmaV3(self.model, decay=self.ema.decay)

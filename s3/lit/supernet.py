@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import random
-from pathlib import Path
 
 import torch
 from timm.loss import SoftTargetCrossEntropy
 
 from s3.lit.base import ClassificationModule, with_defaults
 from s3.models import Supernet
-from s3.models.checkpoint import load_state_dict, read_checkpoint, to_native
 from s3.space import Arch, SearchSpace
 
 VALIDATION_SUBNETS = ("largest", "smallest", "random")
@@ -87,23 +85,3 @@ class SupernetModule(ClassificationModule):
             for k, metric in self.val_metrics[name].items():
                 metric.update(logits, y)
                 self.log(f"val/{name}/{k}", metric, prog_bar=(name == "largest" and k == "top1"))
-
-    @staticmethod
-    def is_supernet_checkpoint(ckpt) -> bool:
-        """Whether a loaded checkpoint was written by this module (its hyper-parameters hold the space)."""
-        hp = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
-        return bool(hp) and "space" in hp
-
-    @staticmethod
-    def supernet_from(ckpt, source: str | Path) -> Supernet:
-        """The trained `Supernet` of a checkpoint written by this module, already read."""
-        if not SupernetModule.is_supernet_checkpoint(ckpt):
-            raise ValueError(f"{source} is not a supernet checkpoint of this project (no 'space' in its hyper_parameters)")
-        hp = ckpt["hyper_parameters"]
-        supernet = Supernet(SearchSpace.from_dict(hp["space"]), **hp["net"])
-        return load_state_dict(supernet, to_native(ckpt), source=f"supernet checkpoint {source}")
-
-    @staticmethod
-    def load_supernet(path: str | Path) -> Supernet:
-        """The trained `Supernet` of a checkpoint file written by this module (weights only)."""
-        return SupernetModule.supernet_from(read_checkpoint(path), path)

@@ -13,11 +13,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
+
+from s3.space import SearchSpace, space_mismatch
+
+if TYPE_CHECKING:
+    from s3.models.transformer import Supernet
 
 DERIVED_BUFFERS = re.compile(r"(relative_position_index|attn_mask)$")
 LIGHTNING_PREFIX = "model."
@@ -94,6 +100,61 @@ def load_state_dict(model: nn.Module, state: Mapping[str, Tensor], source: str =
         raise ValueError(f"{source} does not fit the model: unexpected key '{extra[0]}' ({len(extra)} unexpected in all)")
     model.load_state_dict(state, strict=True)
     return model
+
+
+@dataclass(frozen=True)
+class SupernetCheckpoint:
+    """A supernet training checkpoint of this project (what `train.py` writes for a supernet), read
+    once: its space, its network settings (class count...), the search split its data held out,
+    and the `Supernet` it builds. Every "is this a supernet, of which space and data?" asks here."""
+
+    source: str
+    space: SearchSpace
+    net: dict
+    search_split: dict | None
+    raw: Mapping[str, Any] = field(repr=False)
+
+    @staticmethod
+    def holds_supernet(ckpt: Any) -> bool:
+        """Whether a loaded checkpoint is a supernet's (its hyper-parameters hold the space)."""
+        hp = ckpt.get("hyper_parameters") if isinstance(ckpt, Mapping) else None
+        return isinstance(hp, Mapping) and "space" in hp
+
+    @classmethod
+    def read(cls, path: str | Path, ckpt: Any = None) -> SupernetCheckpoint:
+        """From `path`, or from its already loaded content `ckpt`."""
+        ckpt = read_checkpoint(path) if ckpt is None else ckpt
+        if not cls.holds_supernet(ckpt):
+            raise ValueError(f"{path} is not a supernet checkpoint of this project (no 'space' in its hyper_parameters)")
+        hp = ckpt["hyper_parameters"]
+        split = next((v["search_split"] for v in ckpt.values() if isinstance(v, Mapping) and "search_split" in v), None)
+        return cls(str(path), SearchSpace.from_dict(hp["space"]), dict(hp["net"]), split, ckpt)
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.net["num_classes"])
+
+    def check(self, what: str, space: SearchSpace | None = None, num_classes: int | None = None) -> SupernetCheckpoint:
+        """Raise unless it was trained on a space holding `space` and for `num_classes` classes;
+        `what` names the setting in the message (e.g. `supernet=...`, `init_from=...`)."""
+        bad = space_mismatch(space, self.space) if space is not None else []
+        if bad:
+            raise ValueError(f"{what}={self.source} was trained on another space than the requested one: " + "; ".join(bad))
+        if num_classes is not None and self.num_classes != num_classes:
+            raise ValueError(f"{what}={self.source} has {self.num_classes} classes, this run's data {num_classes}")
+        return self
+
+    def build(self) -> Supernet:
+        """The trained supernet (weights only)."""
+        from s3.models.transformer import Supernet
+
+        return load_state_dict(Supernet(self.space, **self.net), to_native(self.raw),
+                               source=f"supernet checkpoint {self.source}")
+
+
+def load_supernet(path: str | Path) -> Supernet:
+    """The trained `Supernet` of a supernet checkpoint file."""
+    return SupernetCheckpoint.read(path).build()
 
 
 def load_checkpoint(model: nn.Module, path: str | Path) -> nn.Module:

@@ -12,12 +12,11 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from s3.lit.supernet import SupernetModule
-from s3.models import Supernet
-from s3.models.checkpoint import read_checkpoint
+from s3.config import trains_supernet
+from s3.models import Supernet, SupernetCheckpoint
 from s3.search.constraints import Constraints
 from s3.search.evaluator import CachedSplit, CandidateEvaluator
-from s3.space import DIMENSIONS, SearchSpace
+from s3.space import SearchSpace, space_mismatch
 
 log = logging.getLogger(__name__)
 
@@ -32,27 +31,9 @@ def make_fabric(cfg: DictConfig) -> L.Fabric:
     return fabric
 
 
-def space_mismatch(requested: SearchSpace, trained: SearchSpace) -> list[str]:
-    """Why `requested` is not a subspace of the space a supernet was trained on (empty when it is)."""
-    out = []
-    for name in ("img_size", "patch_size", "num_stages"):
-        if getattr(requested, name) != getattr(trained, name):
-            out.append(f"{name} {getattr(requested, name)} != {getattr(trained, name)}")
-    if out:
-        return out
-    for i, (r, t) in enumerate(zip(requested.stages, trained.stages)):
-        for dim in DIMENSIONS:
-            extra = sorted(set(r.choices(dim)) - set(t.choices(dim)))
-            if extra:
-                out.append(f"stage {i} {dim} {extra} not in the supernet's {list(t.choices(dim))}")
-    return out
-
-
 def _trained_space(config_file: Path) -> SearchSpace | None:
     cfg = OmegaConf.load(config_file)
-    if not str(cfg.get("model", {}).get("_target_", "")).endswith("SupernetModule"):
-        return None
-    return SearchSpace.from_dict(cfg.space)
+    return SearchSpace.from_dict(cfg.space) if trains_supernet(cfg) else None
 
 
 def resolve_supernet(cfg: DictConfig, space: SearchSpace) -> Path:
@@ -87,22 +68,10 @@ def resolve_supernet(cfg: DictConfig, space: SearchSpace) -> Path:
     )
 
 
-def load_supernet(path: Path, space: SearchSpace, num_classes: int, ckpt: dict | None = None) -> Supernet:
-    """The trained supernet of `path` (or of its already read checkpoint `ckpt`), checked against
-    the requested space and data."""
-    supernet = SupernetModule.supernet_from(read_checkpoint(path) if ckpt is None else ckpt, path)
-    bad = space_mismatch(space, supernet.space)
-    if bad:
-        raise ValueError(f"supernet={path} was trained on another space than the requested one: " + "; ".join(bad))
-    if supernet.num_classes != num_classes:
-        raise ValueError(f"supernet={path} has {supernet.num_classes} classes, the data set has {num_classes}")
-    return supernet
-
-
-def check_split_unseen(ckpt: dict, path: Path, dm) -> None:
+def check_split_unseen(ckpt: SupernetCheckpoint, path: Path, dm) -> None:
     """The search split must be the one held out when the supernet was trained: its identity is
     stored in the checkpoint (the data module's state)."""
-    trained = next((v["search_split"] for v in ckpt.values() if isinstance(v, dict) and "search_split" in v), None)
+    trained = ckpt.search_split
     if trained is None:
         log.warning("supernet=%s records no search split: cannot check that the search images are unseen", path)
         return

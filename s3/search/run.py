@@ -9,7 +9,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from s3.config import check_run_config
-from s3.models.checkpoint import read_checkpoint
+from s3.models.checkpoint import SupernetCheckpoint
 from s3.search import arch_search, space_search
 from s3.search import context as ctx
 from s3.search.search_run import SearchRun, claim_run_dir
@@ -41,9 +41,9 @@ def prepare(cfg: DictConfig) -> SearchRun:
     ctx.setup_data(data, work)
     if name == "space":
         return SearchRun.claim(cfg, work, space, constraints, data)
-    raw = read_checkpoint(ckpt)
-    supernet = ctx.load_supernet(ckpt, space, cfg.data.num_classes, raw)
-    ctx.check_split_unseen(raw, ckpt, data)
+    trained = SupernetCheckpoint.read(ckpt).check("supernet", space, cfg.data.num_classes)
+    supernet = trained.build()
+    ctx.check_split_unseen(trained, ckpt, data)
     return SearchRun.claim(cfg, work, space, constraints, data, supernet, Path(ckpt))
 
 

@@ -13,8 +13,7 @@ from pathlib import Path
 from omegaconf import DictConfig, open_dict
 
 from s3.io import atomic_write_text, file_sha256
-from s3.lit.supernet import SupernetModule
-from s3.models import Supernet
+from s3.models import Supernet, load_supernet
 from s3.search.et_error import et_error, fit_dimensions
 from s3.search.evaluator import ArchRecord, CandidateEvaluator
 from s3.search.pool import SUBSPACES, sample_pool
@@ -96,7 +95,7 @@ def train_supernet(cfg: DictConfig, space: SearchSpace, out: Path, epochs: int, 
     `out`) in `wandb_group`."""
     last = out / "checkpoints" / "last.ckpt"
     if (out / FINISHED).is_file() and last.is_file():
-        return SupernetModule.load_supernet(last)
+        return load_supernet(last)
     tcfg = copy.deepcopy(cfg)
     started = any((out / "checkpoints").glob("*.ckpt"))
     with open_dict(tcfg):
