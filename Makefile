@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 test: install
-	$(PY) -m pytest -q -n 2 --dist load   # 2 workers, 1 thread each, in random order (pytest-randomly)
+	$(PY) -m pytest -q -n 2 --dist loadgroup   # 2 workers, 1 thread each, in random order (pytest-randomly)
 
 demo: install
 	bash scripts/demo.sh

@@ -401,6 +401,7 @@ def uninterrupted(tmp_path_factory) -> Path:
     return full
 
 
+@pytest.mark.xdist_group("uninterrupted")  # one worker trains the shared run once
 def test_a_short_real_training_learns(uninterrupted):
     """Learning sanity: 60 steps on 960 Fashion-MNIST images, one random subnet per step."""
     rows = list(csv.DictReader(open(uninterrupted / "csv" / "metrics.csv")))
@@ -439,6 +440,7 @@ def _assert_continued_exactly(full: Path, part: Path) -> None:
     assert logged == read_archs(full / "sampled_archs.rank0.jsonl")
 
 
+@pytest.mark.xdist_group("uninterrupted")  # one worker trains the shared run once
 def test_sigterm_mid_epoch_exits_nonzero_and_the_identical_command_continues_exactly(tmp_path, uninterrupted):
     import signal
 
@@ -467,6 +469,7 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 """
 
 
+@pytest.mark.xdist_group("uninterrupted")  # one worker trains the shared run once
 def test_submitit_requeue_signal_saves_the_step_then_hands_over_to_submitit(tmp_path, uninterrupted):
     import json
     import signal
@@ -489,16 +492,14 @@ def test_submitit_requeue_signal_saves_the_step_then_hands_over_to_submitit(tmp_
         PreemptionCheckpoint(str(tmp_path), "USR9")
 
 
-def test_a_finished_run_is_not_trained_over_unless_asked(tmp_path):
+def test_a_finished_run_is_not_trained_over_unless_asked(tmp_path, capsys):
     out = tmp_path / "run"
-    assert _train_process(out, *FAST).wait(300) == 0
+    run(compose_cfg(FAST, out))
     first = (out / "finished.json").read_text()
-    proc = _train_process(out, *FAST)
-    assert proc.wait(120) == 2
-    err = proc.stderr.read()
-    assert "holds a finished run" in err and "overwrite=true" in err and "Traceback" not in err
+    err = user_error(capsys, prepare, compose_cfg(FAST, out))  # in-process: what train.py runs before any work
+    assert "holds a finished run" in err and "overwrite=true" in err
     assert (out / "finished.json").read_text() == first
-    assert _train_process(out, *FAST, "overwrite=true").wait(300) == 0  # afresh: each step logged once
+    run(compose_cfg([*FAST, "overwrite=true"], out))  # afresh: each step logged once
     assert [s["step"] for s in read_archs(out / "sampled_archs.rank0.jsonl")] == list(range(10))
 
 
@@ -638,6 +639,7 @@ def test_a_second_writer_of_a_run_directory_is_refused_until_the_first_one_ends(
     prepare(compose_cfg(FAST, run_dir))
 
 
+@pytest.mark.xdist_group("uninterrupted")  # one worker trains the shared run once
 def test_a_stopped_multirun_continues_each_job_in_its_sweep_subdirectory(tmp_path, uninterrupted):
     import signal
 
