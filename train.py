@@ -9,17 +9,22 @@
 import hydra
 from omegaconf import DictConfig
 
-from s3.cli import quiet_library_noise, user_errors_exit
+from s3.cli import apply_extras, fail, quiet_library_noise, user_errors_exit
 from s3.train import fit, prepare
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     quiet_library_noise()
+    apply_extras(cfg)
     prepared = user_errors_exit(prepare)(cfg)  # bad input: one line, exit 2, before any training
     if prepared is None:  # a sweep's job with bad input: recorded, the sweep goes on
         return None
     metrics = fit(cfg, *prepared)
+    if cfg.optimized_metric:  # what a Hydra sweeper (e.g. hparams_search with Optuna) optimizes
+        if cfg.optimized_metric not in metrics:
+            fail(f"optimized_metric={cfg.optimized_metric}: not a metric of this run; it has {sorted(metrics)}")
+        return metrics[cfg.optimized_metric]
     return metrics.get("val/largest/top1", metrics.get("val/top1"))
 
 

@@ -67,6 +67,28 @@ def remove_if_left_empty() -> None:
         pass
 
 
+def apply_extras(cfg: DictConfig) -> None:
+    """The lightning-hydra-template's `extras`: the config as a rich tree, warnings silenced."""
+    extras = cfg.get("extras") or {}
+    if extras.get("ignore_warnings"):
+        import warnings
+
+        warnings.filterwarnings("ignore")
+    if extras.get("print_config"):
+        import rich
+        import rich.syntax
+        import rich.tree
+        from omegaconf import OmegaConf
+
+        tree = rich.tree.Tree("config", guide_style="dim")
+        for key, value in cfg.items():
+            if key == "hydra":
+                continue
+            text = OmegaConf.to_yaml(value, resolve=False) if isinstance(value, DictConfig) else str(value)
+            tree.add(str(key)).add(rich.syntax.Syntax(text, "yaml"))
+        rich.print(tree)
+
+
 def quiet_library_noise() -> None:
     """Silence what every run printed and no user acts on: Lightning's litlogger tip, its warning
     that checkpoints/ is not empty (this project keeps config.yaml there by design, for

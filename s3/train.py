@@ -160,7 +160,8 @@ def prepare(cfg: DictConfig):
     if cfg.get("ckpt_path"):
         check_resumable(Path(cfg.ckpt_path), module)
     loggers = build_loggers(cfg)
-    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()
+                 if loggers or not c._target_.endswith("LearningRateMonitor")]  # logger=null: nothing to log to
     trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
     return datamodule, module, trainer
 
@@ -203,6 +204,9 @@ def _fit(cfg: DictConfig, datamodule, module, trainer) -> dict[str, Any]:
     if trainer.is_global_zero and finished:
         atomic_write_text(Path(cfg.paths.output_dir) / FINISHED, json.dumps({"global_step": trainer.global_step,
                                                                             **metrics}))
+    if cfg.get("test"):  # the template's test=true: the final weights on the data module's test split
+        tested = trainer.test(module, datamodule=datamodule, verbose=False)
+        metrics.update({k: float(v) for k, v in (tested[0] if tested else {}).items()})
     ckpt = trainer.checkpoint_callback
     if trainer.is_global_zero and ckpt is not None:
         log.info("checkpoints: %s (last: %s)", ckpt.dirpath, Path(ckpt.dirpath) / "last.ckpt")

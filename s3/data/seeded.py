@@ -59,8 +59,9 @@ class KeyedSamples(Dataset):
     def __len__(self) -> int:
         return len(self.data)
 
-    def __getitem__(self, item: tuple[int, int]):
-        index, key = item
+    def __getitem__(self, item: tuple[int, int] | int):
+        # a plain index: Lightning swapped in its own sequential sampler (trainer.overfit_batches)
+        index, key = item if isinstance(item, tuple) else (item, item)
         if not self.per_sample:
             return (*self.data[index], key)
         with seeded(key):

@@ -51,15 +51,16 @@ class ClassifierModule(ClassificationModule):
 
     def validation_step(self, batch, batch_idx: int) -> None:
         x, y = batch
+        stage = "test" if self.trainer.testing else "val"
         logits = self.model(x)
-        self.log("val/loss", self.eval_criterion(logits, y), sync_dist=True)
+        self.log(f"{stage}/loss", self.eval_criterion(logits, y), sync_dist=True)
         for k, metric in self.val_metrics.items():
             metric.update(logits, y)
-            self.log(f"val/{k}", metric, prog_bar=k == "top1")
+            self.log(f"{stage}/{k}", metric, prog_bar=k == "top1")
         if self.ema is not None:
             ema_logits = self.ema.module(x)
             for k, metric in self.ema_metrics.items():
                 metric.update(ema_logits, y)
-                self.log(f"val/ema_{k}", metric)
+                self.log(f"{stage}/ema_{k}", metric)
 
     test_step = validation_step

@@ -78,10 +78,13 @@ class SupernetModule(ClassificationModule):
 
     def validation_step(self, batch, batch_idx: int) -> None:
         x, y = batch
+        stage = "test" if self.trainer.testing else "val"
         for name, arch in self.val_subnets.items():
             self.model.set_arch(arch)
             logits = self.model(x)
-            self.log(f"val/{name}/loss", self.eval_criterion(logits, y), sync_dist=True)
+            self.log(f"{stage}/{name}/loss", self.eval_criterion(logits, y), sync_dist=True)
             for k, metric in self.val_metrics[name].items():
                 metric.update(logits, y)
-                self.log(f"val/{name}/{k}", metric, prog_bar=(name == "largest" and k == "top1"))
+                self.log(f"{stage}/{name}/{k}", metric, prog_bar=(name == "largest" and k == "top1"))
+
+    test_step = validation_step

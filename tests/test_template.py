@@ -1,0 +1,81 @@
+"""The lightning-hydra-template's habits: debug configs, tags, extras, logger=none, test=true,
+optimized_metric, each composed and run for real (a few hundred Fashion-MNIST images)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from s3.train import fit, prepare
+from tests.helpers import FAST, compose_cfg
+
+
+def _run(tmp_path, *overrides):
+    cfg = compose_cfg([*FAST, *overrides], tmp_path)
+    dm, module, trainer = prepare(cfg)
+    return cfg, trainer, fit(cfg, dm, module, trainer)
+
+
+@pytest.mark.parametrize("debug, extra, steps, finished", [
+    ("fdr", [], 1, False),                            # one batch; a fast_dev_run is never a finished run
+    ("limit", ["data.max_train=960"], 20, True),      # 20 of the epoch's 30 batches
+    ("profiler", [], 10, True),
+])
+def test_debug_configs_run_as_the_template_has_them(tmp_path, debug, extra, steps, finished):
+    cfg, trainer, _ = _run(tmp_path, f"debug={debug}", *extra)
+    assert cfg.task_name == "debug" and trainer.global_step == steps
+    assert (tmp_path / "finished.json").is_file() == finished
+    if debug == "profiler":
+        assert type(trainer.profiler).__name__ == "SimpleProfiler"
+
+
+def test_overfit_debug_drives_the_loss_down_on_three_batches(tmp_path):
+    cfg, trainer, metrics = _run(tmp_path, "debug=overfit", "trainer.max_epochs=15", "model.optim.warmup_epochs=0",
+                                 "model.optim.base_batch=32", "data.augment=false")
+    assert trainer.global_step == 15 * 3
+    import csv
+    losses = [float(r["train/loss"]) for r in csv.DictReader(open(tmp_path / "csv" / "metrics.csv")) if r["train/loss"]]
+    assert sum(losses[-3:]) / 3 < 0.6 * sum(losses[:3]) / 3, losses  # the same 3 batches, learnt
+
+
+def test_logger_none_tags_test_split_and_print_config(tmp_path, capsys):
+    cfg, trainer, metrics = _run(tmp_path / "a", "logger=none", "test=true", "experiment=retrain_tiny",
+                                 "arch=" + str(_arch(tmp_path)), "data.max_train=320")
+    assert trainer.loggers == [] and "test/top1" in metrics and "val/top1" in metrics
+    assert metrics["test/top1"] == pytest.approx(metrics["val/top1"])  # Fashion-MNIST's test split is its val split
+    cfg = compose_cfg([*FAST, "logger=wandb", "logger.wandb.offline=true", "tags=[ablation,seed1]",
+                       "extras.print_config=true"], tmp_path / "b")
+    assert list(cfg.logger.wandb.tags) == ["ablation", "seed1"]
+    from s3.cli import apply_extras
+
+    apply_extras(cfg)
+    out = capsys.readouterr().out
+    assert "config" in out and "model" in out and "SupernetModule" in out  # the rich tree of the composed config
+
+
+def test_train_py_returns_the_optimized_metric_to_a_sweeper(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    sweep = tmp_path / "sweep"
+    cmd = [sys.executable, str(ROOT / "train.py"), "-m", *FAST, "optimized_metric=val/largest/top5", "seed=1",
+           f"hydra.sweep.dir={sweep}"]
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                          env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    finished = json.loads((sweep / "0" / "finished.json").read_text())
+    assert "val/largest/top5" in finished
+    summary = (sweep / "summary.csv").read_text()
+    assert f"{100 * finished['val/largest/top1']:.2f}" in summary
+
+
+def _arch(tmp_path):
+    from s3.space import SearchSpace
+    from tests.conftest import SPACES
+
+    return SearchSpace.from_yaml(SPACES / "tiny.yaml").sample(torch.Generator().manual_seed(0)).to_yaml(
+        tmp_path / "arch.yaml")
