@@ -106,13 +106,25 @@ def sweep_group() -> str | None:
     return None
 
 
+def run_name(cfg: DictConfig, name: str) -> str:
+    """A W&B run's name: `name`, and in a multirun the job's number and overrides, so that the
+    runs of a sweep can be told apart (`search [1] seed=2`)."""
+    if sweep_group() is None:
+        return name
+    job = HydraConfig.get().job
+    overrides = job.override_dirname if "override_dirname" in job else ""
+    return f"{name} [{job.num}] {overrides}".strip()[:128]
+
+
 def build_loggers(cfg: DictConfig, group: str | None = None) -> list:
-    """The config's loggers. A W&B run is grouped in `group` if given, else in the config's group,
-    else, in a multirun, in the sweep's (one sweep, one group)."""
+    """The config's loggers. A W&B run is named by `run_name`,
+    grouped in `group` if given, else in the config's group, else, in a multirun, in the sweep's
+    (one sweep, one group)."""
     loggers = []
     for conf in (cfg.get("logger") or {}).values():
         extra = {}
         if "Wandb" in conf._target_:
+            extra["name"] = run_name(cfg, str(conf.get("name") or cfg.task_name))
             if group is not None:
                 extra["group"] = group
             elif conf.get("group") is None and sweep_group():

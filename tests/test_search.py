@@ -720,6 +720,11 @@ def test_wandb_offline_gets_the_evaluated_archs_table(tmp_path, supernet_ckpt, m
     assert len(tables) == 1
     table = json.loads(tables[0].read_text())
     assert len(table["data"]) == 18 and table["columns"][:2] == ["rank", "top1"]
+    run = tables[0].parents[4]  # offline-run-*/
+    record = next(run.glob("run-*.wandb")).read_bytes()  # the resolved config is logged (offline: in the run file)
+    assert b'"population":6,"generations":3' in record and b"task_name" in record and b"constraints" in record
+    plots = (run / "files" / "media" / "images" / "search" / "plots").glob("*.png")
+    assert sorted(p.name.rsplit("_", 2)[0] for p in plots) == ["history", "pareto"]  # one key per figure
 
 
 def test_multirun_one_search_per_budget_finishes_its_feasible_jobs_and_summarises_them(tmp_path, supernet_ckpt):
@@ -812,3 +817,22 @@ def test_a_search_split_other_than_the_held_out_one_is_refused_even_for_a_copied
     cfg = compose_cfg([*FAST, f"supernet={copied}", "data.root=/nonexistent/fashion"], tmp_path / "nodata",
                       config_name="search")
     assert "Fashion-MNIST not found" in user_error(capsys, prepare, cfg)
+
+
+def test_wandb_runs_of_a_sweep_are_named_by_job_and_overrides(tmp_path):
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+    from omegaconf import open_dict, read_write
+
+    from s3.config import build_loggers, run_name
+
+    cfg = compose_cfg(["logger=wandb", "logger.wandb.offline=true", "seed=2"], tmp_path, config_name="search")
+    assert run_name(cfg, "search") == "search"  # a single run keeps the task's name
+    with read_write(cfg.hydra), open_dict(cfg.hydra):
+        cfg.hydra.mode, cfg.hydra.job.num, cfg.hydra.job.override_dirname = RunMode.MULTIRUN, 1, "seed=2"
+        cfg.hydra.sweep.dir = str(tmp_path / "sweep")
+    HydraConfig.instance().set_config(cfg)
+    assert run_name(cfg, "search") == "search [1] seed=2"
+    (logger,) = build_loggers(cfg)
+    assert logger._wandb_init["name"] == "search [1] seed=2" and logger._wandb_init["group"] == "sweep"
+    assert logger._wandb_init["tags"] == ["dev"]

@@ -46,7 +46,9 @@ def log_to_wandb(loggers: Sequence, table_key: str, columns: Sequence[str], data
     for lg in loggers:
         if hasattr(lg, "log_table"):
             lg.log_table(table_key, columns=list(columns), data=[list(row) for row in data])
-            lg.log_image(images_key, images=[str(p) for p in images])
+            for p in images:  # one key per figure: W&B shows one panel each, whatever their sizes
+                lg.log_image(f"{images_key}/{Path(p).parent.name + '_' if Path(p).parent.name.startswith('iter') else ''}"
+                             f"{Path(p).stem}", images=[str(p)])
 
 
 def _save(fig, path: str | Path) -> Path:

@@ -180,6 +180,10 @@ class SearchRun:
         runs first, which a live one would swallow."""
         if self._loggers is None:
             self._loggers = build_loggers(self.cfg, group=self.wandb_group) if self.zero else []
+            resolved = OmegaConf.to_container(self.cfg, resolve=True)
+            resolved.pop("hydra", None)
+            for logger in self._loggers:
+                logger.log_hyperparams(resolved)
         return self._loggers
 
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
