@@ -1,5 +1,5 @@
 """Evaluate one architecture: an official model-zoo checkpoint, a retrained one, or a subnet with
-inherited supernet weights. Reports top-1/top-5/loss, params, FLOPs and inference throughput."""
+inherited supernet weights. Reports top-1/top-5/loss, params, MACs and inference throughput."""
 
 from __future__ import annotations
 
@@ -90,7 +90,7 @@ def run(cfg: DictConfig, datamodule, module: ClassifierModule, trainer: L.Traine
     }
     out = atomic_write_text(Path(cfg.paths.output_dir) / "evaluation.json", json.dumps(result, indent=2))
     table = Table(title=f"{arch}")
-    for col in ("split", "images", "top-1 (%)", "top-5 (%)", "loss", "params (M)", "FLOPs (G)", "images/s"):
+    for col in ("split", "images", "top-1 (%)", "top-5 (%)", "loss", "params (M)", "MACs (G)", "images/s"):
         table.add_column(col, justify="right")
     table.add_row(cfg.split, f"{result['images']:,}", f"{result['top1']:.2f}", f"{result['top5']:.2f}",
                   f"{result['loss']:.4f}", f"{result['params'] / 1e6:.2f}", f"{result['flops'] / 1e9:.3f}",

@@ -76,7 +76,11 @@ def finish(run: SearchRun, evaluator: CandidateEvaluator, evo: Evolution, picks:
     write_csv(work / "history.csv", evo.history)
     paths = [str(r["arch"].to_yaml(work / "top" / f"top{i + 1}.yaml")) for i, r in enumerate(picks)]
     write_csv(work / "picks.csv", record_rows(picks), ("rank", "val_top1", *RECORD_COLUMNS[1:]))
-    plots = [plot_pareto(work / "pareto.png", ranked, picks),
+    drawn_in = {}  # the generation that drew each arch: the evaluator's cache is in evaluation order
+    for i, arch in enumerate(evaluator.cache):
+        drawn_in[arch] = next((h["generation"] for h in evo.history if i < h["evaluated"]), evo.generation)
+    plots = [plot_pareto(work / "pareto.png", ranked, picks, [drawn_in[r["arch"]] for r in ranked],
+                         evo.constraints.ranges),
              plot_history(work / "history.png", evo.history, f"{name} search")]
     result = {
         "search": name, "objective": evo.config.objective, "evaluated": len(evaluator.cache),

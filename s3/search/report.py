@@ -13,6 +13,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from s3.io import atomic_path, atomic_write_text  # noqa: E402
 from s3.search.et_error import DimensionFit  # noqa: E402
@@ -58,12 +59,22 @@ def _save(fig, path: str | Path) -> Path:
     return Path(path)
 
 
-def plot_pareto(path: str | Path, records: Sequence[dict], picks: Sequence[dict]) -> Path:
-    """Search-split top-1 against params and against FLOPs; each axis's Pareto front as a line, picks starred."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
-    for ax, key, unit in zip(axes, ("params", "flops"), ("params (M)", "FLOPs (MMACs)")):
+def plot_pareto(path: str | Path, records: Sequence[dict], picks: Sequence[dict],
+                generations: Sequence[int] | None = None, budget: dict | None = None) -> Path:
+    """Search-split top-1 against params and against MACs: every evaluated arch coloured by the
+    generation that drew it, each axis's Pareto front as a line, the picks starred, the budget's
+    band shaded; the legend below the axes, off the points."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.6), sharey=True)
+    for ax, key, unit in zip(axes, ("params", "flops"), ("params (M)", "MACs (M)")):
         x = lambda rs, key=key: [r[key] / 1e6 for r in rs]  # noqa: E731
-        ax.scatter(x(records), [r["top1"] for r in records], s=9, alpha=0.35, label="evaluated")
+        points = ax.scatter(x(records), [r["top1"] for r in records], s=10, alpha=0.6, label="evaluated",
+                            c=generations if generations is not None else "C0", cmap="viridis")
+        band, (left, right) = (budget or {}).get(key), ax.get_xlim()
+        if band is not None and (band.min is not None or band.max is not None):  # within the data's range
+            lo = max(left, band.min / 1e6) if band.min is not None else left
+            hi = min(right, band.max / 1e6) if band.max is not None else right
+            ax.axvspan(lo, hi, color="0.92", zorder=0, label="budget")
+            ax.set_xlim(left, right)
         best = []
         for r in sorted(records, key=lambda r: (r[key], -r["top1"])):  # the front against this cost axis
             if not best or r["top1"] > best[-1]["top1"]:
@@ -73,7 +84,9 @@ def plot_pareto(path: str | Path, records: Sequence[dict], picks: Sequence[dict]
         ax.set_xlabel(unit)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("top-1 on the search split (%)")
-    axes[0].legend(loc="lower right")
+    axes[0].legend(loc="upper center", bbox_to_anchor=(1.0, -0.14), ncol=4, frameon=False)
+    if generations is not None:
+        fig.colorbar(points, ax=list(axes), label="generation", pad=0.01, ticks=MaxNLocator(integer=True))
     return _save(fig, path)
 
 
@@ -83,6 +96,7 @@ def plot_history(path: str | Path, history: Sequence[dict], title: str) -> Path:
     ax.plot(g, [h["best_top1"] for h in history], marker="o", label="best so far")
     ax.plot(g, [h["mean_top1"] for h in history], marker=".", label="generation mean")
     ax.set_xlabel("generation")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("top-1 on the search split (%)")
     ax.set_title(title)
     ax.grid(alpha=0.3)
