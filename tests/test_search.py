@@ -836,3 +836,21 @@ def test_wandb_runs_of_a_sweep_are_named_by_job_and_overrides(tmp_path):
     (logger,) = build_loggers(cfg)
     assert logger._wandb_init["name"] == "search [1] seed=2" and logger._wandb_init["group"] == "sweep"
     assert logger._wandb_init["tags"] == ["dev"]
+
+
+def test_on_two_ranks_the_progress_bar_counts_every_candidate_once(tiny_space, monkeypatch):
+    import s3.search.evaluator as evaluator_module
+
+    fitness = lambda a: float(sum(a.depths))  # noqa: E731
+    evaluator = SyntheticEvaluator(Constraints(tiny_space, num_classes=10), fitness)
+    archs = [tiny_space.sample(torch.Generator().manual_seed(i)) for i in range(5)]
+
+    def gather(parts, mine):  # rank 1's share, measured "elsewhere"
+        parts[0], parts[1] = mine, {a: {"top1": fitness(a), "loss": 0.0} for a in archs[1::2]}
+
+    monkeypatch.setattr(evaluator_module, "distributed", lambda: (0, 2))
+    monkeypatch.setattr(evaluator_module.dist, "all_gather_object", gather)
+    steps = []
+    records = evaluator.evaluate(archs, steps.append)
+    assert sum(steps) == 5 and steps == [1, 1, 1, 2]  # rank 0's three as they come, then the gathered two
+    assert [r["top1"] for r in records] == [fitness(a) for a in archs]

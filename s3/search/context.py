@@ -28,6 +28,8 @@ def make_fabric(cfg: DictConfig) -> L.Fabric:
     fabric = L.Fabric(accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes,
                       strategy="ddp" if world > 1 else "auto", precision=t.precision)
     fabric.launch()
+    if fabric.global_rank != 0:  # INFO lines once, by rank zero; warnings and errors from every rank
+        logging.getLogger("s3").setLevel(logging.WARNING)
     return fabric
 
 

@@ -113,11 +113,13 @@ class CandidateEvaluator:
         mine = {}
         for a in todo[rank::world]:
             mine[a] = self.measure(a)
-            if progress:
-                progress(world)
+            if progress:  # rank zero's bar: its own archs as they come...
+                progress(1)
         if world > 1:
             gathered: list[dict | None] = [None] * world
             dist.all_gather_object(gathered, mine)
+            if progress:  # ...and the other ranks' once gathered: every candidate counted once
+                progress(len(todo) - len(mine))
             mine = {a: m for part in gathered for a, m in part.items()}
         for a in todo:
             self.cache[a] = {"arch": a, **costs[a], **mine[a]}

@@ -15,7 +15,7 @@ from omegaconf import DictConfig, open_dict
 from s3.io import atomic_write_text, file_sha256
 from s3.models import Supernet, load_supernet
 from s3.search.et_error import et_error, fit_dimensions
-from s3.search.evaluator import ArchRecord, CandidateEvaluator
+from s3.search.evaluator import ArchRecord, CandidateEvaluator, distributed
 from s3.search.pool import SUBSPACES, sample_pool
 from s3.search.progress import progress_bar
 from s3.search.report import (
@@ -133,7 +133,9 @@ def score_pool(run: SearchRun, evaluator: CandidateEvaluator, archs: list[Arch],
             log.info("%s: %d of %d archs already scored", title, sum(a in evaluator.cache for a in archs), len(archs))
         else:
             log.warning("%s: %s holds scores of another supernet or split; scoring the pool afresh", title, saved)
+    world = distributed()[1]  # a chunk deals at least one arch to every rank
     chunk = max(1, -(-len(archs) // 20))
+    chunk = -(-chunk // world) * world
     with progress_bar(title, len(archs), enabled=run.zero) as advance:
         advance(sum(a in evaluator.cache for a in archs))
         for i in range(0, len(archs), chunk):
