@@ -6,13 +6,13 @@ import json
 import logging
 import signal
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import lightning as L
 from hydra.utils import instantiate
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 
 from s3.cli import fail
 from s3.config import (
@@ -31,6 +31,7 @@ from s3.io import DiskFullError, atomic_path, atomic_write_text, remove_orphans
 from s3.lit.callbacks import PreemptionCheckpoint
 from s3.lit.supernet import SupernetModule
 from s3.lock import lock_run_dir
+from s3.models import Supernet, load_supernet
 from s3.models.checkpoint import SupernetCheckpoint, read_checkpoint
 from s3.space import Arch, SearchSpace
 
@@ -83,11 +84,11 @@ def newest_checkpoint(directory: Path) -> Path | None:
     return best[1] if best else None
 
 
-def continue_or_start(cfg: DictConfig) -> None:
-    """Re-running the identical command continues the run (what a SLURM requeue does): without
-    `ckpt_path`, an unfinished run in the output directory resumes from its newest complete
-    checkpoint. A finished run is not trained over (not even from a `ckpt_path`) unless
-    `overwrite=true`, which removes what the run wrote and starts afresh."""
+def continue_or_start(cfg: DictConfig) -> str | None:
+    """The checkpoint the run resumes from, if any. Re-running the identical command continues the
+    run (what a SLURM requeue does): without `ckpt_path`, an unfinished run in the output directory
+    resumes from its newest complete checkpoint. A finished run is not trained over (not even from
+    a `ckpt_path`) unless `overwrite=true`, which removes what the run wrote and starts afresh."""
     out = Path(cfg.paths.output_dir)
     if cfg.get("overwrite"):
         own = [p for pattern in OWNED for p in out.glob(pattern)]
@@ -96,17 +97,17 @@ def continue_or_start(cfg: DictConfig) -> None:
                              f"copy it elsewhere first, or drop overwrite=true to continue from it")
         for stale in own:
             stale.unlink(missing_ok=True)
-        return
+        return cfg.get("ckpt_path")
     if (out / FINISHED).is_file():
         raise ValueError(f"{out} holds a finished run ({out / FINISHED}); pass overwrite=true to train it again "
                          f"from scratch, or choose another hydra.run.dir")
     if cfg.get("ckpt_path"):
-        return
+        return cfg.ckpt_path
     newest = newest_checkpoint(out / "checkpoints")
     if newest is not None:
         log.info("continuing the unfinished run in %s from %s", out, newest)
-        with open_dict(cfg):
-            cfg.ckpt_path = str(newest)
+        return str(newest)
+    return None
 
 
 def check_writable(directory: Path) -> None:
@@ -152,40 +153,76 @@ def prepare(cfg: DictConfig):
         save_hydra_files(cfg, out)
     datamodule = instantiate(cfg.data)
     datamodule.check()
-    continue_or_start(cfg)
-    if cfg.get("ckpt_path") and not Path(cfg.ckpt_path).is_file():
-        raise FileNotFoundError(f"ckpt_path={cfg.ckpt_path}: no such checkpoint to resume from")
+    resume = continue_or_start(cfg)
+    if resume and not Path(resume).is_file():
+        raise FileNotFoundError(f"ckpt_path={resume}: no such checkpoint to resume from")
     module = build_module(cfg)  # bad model options fail here, before the data is listed
     datamodule.setup("fit")  # the splits, class counts and search split are checked here, not mid-training
-    if cfg.get("ckpt_path"):
-        check_resumable(Path(cfg.ckpt_path), module)
+    if resume:
+        check_resumable(Path(resume), module)
     loggers = build_loggers(cfg)
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()
                  if loggers or not c._target_.endswith("LearningRateMonitor")]  # logger=null: nothing to log to
     trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
-    return datamodule, module, trainer
+    return TrainJob(datamodule, module, trainer, resume)
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
     return fit(cfg, *prepare(cfg))
 
 
-def fit(cfg: DictConfig, datamodule, module, trainer) -> dict[str, Any]:
+def train_supernet(cfg: DictConfig, *, space: SearchSpace, out_dir: Path, epochs: int, init_from: Path | None,
+                   warmup_epochs: float | None = None, wandb_name: str | None = None,
+                   wandb_group: str | None = None) -> Supernet:
+    """A supernet training of `space` in `out_dir`, with the recipe of `cfg` (what the space search
+    runs per iteration): a new run starts from every overlapping slice of `init_from`, an
+    interrupted one resumes from its newest checkpoint, a finished one is read back."""
+    last = out_dir / "checkpoints" / "last.ckpt"
+    if (out_dir / FINISHED).is_file() and last.is_file():
+        return load_supernet(last)
+    started = any((out_dir / "checkpoints").glob("*.ckpt"))
+    changes: dict[str, Any] = {
+        "overwrite": False, "ckpt_path": None, "space": space.to_dict(), "paths": {"output_dir": str(out_dir)},
+        "trainer": {"max_epochs": epochs}, "init_from": str(init_from) if init_from is not None and not started else None}
+    if warmup_epochs is not None:
+        changes["model"] = {"optim": {"warmup_epochs": warmup_epochs}}
+    if (cfg.get("logger") or {}).get("wandb") is not None:
+        changes["logger"] = {"wandb": {"name": wandb_name or cfg.logger.wandb.name,
+                                       "group": cfg.logger.wandb.group or wandb_group}}
+    base = cfg.copy()  # a new config: the caller's is not touched
+    OmegaConf.set_struct(base, False)  # a search's config lacks train.py's ckpt_path / init_from
+    job_cfg = OmegaConf.merge(base, changes)
+    OmegaConf.set_struct(job_cfg, True)
+    job = prepare(job_cfg)
+    fit(job_cfg, *job)
+    return job.module.model
+
+
+class TrainJob(NamedTuple):
+    """What `prepare` builds and `fit` trains: `fit(cfg, *prepare(cfg))`."""
+
+    datamodule: L.LightningDataModule
+    module: L.LightningModule
+    trainer: L.Trainer
+    resume_from: str | None  # the checkpoint the run continues from
+
+
+def fit(cfg: DictConfig, datamodule, module, trainer, resume_from: str | None = None) -> dict[str, Any]:
     """Train what `prepare` built; returns the final callback metrics. The loggers are closed on
     every exit, so that a later training in this process (the space search's next iteration)
     starts its own W&B run."""
     with closing(trainer.loggers):
-        return _fit(cfg, datamodule, module, trainer)
+        return _fit(cfg, datamodule, module, trainer, resume_from)
 
 
-def _fit(cfg: DictConfig, datamodule, module, trainer) -> dict[str, Any]:
+def _fit(cfg: DictConfig, datamodule, module, trainer, resume_from: str | None) -> dict[str, Any]:
     resolved = OmegaConf.to_container(cfg, resolve=True)
     for logger in trainer.loggers:
         logger.log_hyperparams(resolved)
     if trainer.is_global_zero:
         save_resolved_config(cfg, Path(cfg.paths.output_dir) / "checkpoints")
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
     except BadImageError as e:  # last.ckpt holds the steps before it (PreemptionCheckpoint)
         fail(f"{bad_image_message(e)}; then re-run the identical command to continue")
     except DiskFullError as e:

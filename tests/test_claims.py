@@ -36,7 +36,7 @@ def test_lr_is_scaled_by_batch_warmed_up_linearly_then_cosine_per_step_and_gradi
 
     monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", recording)
     cfg = compose_cfg([*FAST, "trainer.max_epochs=2", "model.optim.warmup_epochs=0.4"], tmp_path)
-    dm, module, trainer = prepare(cfg)
+    dm, module, trainer, _ = prepare(cfg)
     recorder = Recorder()
     trainer.callbacks.append(recorder)
     fit(cfg, dm, module, trainer)

@@ -112,7 +112,7 @@ def test_the_weight_ema_follows_its_recursion_and_validation_reports_it(tmp_path
     small = Arch.create([1, 1, 1, 1], [32, 64, 96, 128], [2.0] * 4, [1, 2, 3, 4], [4, 4, 2, 2]).to_yaml(tmp_path / "a.yaml")
     cfg = compose_cfg([*FAST, "experiment=retrain_tiny", f"arch={small}", "model.ema_decay=0.5", "data.max_train=128",
                        "trainer.precision=32-true"], tmp_path / "run")
-    datamodule, module, trainer = prepare(cfg)
+    datamodule, module, trainer, _ = prepare(cfg)
     log = WeightLog()
     trainer.callbacks.append(log.callback)
     trainer.fit(module, datamodule=datamodule)

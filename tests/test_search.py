@@ -677,12 +677,14 @@ def test_supernet_of_another_space_is_rejected(tmp_path, supernet_ckpt, capsys):
 
 def test_next_iteration_supernet_inherits_the_previous_one(tmp_path, supernet_ckpt, tiny_space):
     from s3.models import load_supernet
-    from s3.search.space_search import train_supernet
+    from s3.train import train_supernet
 
     shifted_space = tiny_space.replace(2, "depth", (2, 3, 4)).replace(0, "embed_dim", (48, 64))
     cfg = compose_cfg([*FAST, "search=space"], tmp_path, config_name="search")
-    new = train_supernet(cfg, shifted_space, tmp_path / "iter1", epochs=0, previous=supernet_ckpt,
+    before = OmegaConf.to_yaml(cfg)
+    new = train_supernet(cfg, space=shifted_space, out_dir=tmp_path / "iter1", epochs=0, init_from=supernet_ckpt,
                          warmup_epochs=0.25).eval()
+    assert OmegaConf.to_yaml(cfg) == before  # the search's config is not touched
     trained_with = OmegaConf.load(tmp_path / "iter1" / "checkpoints" / "config.yaml")
     assert trained_with.model.optim.warmup_epochs == 0.25 and cfg.model.optim.warmup_epochs == 0.5
     old = load_supernet(supernet_ckpt).eval()

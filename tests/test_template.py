@@ -14,7 +14,7 @@ from tests.helpers import FAST, compose_cfg
 
 def _run(tmp_path, *overrides):
     cfg = compose_cfg([*FAST, *overrides], tmp_path)
-    dm, module, trainer = prepare(cfg)
+    dm, module, trainer, _ = prepare(cfg)
     return cfg, trainer, fit(cfg, dm, module, trainer)
 
 

@@ -4,7 +4,6 @@ and the loggers, which it closes however the search ends."""
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import shutil
@@ -14,7 +13,7 @@ from typing import Any
 
 import lightning as L
 from lightning.fabric.utilities.rank_zero import rank_zero_only
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 
 from s3.config import build_loggers, close_loggers, save_hydra_files, save_resolved_config, sweep_group
 from s3.io import atomic_write_text, file_sha256, read_json, remove_orphans
@@ -126,9 +125,7 @@ class SearchRun:
         """The search in `work` (claimed by `claim_run_dir`), its identity checked against the saved one."""
         identity = search_identity(cfg, ckpt)
         check_identity(work, identity)
-        own = copy.deepcopy(cfg)
-        with open_dict(own):
-            own.paths.output_dir = str(work)
+        own = OmegaConf.merge(cfg, {"paths": {"output_dir": str(work)}})  # resume=true may pick another directory
         run = cls(own, work, identity, space, constraints, data, supernet, ckpt)
         run.saved_state()  # a truncated or foreign state file: one line now, not after the first generation
         return run

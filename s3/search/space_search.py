@@ -5,15 +5,13 @@ the E-T Error pool from the archs already scored (saved every twentieth of the p
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 from pathlib import Path
 
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
 
 from s3.io import atomic_write_text, file_sha256
-from s3.models import Supernet, load_supernet
 from s3.search.et_error import et_error, fit_dimensions
 from s3.search.evaluator import ArchRecord, CandidateEvaluator, distributed
 from s3.search.pool import SUBSPACES, sample_pool
@@ -32,7 +30,7 @@ from s3.search.search_run import SearchRun
 from s3.search.shift import MoveRule, evolve_space, keep_feasible
 from s3.search.significance import change_tests, moves_under_null
 from s3.space import Arch, SearchSpace
-from s3.train import FINISHED, fit, prepare
+from s3.train import train_supernet
 
 log = logging.getLogger(__name__)
 
@@ -87,35 +85,6 @@ def analyse(space: SearchSpace, pool, errors: list[float], s: DictConfig, seed: 
     return {"fits": fits, "tests": tests, "decisions": decisions, "null": null}
 
 
-def train_supernet(cfg: DictConfig, space: SearchSpace, out: Path, epochs: int, previous: Path | None,
-                   warmup_epochs: float | None = None, wandb_group: str | None = None) -> Supernet:
-    """train.py's supernet training on `space` in `out`; a new run starts from every overlapping
-    slice of the previous iteration's supernet, an interrupted one resumes from its newest
-    checkpoint, a finished one is read back. With W&B, each training is its own run (named after
-    `out`) in `wandb_group`."""
-    last = out / "checkpoints" / "last.ckpt"
-    if (out / FINISHED).is_file() and last.is_file():
-        return load_supernet(last)
-    tcfg = copy.deepcopy(cfg)
-    started = any((out / "checkpoints").glob("*.ckpt"))
-    with open_dict(tcfg):
-        tcfg.overwrite = False  # the search's overwrite=true already cleared its iterations
-        tcfg.ckpt_path = None  # train.py continues from the newest complete checkpoint in `out`
-        tcfg.space = space.to_dict()
-        tcfg.paths.output_dir = str(out)
-        tcfg.trainer.max_epochs = epochs
-        tcfg.init_from = str(previous) if previous is not None and not started else None
-        if warmup_epochs is not None:
-            tcfg.model.optim.warmup_epochs = warmup_epochs
-        wandb = (tcfg.get("logger") or {}).get("wandb")
-        if wandb is not None:
-            wandb.name = f"{cfg.task_name}-{out.name}"
-            wandb.group = wandb.group or wandb_group
-    datamodule, module, trainer = prepare(tcfg)
-    fit(tcfg, datamodule, module, trainer)
-    return module.model
-
-
 def score_pool(run: SearchRun, evaluator: CandidateEvaluator, archs: list[Arch], it_dir: Path,
                title: str, supernet_ckpt: Path) -> list[ArchRecord]:
     """Scores the pool in twenty chunks, saving the scored archs after each: a stopped iteration
@@ -161,8 +130,9 @@ def run_space_search(run: SearchRun) -> dict:
                 break
             continue
         epochs = (s.train_epochs if t == 0 else s.finetune_epochs) or cfg.trainer.max_epochs
-        supernet = train_supernet(cfg, space, it_dir, epochs, previous, None if t == 0 else s.finetune_warmup_epochs,
-                                  run.wandb_group)
+        supernet = train_supernet(cfg, space=space, out_dir=it_dir, epochs=epochs, init_from=previous,
+                                  warmup_epochs=None if t == 0 else s.finetune_warmup_epochs,
+                                  wandb_name=f"{cfg.task_name}-{it_dir.name}", wandb_group=run.wandb_group)
         pool = sample_pool(space, constraints, s.samples, f"s3-space:{cfg.seed}:{t}", s.subspace)
         records = score_pool(run, run.evaluator(supernet), [m.arch for m in pool], it_dir,
                              f"space iteration {t}: E-T Error", it_dir / "checkpoints" / "last.ckpt")
