@@ -12,7 +12,7 @@ from s3.train import fit, prepare
 from tests.helpers import FAST, compose_cfg
 
 
-def _run(tmp_path, *overrides):
+def _run(tmp_path, *overrides):  # (debug=default's anomaly detection is checked by fdr; it is slow)
     cfg = compose_cfg([*FAST, *overrides], tmp_path)
     dm, module, trainer, _ = prepare(cfg)
     return cfg, trainer, fit(cfg, dm, module, trainer)
@@ -20,8 +20,8 @@ def _run(tmp_path, *overrides):
 
 @pytest.mark.parametrize("debug, extra, steps, finished", [
     ("fdr", [], 1, False),                            # one batch; a fast_dev_run is never a finished run
-    ("limit", ["data.max_train=960"], 20, True),      # 20 of the epoch's 30 batches
-    ("profiler", [], 10, True),
+    ("limit", ["data.max_train=960", "trainer.detect_anomaly=false"], 20, True),  # 20 of the epoch's 30 batches
+    ("profiler", ["data.max_train=96", "trainer.detect_anomaly=false"], 3, True),
 ])
 def test_debug_configs_run_as_the_template_has_them(tmp_path, debug, extra, steps, finished):
     cfg, trainer, _ = _run(tmp_path, f"debug={debug}", *extra)
@@ -33,7 +33,8 @@ def test_debug_configs_run_as_the_template_has_them(tmp_path, debug, extra, step
 
 def test_overfit_debug_drives_the_loss_down_on_three_batches(tmp_path):
     cfg, trainer, metrics = _run(tmp_path, "debug=overfit", "trainer.max_epochs=15", "model.optim.warmup_epochs=0",
-                                 "model.optim.base_batch=32", "data.augment=false")
+                                 "model.optim.base_batch=32", "data.augment=false",
+                                 "trainer.check_val_every_n_epoch=15", "trainer.detect_anomaly=false")
     assert trainer.global_step == 15 * 3
     import csv
     losses = [float(r["train/loss"]) for r in csv.DictReader(open(tmp_path / "csv" / "metrics.csv")) if r["train/loss"]]
