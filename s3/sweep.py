@@ -16,7 +16,7 @@ from typing import Any
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from s3.io import atomic_write_text
 from s3.space import Arch
@@ -32,8 +32,9 @@ def in_sweep() -> bool:
 
 def record_failure(message: str) -> None:
     """A job of a sweep refused its input: say why where the summary looks for it."""
-    out = Path(HydraConfig.get().runtime.output_dir)
-    atomic_write_text(out / FAILED, json.dumps({"error": message}, indent=2))
+    hydra = HydraConfig.get()
+    atomic_write_text(Path(hydra.runtime.output_dir) / FAILED,
+                      json.dumps({"error": message, "overrides": list(hydra.overrides.task)}, indent=2))
 
 
 def job_row(out: Path, job: int, overrides: list[str]) -> dict[str, Any]:
@@ -74,37 +75,58 @@ def write_summary(sweep_dir: Path, rows: list[dict]) -> None:
     atomic_write_text(sweep_dir / "summary.md", "\n".join(lines) + "\n")
 
 
+def swept_keys(sweep_dir: Path) -> set[str] | None:
+    """The keys a sweep varies, from the `multirun.yaml` Hydra writes at its start."""
+    try:
+        task = OmegaConf.load(sweep_dir / "multirun.yaml").hydra.overrides.task
+    except (OSError, ValueError, AttributeError):
+        return None
+    sweep_syntax = (",", "range(", "choice(", "glob(", "interval(")
+    return {o.split("=", 1)[0].lstrip("+~") for o in task if "=" in o and any(s in o.split("=", 1)[1] for s in sweep_syntax)}
+
+
+def sweep_rows(sweep_dir: Path, current: tuple[int, list[str]] | None = None) -> list[dict]:
+    """One row per job directory of the sweep, read from what each job left there: the table is the
+    same whichever process writes it (the basic launcher's, or a submitit job's)."""
+    swept = swept_keys(sweep_dir)
+    rows = []
+    for job_dir in sorted((d for d in sweep_dir.iterdir() if d.is_dir() and d.name.isdigit()), key=lambda d: int(d.name)):
+        num = int(job_dir.name)
+        try:  # what the job saved: its .hydra/, or (refused before writing it) its failed.json
+            overrides = [str(o) for o in OmegaConf.load(job_dir / ".hydra" / "overrides.yaml")]
+        except (OSError, ValueError):
+            try:
+                overrides = json.loads((job_dir / FAILED).read_text())["overrides"]
+            except (OSError, ValueError, KeyError):
+                overrides = current[1] if current and current[0] == num else []
+        shown = [o for o in overrides if swept is None or o.split("=", 1)[0].lstrip("+~") in swept]
+        rows.append(job_row(job_dir, num, shown))
+    return rows
+
+
 class SweepSummary(Callback):
     """Rewrites the sweep's summary after every job (a stopped sweep keeps the table of what ran);
     at the end, names the failed jobs and exits non-zero if there are any."""
-
-    def __init__(self) -> None:
-        self.rows: dict[int, dict] = {}
-        self.swept: set[str] | None = None  # the keys the sweep varies: the table shows those
-
-    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
-        sweep_syntax = (",", "range(", "choice(", "glob(", "interval(")
-        self.swept = {o.split("=", 1)[0].lstrip("+~") for o in config.hydra.overrides.task
-                      if "=" in o and any(s in o.split("=", 1)[1] for s in sweep_syntax)}
 
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs) -> None:
         hydra = job_return.hydra_cfg.hydra if job_return.hydra_cfg is not None else None
         if hydra is None or hydra.mode != RunMode.MULTIRUN:
             return
-        num = int(hydra.job.num)
-        overrides = [o for o in job_return.overrides or []
-                     if self.swept is None or o.split("=", 1)[0].lstrip("+~") in self.swept]
-        self.rows[num] = job_row(Path(hydra.runtime.output_dir), num, overrides)
-        if self.rows[num]["status"] == "not finished" and job_return.status.name == "FAILED":
-            self.rows[num].update(status="failed", error=repr(job_return._return_value))
-        write_summary(Path(hydra.sweep.dir), [self.rows[k] for k in sorted(self.rows)])
+        num, out = int(hydra.job.num), Path(hydra.runtime.output_dir)
+        if job_return.status.name == "FAILED" and not (out / FAILED).is_file():  # a crash, not a refused input
+            atomic_write_text(out / FAILED, json.dumps({"error": repr(job_return._return_value)}, indent=2))
+        write_summary(Path(hydra.sweep.dir), sweep_rows(Path(hydra.sweep.dir), (num, list(job_return.overrides or []))))
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
-        failed = [r for r in self.rows.values() if r["status"] == "failed"]
         sweep_dir = Path(str(config.hydra.sweep.dir))
+        if not sweep_dir.is_dir():
+            return
+        rows = sweep_rows(sweep_dir)
+        write_summary(sweep_dir, rows)
         log.info("sweep summary: %s", sweep_dir / "summary.md")
+        failed = [r for r in rows if r["status"] == "failed"]
         if failed:
             lines = "; ".join(f"job {r['job']} ({r['overrides']}): {r['error']}" for r in failed)
-            print(f"error: {len(failed)} of {len(self.rows)} jobs failed: {lines} (table: {sweep_dir / 'summary.md'})",
+            print(f"error: {len(failed)} of {len(rows)} jobs failed: {lines} (table: {sweep_dir / 'summary.md'})",
                   file=sys.stderr)
             sys.exit(2)
