@@ -102,7 +102,7 @@ def test_sampling_is_reproducible_and_uses_no_global_state(tiny_space, make):
     torch.manual_seed(123)
     random.seed(123)
     b = [tiny_space.sample(g) for g in [make()] for _ in range(20)]
-    assert a == b and len(set(a)) > 15
+    assert a == b and len(set(a)) == 20  # 20 distinct draws (the space holds 2.2e11 archs)
 
 
 def test_contains_and_violations(tiny_space):
