@@ -337,7 +337,7 @@ def plot_methods(rows: list[dict], path: Path) -> None:
         ax.errorbar(i + 0.25, mean, yerr=0 if math.isnan(se) else se, fmt="o", color="k", capsize=4)
     lo, hi = min(values), max(values)
     ax.set_ylim(min(lo - 1, hi - 10), hi + 1)  # at least 10 points tall: the gaps are not stretched
-    ax.set_xticks(range(len(methods)), methods)
+    ax.set_xticks(range(len(methods)), [m.replace("_", "\n") for m in methods])
     ax.set_ylabel("standalone test top-1 (%)")
     ax.set_title("found archs per search seed (band: per arch), mean +- SE")
     ax.grid(alpha=0.3, axis="y")
