@@ -80,3 +80,26 @@ def _arch(tmp_path):
 
     return SearchSpace.from_yaml(SPACES / "tiny.yaml").sample(torch.Generator().manual_seed(0)).to_yaml(
         tmp_path / "arch.yaml")
+
+
+def test_train_help_lists_the_groups_train_py_uses(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.conftest import ROOT
+
+    out = subprocess.run([sys.executable, str(ROOT / "train.py"), "--help"], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=120).stdout
+    listing = out.split("== Configuration groups")[1].split("== Config ==")[0]
+    groups = {line.split(":")[0] for line in listing.splitlines() if ": " in line}
+    assert {"data", "space", "model", "trainer", "logger", "experiment", "debug"} <= groups
+    assert not groups & {"search", "constraints"}  # search.py's groups
+    for group in groups - {"hydra/launcher"}:  # every listed option exists, every existing one is listed
+        listed = next(line for line in out.splitlines() if line.startswith(f"{group}: ")).split(": ", 1)[1]
+        files = {p.stem for p in (Path(ROOT) / "conf" / group).glob("*.yaml")}
+        if group == "experiment":  # the search-only and shared-base files are not train.py's to pick
+            files = {f for f in files if not f.startswith("space") and not f.endswith("_imagenet")}
+        if group == "trainer":
+            files -= {"default"}  # the base the others extend
+        assert set(listed.split(", ")) == files, group
