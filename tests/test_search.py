@@ -723,7 +723,14 @@ def test_wandb_offline_gets_the_evaluated_archs_table(tmp_path, supernet_ckpt, m
     table = json.loads(tables[0].read_text())
     assert len(table["data"]) == 18 and table["columns"][:2] == ["rank", "top1"]
     run = tables[0].parents[4]  # offline-run-*/
-    record = next(run.glob("run-*.wandb")).read_bytes()  # the resolved config is logged (offline: in the run file)
+    import time
+
+    deadline = time.time() + 60  # the resolved config is logged (offline: in the run file, which W&B's
+    while time.time() < deadline:  # service process may still be flushing when the run has ended)
+        record = next(run.glob("run-*.wandb")).read_bytes()
+        if b'"population":6,"generations":3' in record:
+            break
+        time.sleep(0.5)
     assert b'"population":6,"generations":3' in record and b"task_name" in record and b"constraints" in record
     plots = (run / "files" / "media" / "images" / "search" / "plots").glob("*.png")
     assert sorted(p.name.rsplit("_", 2)[0] for p in plots) == ["history", "pareto"]  # one key per figure

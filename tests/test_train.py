@@ -685,7 +685,8 @@ def test_slurm_preset_asks_for_the_nodes_tasks_and_gpus_the_trainer_uses(tmp_pat
 
     fake = tmp_path / "bin"
     fake.mkdir()
-    (fake / "sbatch").write_text('#!/bin/sh\ncp "$1" "$RECORD/submitted.sh"\necho "Submitted batch job 4242"\n')
+    (fake / "sbatch").write_text('#!/bin/sh\ncp "$1" "$RECORD/.part" && mv "$RECORD/.part" "$RECORD/submitted.sh"\n'
+                                 'echo "Submitted batch job 4242"\n')  # whole or not at all when the test reads it
     (fake / "srun").write_text("#!/bin/sh\n")  # submitit checks that it runs where srun exists
     for tool in ("sbatch", "srun"):
         (fake / tool).chmod(0o755)
