@@ -98,9 +98,9 @@ def call(script: str, *args: str, out: Path, done: str) -> None:
         return
     out.mkdir(parents=True, exist_ok=True)
     print(f"[{time.strftime('%H:%M:%S')}] {script} -> {out}", flush=True)
+    resume = ["resume=true"] if script == "search.py" else []  # train.py continues in its run dir by itself
     with open(out / "stdout.log", "a") as log:
-        subprocess.run([sys.executable, str(ROOT / script), *args, f"hydra.run.dir={out}", "resume=true"]
-                       if script == "search.py" else [sys.executable, str(ROOT / script), *args, f"hydra.run.dir={out}"],
+        subprocess.run([sys.executable, str(ROOT / script), *args, f"hydra.run.dir={out}", *resume],
                        check=True, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "WANDB_SILENT": "true"})
 
 

@@ -28,11 +28,17 @@ USER_ERRORS = (ValueError, FileNotFoundError, MisconfigurationException, Missing
 def fail(message: str, code: int = 2):
     """One line on stderr (and in the run's log file, not a second time on the console), then
     exit. A run directory that a refused start left empty (Hydra's log file aside) is removed."""
+    report(message)
+    remove_if_left_empty()
+    sys.exit(code)
+
+
+def report(message: str) -> str:
+    """The error as one line, on stderr and in the run's log file; returns that line's message."""
     message = " ".join(line.strip() for line in str(message).splitlines() if line.strip())
     log_to_files(f"error: {message}")
     print(f"error: {message}", file=sys.stderr)
-    remove_if_left_empty()
-    sys.exit(code)
+    return message
 
 
 def log_to_files(message: str) -> None:
@@ -127,9 +133,7 @@ def user_errors_exit(fn):
                 e = e.__cause__
             message = user_error_message(e)
             if in_sweep():
-                log_to_files(f"error: {message}")
-                print(f"error: {message}", file=sys.stderr)
-                record_failure(message)
+                record_failure(report(message))
                 return None
             fail(message)
 

@@ -75,6 +75,11 @@ def write_summary(sweep_dir: Path, rows: list[dict]) -> None:
     atomic_write_text(sweep_dir / "summary.md", "\n".join(lines) + "\n")
 
 
+def override_key(override: str) -> str:
+    """`+a.b=1` -> `a.b`."""
+    return override.split("=", 1)[0].lstrip("+~")
+
+
 def swept_keys(sweep_dir: Path) -> set[str] | None:
     """The keys a sweep varies, from the `multirun.yaml` Hydra writes at its start."""
     try:
@@ -82,7 +87,7 @@ def swept_keys(sweep_dir: Path) -> set[str] | None:
     except (OSError, ValueError, AttributeError):
         return None
     sweep_syntax = (",", "range(", "choice(", "glob(", "interval(")
-    return {o.split("=", 1)[0].lstrip("+~") for o in task if "=" in o and any(s in o.split("=", 1)[1] for s in sweep_syntax)}
+    return {override_key(o) for o in task if "=" in o and any(s in o.split("=", 1)[1] for s in sweep_syntax)}
 
 
 def sweep_rows(sweep_dir: Path, current: tuple[int, list[str]] | None = None) -> list[dict]:
@@ -99,7 +104,7 @@ def sweep_rows(sweep_dir: Path, current: tuple[int, list[str]] | None = None) ->
                 overrides = json.loads((job_dir / FAILED).read_text())["overrides"]
             except (OSError, ValueError, KeyError):
                 overrides = current[1] if current and current[0] == num else []
-        shown = [o for o in overrides if swept is None or o.split("=", 1)[0].lstrip("+~") in swept]
+        shown = [o for o in overrides if swept is None or override_key(o) in swept]
         rows.append(job_row(job_dir, num, shown))
     return rows
 
