@@ -11,17 +11,17 @@ import hydra
 from omegaconf import DictConfig
 
 from s3.cli import apply_extras, quiet_library_noise, user_errors_exit
-from s3.search.run import prepare, run
+from s3.search.session import SearchSession
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="search")
 def main(cfg: DictConfig) -> float | None:
     quiet_library_noise()
     apply_extras(cfg)
-    search = user_errors_exit(prepare)(cfg)  # bad input: one line, exit 2, before any evaluation
-    if search is None:  # a sweep's job with bad input: recorded, the sweep goes on
+    session = user_errors_exit(SearchSession.open)(cfg)  # bad input: one line, exit 2, before any evaluation
+    if session is None:  # a sweep's job with bad input: recorded, the sweep goes on
         return None
-    result = run(search)
+    result = session.run()
     return result.get("best_search_top1")
 
 

@@ -1,6 +1,6 @@
 """What the entry points share: user errors become one clear line and exit code 2, the config
-resolvers (`${cpu_precision:}`) are registered, and a Hydra callback refuses an unwritable run
-directory before Hydra itself writes into it."""
+resolvers (`${cpu_precision:}`) and the `search` schemas are registered, and a Hydra callback
+refuses an unwritable run directory before Hydra itself writes into it."""
 
 from __future__ import annotations
 
@@ -17,10 +17,21 @@ from omegaconf import DictConfig
 from omegaconf.errors import MissingMandatoryValue
 
 from s3.precision import register_resolvers
+from s3.search.configs import register_search_schemas
 from s3.sweep import in_sweep, record_failure
 
 log = logging.getLogger("s3")
-register_resolvers()  # before Hydra composes the entry point's config
+
+
+def register_configs() -> None:
+    """What Hydra needs before it composes an entry point's config. Called here, when an entry
+    point imports this module: a submitit worker composes its job's config too, and it imports this
+    module (unpickling the job) but never runs the entry point's own module code."""
+    register_resolvers()
+    register_search_schemas()
+
+
+register_configs()
 
 USER_ERRORS = (ValueError, FileNotFoundError, MisconfigurationException, MissingMandatoryValue)
 

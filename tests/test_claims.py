@@ -81,9 +81,9 @@ def test_imagenet_presets_turn_on_mixup_cutmix_randaugment_and_erasing(tmp_path)
 
 
 def test_mutation_resamples_stages_with_0_4_blocks_with_0_2_and_new_blocks_at_random(tiny_space, tmp_path):
-    from s3.search.arch_search import evolution_config
+    from s3.search.configs import search_config
 
-    config = evolution_config(compose_cfg([], tmp_path, config_name="search"))
+    config = search_config(compose_cfg([], tmp_path, config_name="search").search)
     assert (config.stage_mutation_prob, config.mutation_prob) == (0.4, 0.2)  # the preset's AutoFormer values
     parent = tiny_space.sample(random.Random(0), fixed={(0, "depth"): 1, (0, "embed_dim"): 32, (0, "mlp_ratio"): 2.0})
     rng, n = random.Random(1), 20_000
@@ -128,7 +128,7 @@ def _touch(path, mtime: float, text: str = "{}"):
 
 
 def test_resume_true_continues_the_newest_unfinished_search(tmp_path):
-    from s3.search.search_run import RESULT_FILE, STATE_FILE, resume_dir
+    from s3.search.session import RESULT_FILE, STATE_FILE, resume_dir
 
     runs = tmp_path / "logs" / "search" / "runs"
     _touch(runs / "old" / STATE_FILE, 1_000)
@@ -149,7 +149,7 @@ def test_resume_true_continues_the_newest_unfinished_search(tmp_path):
 def test_supernet_latest_takes_the_newest_finished_supernet_of_the_requested_space(tmp_path):
     from omegaconf import OmegaConf
 
-    from s3.search.context import resolve_supernet
+    from s3.search.session import resolve_supernet
     from s3.space import SearchSpace
     from tests.conftest import SPACES
 
@@ -175,12 +175,12 @@ def test_supernet_latest_takes_the_newest_finished_supernet_of_the_requested_spa
 
 
 def test_space_search_stops_early_when_nothing_moves(tmp_path):
-    from s3.search.run import prepare, run
+    from s3.search.session import SearchSession
 
     out = tmp_path / "space"
     cfg = compose_cfg([*FAST, "search=space", "search.iterations=3", "search.samples=12", "search.top_k=3",
                        "search.threshold=1e9", "search.null_permutations=0"], out, config_name="search")
-    result = run(prepare(cfg))
+    result = SearchSession.open(cfg).run()
     state = __import__("json").loads((out / "search_state.json").read_text())["iterations"]
     assert result["iterations"] == len(state) == 1 and state[0]["moved"] == 0
     assert not (out / "iter1").exists()  # no fine-tune, no second pool

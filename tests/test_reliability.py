@@ -163,9 +163,9 @@ SPACE = ["search=space", "search.iterations=2", "search.samples=12", "search.top
 
 
 def _search(out: Path, *overrides: str) -> dict:
-    from s3.search.run import prepare, run
+    from s3.search.session import SearchSession
 
-    return run(prepare(compose_cfg([*FAST, *overrides], out, config_name="search")))
+    return SearchSession.open(compose_cfg([*FAST, *overrides], out, config_name="search")).run()
 
 
 def test_overwrite_clears_every_score_and_supernet_of_the_earlier_space_search(tmp_path, caplog):
@@ -312,7 +312,7 @@ def test_data_max_train_counts_training_images_and_zero_is_refused(tmp_path):
 
 
 def test_supernet_latest_takes_finished_trainings_only(tmp_path):
-    from s3.search.context import resolve_supernet
+    from s3.search.session import resolve_supernet
     from s3.space import SearchSpace
 
     logs = tmp_path / "logs"
@@ -403,9 +403,9 @@ def test_a_damaged_search_record_is_one_line_naming_the_file(tmp_path, name, tex
     out.mkdir()
     (out / name).write_text(text)
     with pytest.raises(ValueError, match=re.escape(f"{out / name}: {message}")) as e:
-        from s3.search.run import prepare
+        from s3.search.session import SearchSession
 
-        prepare(compose_cfg([*FAST, *SPACE], out, config_name="search"))
+        SearchSession.open(compose_cfg([*FAST, *SPACE], out, config_name="search"))
     assert "overwrite=true" in str(e.value)
 
 

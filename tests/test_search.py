@@ -12,13 +12,14 @@ import torch
 from omegaconf import OmegaConf
 
 from s3.models import Supernet
+from s3.search.configs import search_config
 from s3.search.constraints import Constraints
 from s3.search.et_error import et_error, fit_dimensions
 from s3.search.evaluator import CachedSplit, CandidateEvaluator
 from s3.search.evolution import Evolution, EvolutionConfig, crossover, mutate
 from s3.search.pareto import non_dominated_fronts, nsga2_select
 from s3.search.pool import SUBSPACES, PooledArch, sample_pool
-from s3.search.run import prepare, run
+from s3.search.session import SearchSession
 from s3.search.shift import MoveRule, evolve_space, keep_feasible, shifted
 from s3.search.significance import change_tests, holm, moves_under_null
 from s3.space import DIMENSIONS, Arch, SearchSpace
@@ -40,7 +41,7 @@ def supernet_ckpt(tmp_path_factory) -> Path:
 
 def _search(out: Path, *overrides: str) -> dict:
     cfg = compose_cfg([*FAST, *overrides], out, config_name="search")
-    return run(prepare(cfg))
+    return SearchSession.open(cfg).run()
 
 
 class SyntheticEvaluator(CandidateEvaluator):
@@ -412,13 +413,14 @@ def test_mmap_cached_split_round_trips(tmp_path):
 def test_mmap_split_cache_is_keyed_by_what_defines_it(tmp_path):
     import lightning as L
 
-    from s3.search.context import build_data, cached_split, setup_data
+    from s3.search.session import build_data, cached_split, setup_data
 
     fabric = L.Fabric(accelerator="cpu", devices=1)
 
     def split(*overrides):
         cfg = compose_cfg([*FAST, "search.split_cache=mmap", *overrides], tmp_path, config_name="search")
-        return cached_split(cfg, fabric, setup_data(build_data(cfg), tmp_path).search_dataloader(), "search", tmp_path)
+        return cached_split(cfg, search_config(cfg.search), fabric, setup_data(build_data(cfg), tmp_path).search_dataloader(),
+                            "search", tmp_path)
 
     a = split("data.search_per_class=4", "search.split_dtype=float32")
     b = split("data.search_per_class=2", "search.split_dtype=float16")  # same directory, other settings
@@ -659,20 +661,18 @@ def test_unsatisfiable_constraints_fail_before_any_evaluation(tmp_path):
     (["data.batch_size=0"], "data.batch_size=0: must be >= 1"),
 ])
 def test_bad_search_knobs_are_one_line_before_any_work(tmp_path, overrides, message, capsys):
-    from s3.search.run import prepare
 
     cfg = compose_cfg([*FAST, *overrides, "supernet=/nonexistent.ckpt"], tmp_path / "bad", config_name="search")
-    assert message in user_error(capsys, prepare, cfg)  # in-process: what search.py runs before any work
+    assert message in user_error(capsys, SearchSession.open, cfg)  # in-process: what search.py runs before any work
 
 
 def test_supernet_of_another_space_is_rejected(tmp_path, supernet_ckpt, capsys):
-    from s3.search.run import prepare
 
     cfg = compose_cfg([*FAST, "space=s3_t", f"supernet={supernet_ckpt}"], tmp_path / "bad", config_name="search")
-    err = user_error(capsys, prepare, cfg)
+    err = user_error(capsys, SearchSession.open, cfg)
     assert "trained on another space" in err and "img_size 224 != 32" in err
     cfg = compose_cfg([*FAST, f"paths.log_dir={tmp_path / 'empty'}"], tmp_path / "none", config_name="search")
-    assert "Train one first (`python train.py`" in user_error(capsys, prepare, cfg)
+    assert "Train one first (`python train.py`" in user_error(capsys, SearchSession.open, cfg)
 
 
 def test_next_iteration_supernet_inherits_the_previous_one(tmp_path, supernet_ckpt, tiny_space):
@@ -759,10 +759,10 @@ def test_multirun_one_search_per_budget_finishes_its_feasible_jobs_and_summarise
 
 
 def test_random_preset_is_evolution_without_variation(tmp_path):
-    from s3.search.arch_search import evolution_config
 
-    rnd = evolution_config(compose_cfg(["search=random"], tmp_path, config_name="search"))
-    evo = evolution_config(compose_cfg(["search=evolution"], tmp_path, config_name="search"))
+    rnd = search_config(compose_cfg(["search=random"], tmp_path, config_name="search").search)
+    evo = search_config(compose_cfg(["search=evolution"], tmp_path, config_name="search").search)
+    assert (rnd.kind, evo.kind) == ("random", "evolution")
     assert (rnd.mutations, rnd.crossovers) == (0, 0) and (evo.mutations, evo.crossovers) == (25, 25)
     assert rnd.population * rnd.generations == evo.population * evo.generations == 1000
 
@@ -770,7 +770,7 @@ def test_random_preset_is_evolution_without_variation(tmp_path):
 @pytest.mark.parametrize("size", ["t", "s", "b"])
 def test_imagenet_space_search_starts_from_a_wide_initial_space(size, tmp_path):
     from s3.cost import count_params
-    from s3.search.context import build_constraints
+    from s3.search.session import build_constraints
     from tests.conftest import released_arch
 
     cfg = compose_cfg([f"experiment=space_{size}"], tmp_path, config_name="search")
@@ -790,13 +790,14 @@ def test_imagenet_space_search_starts_from_a_wide_initial_space(size, tmp_path):
     pool = sample_pool(space, build_constraints(cfg, space), 1000, "preset", cfg.search.subspace)
     assert len(pool) == 1000  # the budget band holds a full pool
     s = cfg.search
-    assert (s.name, s.train_epochs, s.finetune_epochs, s.finetune_warmup_epochs) == ("space", 500, 50, 5)
+    assert (s.train_epochs, s.finetune_epochs, s.finetune_warmup_epochs) == (500, 50, 5)
+    assert search_config(s).kind == "space"
     assert cfg.data._target_.endswith("ImageNetDataModule") and cfg.trainer.devices == 8 and cfg.data.repeated_aug == 3
 
 
 def test_embedded_initial_space_is_wide_and_its_budget_band_forces_trade_offs(tmp_path):
     from s3.cost import count_params
-    from s3.search.context import build_constraints
+    from s3.search.session import build_constraints
 
     cfg = compose_cfg(["search=space", "space=wide", "constraints=band_1m"], tmp_path, config_name="search")
     space = SearchSpace.from_dict(cfg.space)
@@ -814,7 +815,6 @@ def test_a_search_split_other_than_the_held_out_one_is_refused_even_for_a_copied
                                                                                            capsys):
     import shutil
 
-    from s3.search.run import prepare
 
     copied = tmp_path / "elsewhere" / "supernet.ckpt"  # no search_split.json beside it
     copied.parent.mkdir()
@@ -822,10 +822,10 @@ def test_a_search_split_other_than_the_held_out_one_is_refused_even_for_a_copied
     for ckpt in (supernet_ckpt, copied):  # in-process: what search.py runs before any work
         cfg = compose_cfg([*FAST, f"supernet={ckpt}", "data.search_per_class=5", *SMALL], tmp_path / "bad",
                           config_name="search")
-        assert "the search split differs from the one held out" in user_error(capsys, prepare, cfg)
+        assert "the search split differs from the one held out" in user_error(capsys, SearchSession.open, cfg)
     cfg = compose_cfg([*FAST, f"supernet={copied}", "data.root=/nonexistent/fashion"], tmp_path / "nodata",
                       config_name="search")
-    assert "Fashion-MNIST not found" in user_error(capsys, prepare, cfg)
+    assert "Fashion-MNIST not found" in user_error(capsys, SearchSession.open, cfg)
 
 
 def test_wandb_runs_of_a_sweep_are_named_by_job_and_overrides(tmp_path):

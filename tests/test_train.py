@@ -631,7 +631,7 @@ def test_long_fashion_mnist_recipe_erases_patches_of_training_images_only(tmp_pa
 
 
 def test_a_second_writer_of_a_run_directory_is_refused_until_the_first_one_ends(tmp_path):
-    from s3.search.run import prepare as prepare_search
+    from s3.search.session import SearchSession
 
     run_dir = tmp_path / "run"
     code = "import sys, time; from s3.lock import lock_run_dir; lock_run_dir(sys.argv[1]); print('locked', flush=True); time.sleep(300)"
@@ -642,7 +642,7 @@ def test_a_second_writer_of_a_run_directory_is_refused_until_the_first_one_ends(
         with pytest.raises(ValueError, match=busy):
             prepare(compose_cfg(FAST, run_dir))
         with pytest.raises(ValueError, match=busy):
-            prepare_search(compose_cfg([*FAST, "search=space"], run_dir, config_name="search"))
+            SearchSession.open(compose_cfg([*FAST, "search=space"], run_dir, config_name="search"))
     finally:
         holder.kill()  # however the owner ends, the operating system releases its lock
         holder.wait()

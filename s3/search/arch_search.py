@@ -4,11 +4,10 @@ variation), resumable per generation, ending with the picks' validation top-1 an
 from __future__ import annotations
 
 import logging
-
-from omegaconf import DictConfig, OmegaConf
+from typing import TYPE_CHECKING
 
 from s3.search.evaluator import ArchRecord, CandidateEvaluator
-from s3.search.evolution import Evolution, EvolutionConfig
+from s3.search.evolution import Evolution
 from s3.search.progress import progress_bar
 from s3.search.report import (
     RECORD_COLUMNS,
@@ -18,29 +17,17 @@ from s3.search.report import (
     plot_pareto,
     record_rows,
     write_csv,
-    write_json,
 )
-from s3.search.search_run import RESULT_FILE, SearchRun
+
+if TYPE_CHECKING:
+    from s3.search.session import SearchSession
 
 log = logging.getLogger(__name__)
 
-EVOLUTION_KNOBS = tuple(EvolutionConfig.__dataclass_fields__)
 
-
-def evolution_config(cfg: DictConfig) -> EvolutionConfig:
-    knobs = {k: v for k, v in OmegaConf.to_container(cfg.search, resolve=True).items() if k in EVOLUTION_KNOBS}
-    return EvolutionConfig(**knobs)
-
-
-def check_knobs(s: DictConfig) -> None:
-    for knob in ("top_k", "batch_size"):
-        if s[knob] < 1:
-            raise ValueError(f"search.{knob}={s[knob]}: must be >= 1")
-
-
-def run_arch_search(run: SearchRun) -> dict:
-    cfg, work = run.cfg, run.work
-    config = evolution_config(cfg)
+def run_arch_search(run: SearchSession) -> dict:
+    """`run.search` (an EvolutionSearch: evolution, or random search) on the session's supernet."""
+    cfg, work, config = run.cfg, run.work, run.search
     evaluator = run.evaluator()
     evo = Evolution(run.space, run.constraints, evaluator, config, seed=cfg.seed)
     saved = run.saved_state()
@@ -49,27 +36,27 @@ def run_arch_search(run: SearchRun) -> dict:
         log.info("continuing the search in %s at generation %d (%d archs evaluated)", work, evo.generation,
                  len(evaluator.cache))
     if run.zero:
-        log.info("%s search: %s, constraints %s, supernet %s", cfg.search.name, work, run.constraints, run.ckpt)
+        log.info("%s search: %s, constraints %s, supernet %s", config.kind, work, run.constraints, run.ckpt)
 
     def save(e: Evolution) -> None:
         run.save_state(e.state_dict())
         last = e.history[-1]
         run.log_metrics({f"search/{k}": v for k, v in last.items() if k != "generation"}, step=last["generation"])
 
-    with progress_bar(f"{cfg.search.name} search", config.population * config.generations, enabled=run.zero) as advance:
+    with progress_bar(f"{config.kind} search", config.population * config.generations, enabled=run.zero) as advance:
         advance(len(evaluator.cache))
         ranked = evo.run(on_generation_end=save, progress=advance)
-    picks = ranked[: cfg.search.top_k] if config.objective == "accuracy" else evo.pareto_front()
+    picks = ranked[: config.top_k] if config.objective == "accuracy" else evo.pareto_front()
     return finish(run, evaluator, evo, picks)
 
 
-def finish(run: SearchRun, evaluator: CandidateEvaluator, evo: Evolution, picks: list[ArchRecord]) -> dict:
+def finish(run: SearchSession, evaluator: CandidateEvaluator, evo: Evolution, picks: list[ArchRecord]) -> dict:
     """Validation top-1 of the picks only, then the files: top-k YAMLs, CSVs, plots, result.json."""
     val = run.split("val")
     picks = [{**r, "val_top1": evaluator.measure(r["arch"], val)["top1"]} for r in picks]
     if not run.zero:
         return {}
-    work, name = run.work, run.cfg.search.name
+    work, name = run.work, run.search.kind
     ranked = evo.ranked()
     rows = record_rows(ranked)
     write_csv(work / "archs.csv", rows, RECORD_COLUMNS)
@@ -88,7 +75,7 @@ def finish(run: SearchRun, evaluator: CandidateEvaluator, evo: Evolution, picks:
         "picks": [{"yaml": y, "top1": r["top1"], "val_top1": r["val_top1"], "params": r["params"],
                    "flops": r["flops"], "arch": str(r["arch"])} for y, r in zip(paths, picks)],
     }
-    write_json(work / RESULT_FILE, result)
+    run.write_result(result)
     log_to_wandb(run.loggers, "search/archs", RECORD_COLUMNS, [[r[c] for c in RECORD_COLUMNS] for r in rows],
                  "search/plots", plots)
     log.info("best archs (search split top-1, validation top-1):\n%s",

@@ -8,13 +8,12 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-
-from omegaconf import DictConfig
+from typing import TYPE_CHECKING
 
 from s3.io import atomic_write_text, file_sha256
 from s3.search.et_error import et_error, fit_dimensions
 from s3.search.evaluator import ArchRecord, CandidateEvaluator, distributed
-from s3.search.pool import SUBSPACES, sample_pool
+from s3.search.pool import sample_pool
 from s3.search.progress import progress_bar
 from s3.search.report import (
     RECORD_COLUMNS,
@@ -26,50 +25,25 @@ from s3.search.report import (
     write_csv,
     write_json,
 )
-from s3.search.search_run import SearchRun
 from s3.search.shift import MoveRule, evolve_space, keep_feasible
 from s3.search.significance import change_tests, moves_under_null
 from s3.space import Arch, SearchSpace
 from s3.train import train_supernet
+
+if TYPE_CHECKING:
+    from s3.search.configs import SpaceSearch
+    from s3.search.session import SearchSession
 
 log = logging.getLogger(__name__)
 
 POOL_STATE = "pool_state.json"  # in iter<t>/: the archs of the E-T Error pool scored so far
 
 
-def check_pool_knobs(s: DictConfig) -> None:
-    """The knobs of an E-T Error pool: what `search=space` and `search=et_error` share."""
-    for name in ("samples", "top_k", "batch_size"):
-        if s[name] < 1:
-            raise ValueError(f"search.{name}={s[name]}: must be >= 1")
-    if s.top_k > s.samples:
-        raise ValueError(f"search.top_k={s.top_k}: the top tier cannot exceed search.samples={s.samples}")
-    if s.subspace not in SUBSPACES:
-        raise ValueError(f"search.subspace={s.subspace}: allowed {list(SUBSPACES)}")
-
-
-def check_knobs(s: DictConfig) -> None:
-    if s.iterations < 1:
-        raise ValueError(f"search.iterations={s.iterations}: must be >= 1")
-    check_pool_knobs(s)
-    for name in ("train_epochs", "finetune_epochs", "finetune_warmup_epochs"):
-        if s[name] is not None and s[name] < 0:
-            raise ValueError(f"search.{name}={s[name]}: must be >= 0 (null: the trainer's / model's own)")
-    move_rule(s)
-    for name, least in (("bootstrap", 50), ("null_permutations", 0), ("null_bootstrap", 50)):
-        if s[name] < least:
-            raise ValueError(f"search.{name}={s[name]}: must be >= {least}")
-
-
-def move_rule(s: DictConfig) -> MoveRule:
-    return MoveRule(s.move_rule, s.threshold, s.alpha)
-
-
-def analyse(space: SearchSpace, pool, errors: list[float], s: DictConfig, seed: int) -> dict:
+def analyse(space: SearchSpace, pool, errors: list[float], s: SpaceSearch, seed: int) -> dict:
     """One iteration's statistics: the fitted lines, every change's test, the decisions (moves kept
     one at a time while the constraints stay feasible) and the moves expected under noise, for this
     run's rule and for the paper's plain threshold rule."""
-    rule = move_rule(s)
+    rule = s.rule
     fits = fit_dimensions(space, pool, errors, s.top_k)
     tests = change_tests(space, pool, errors, s.top_k, s.bootstrap, seed)
     _, decisions = evolve_space(space, fits, rule, tests)  # keep_feasible applies them
@@ -85,7 +59,7 @@ def analyse(space: SearchSpace, pool, errors: list[float], s: DictConfig, seed: 
     return {"fits": fits, "tests": tests, "decisions": decisions, "null": null}
 
 
-def score_pool(run: SearchRun, evaluator: CandidateEvaluator, archs: list[Arch], it_dir: Path,
+def score_pool(run: SearchSession, evaluator: CandidateEvaluator, archs: list[Arch], it_dir: Path,
                title: str, supernet_ckpt: Path) -> list[ArchRecord]:
     """Scores the pool in twenty chunks, saving the scored archs after each: a stopped iteration
     re-scores none of them. The saved scores are keyed by what produced them (the supernet
@@ -116,9 +90,8 @@ def score_pool(run: SearchRun, evaluator: CandidateEvaluator, archs: list[Arch],
     return evaluator.evaluate(archs)
 
 
-def run_space_search(run: SearchRun) -> dict:
-    cfg, work = run.cfg, run.work
-    s = cfg.search
+def run_space_search(run: SearchSession) -> dict:
+    cfg, work, s = run.cfg, run.work, run.search
     iterations = (run.saved_state() or {}).get("iterations", [])
     constraints, space = run.constraints, run.space
     previous = None
@@ -199,7 +172,7 @@ def write_iteration(it_dir: Path, space: SearchSpace, record: dict, fits, record
                     f"{record['moved']} moved, {_expected(record['null'], 'rule')} expected under noise")
 
 
-def finish_space_search(run: SearchRun, iterations: list[dict], searched: SearchSpace) -> dict:
+def finish_space_search(run: SearchSession, iterations: list[dict], searched: SearchSpace) -> dict:
     work = run.work
     searched.to_yaml(work / "searched_space.yaml")
     searched.to_yaml(work / "conf" / "space" / "searched.yaml")  # for hydra.searchpath=[file://<work>/conf]
@@ -209,7 +182,7 @@ def finish_space_search(run: SearchRun, iterations: list[dict], searched: Search
     result = {"search": "space", "iterations": len(iterations), "searched_space": str(work / "searched_space.yaml"),
               "et_error": [it["et_error"] for it in iterations],
               "moved": [it["moved"] for it in iterations]}
-    write_json(work / "result.json", result)
+    run.write_result(result)
     log_to_wandb(run.loggers, "space/et_error", ["iteration", "q", "q_e", "q_t", "moved"],
                  [[it["iteration"], *(it["et_error"][k] for k in ("q", "q_e", "q_t")), it["moved"]] for it in iterations],
                  "space/plots", [work / "et_error.png"] + [work / f"iter{it['iteration']}" / "dimensions.png" for it in iterations])
@@ -219,11 +192,11 @@ def finish_space_search(run: SearchRun, iterations: list[dict], searched: Search
     return result
 
 
-def run_space_score(run: SearchRun) -> dict:
+def run_space_score(run: SearchSession) -> dict:
     """`search=et_error`: the E-T Error of `space` on a trained supernet of it (the searched space on
     the supernet trained for it, stage 2 of the pipeline), from a pool drawn as the space search
     draws its pools; resumable like them."""
-    s, work = run.cfg.search, run.work
+    s, work = run.search, run.work
     pool = sample_pool(run.space, run.constraints, s.samples, f"s3-score:{run.cfg.seed}", s.subspace)
     records = score_pool(run, run.evaluator(), [m.arch for m in pool], work, "E-T Error of the space", run.ckpt)
     if not run.zero:
@@ -232,7 +205,7 @@ def run_space_score(run: SearchRun) -> dict:
     result = {"search": "et_error", "space": run.space.to_dict(), "supernet": str(run.ckpt), "samples": len(pool),
               "top_k": s.top_k, "et_error": et_error(errors, s.top_k).to_dict()}
     write_csv(work / "archs.csv", record_rows(sorted(records, key=lambda r: -r["top1"])), RECORD_COLUMNS)
-    write_json(work / "result.json", result)
+    run.write_result(result)
     e = result["et_error"]
     log.info("E-T Error of the space on %s: %.2f (Q_e %.2f, Q_t %.2f; %d archs, top %d)", run.ckpt, e["q"], e["q_e"],
              e["q_t"], len(pool), s.top_k)

@@ -1,0 +1,357 @@
+"""One search in its run directory: `SearchSession`, what the evolution, random, space and E-T
+Error searches share. `SearchSession.open(cfg)` checks every input that can fail (config, space,
+constraints, data, supernet, held-out split), claims and locks the run directory and reads the
+supernet; `run()` starts the devices, dispatches on the search's type and closes the loggers however
+the search ends. The session owns the directory's identity, resume state and result, the data and
+its cached splits, the evaluators and the loggers."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from hydra.utils import instantiate
+from lightning.fabric.utilities.rank_zero import rank_zero_only
+from omegaconf import DictConfig, OmegaConf
+
+from s3.config import (
+    build_loggers,
+    check_run_config,
+    close_loggers,
+    save_hydra_files,
+    save_resolved_config,
+    sweep_group,
+    trains_supernet,
+)
+from s3.io import atomic_write_text, file_sha256, read_json, remove_orphans
+from s3.lock import lock_run_dir
+from s3.models import Supernet, SupernetCheckpoint
+from s3.search import arch_search, space_search
+from s3.search.configs import ETErrorSearch, Evaluation, SpaceSearch, search_config
+from s3.search.constraints import Constraints
+from s3.search.evaluator import CachedSplit, CandidateEvaluator
+from s3.space import SearchSpace, space_mismatch
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "search_state.json"
+IDENTITY_FILE = "search_identity.json"
+RESULT_FILE = "result.json"
+# What a search writes into its run directory: overwrite=true removes all of it, so that nothing of
+# an earlier search (scored pools, iteration supernets, plots) is read back or left beside the new one.
+OWNED = (STATE_FILE, IDENTITY_FILE, RESULT_FILE, "config.yaml", "search_split.json", "*_split.*.pt", "archs.csv",
+         "history.csv", "picks.csv", "top", "pareto.png", "history.png", "iter*", "searched_space.yaml", "conf",
+         "et_error.png", "report.md")
+STATE_KEYS = {"space": ("iterations",), "et_error": (),
+              "evolution": ("seed", "generation", "space", "candidates", "history", "rng", "cache")}
+# Data settings that change only speed or placement, never which images or values a search sees.
+DATA_SPEED_KEYS = frozenset({"split_dir", "batch_size", "eval_batch_size", "num_workers", "pin_memory"})
+SEARCH_SPEED_KEYS = frozenset(f.name for f in fields(Evaluation))
+
+
+# -- the run directory -----------------------------------------------------------------------------
+def resume_dir(cfg: DictConfig) -> Path:
+    """Where the search runs: the output dir, or with `resume=true` the newest run of this task
+    that left an unfinished search state (so `python search.py resume=true` just continues)."""
+    out = Path(cfg.paths.output_dir)
+    if not cfg.get("resume") or (out / STATE_FILE).is_file():
+        return out
+    for state in sorted(Path(cfg.paths.log_dir).glob(f"{cfg.task_name}/runs/*/{STATE_FILE}"),
+                        key=lambda p: p.stat().st_mtime, reverse=True):
+        if not (state.parent / RESULT_FILE).is_file():
+            log.info("resume=true: continuing %s", state.parent)
+            return state.parent
+    log.info("resume=true: no unfinished search under %s/%s/runs; starting afresh", cfg.paths.log_dir, cfg.task_name)
+    return out
+
+
+def claim_run_dir(cfg: DictConfig) -> Path:
+    """The run directory, locked before anything is written into it. Re-running the identical
+    command continues the search saved there (what a SLURM requeue does); a finished one is refused
+    in one line; `overwrite=true` removes everything an earlier search wrote there and starts afresh."""
+    work = resume_dir(cfg)
+    lock_run_dir(work)  # first: a search refused here has written nothing into another run's directory
+    if getattr(rank_zero_only, "rank", 0) != 0:  # DDP's other ranks: the holder has claimed the directory
+        return work
+    remove_orphans(work)
+    if cfg.get("overwrite"):
+        for stale in sorted({p for pattern in OWNED for p in work.glob(pattern)}):
+            shutil.rmtree(stale) if stale.is_dir() else stale.unlink(missing_ok=True)
+    elif (work / RESULT_FILE).is_file():
+        raise ValueError(f"{work} holds a finished search ({RESULT_FILE}); pass overwrite=true to run it again, "
+                         f"or choose another hydra.run.dir")
+    save_hydra_files(cfg, work)
+    return work
+
+
+def search_identity(cfg: DictConfig, search: Evaluation, supernet: Path | None) -> dict:
+    """What defines a search's result: a run directory holding another search cannot continue this
+    one. Settings that change only speed (batch sizes, workers, caching) are left out."""
+    def plain(node) -> dict:
+        return OmegaConf.to_container(node, resolve=True)
+
+    identity = {"seed": cfg.seed, "space": plain(cfg.space), "constraints": plain(cfg.constraints),
+                "data": {k: v for k, v in plain(cfg.data).items() if k not in DATA_SPEED_KEYS},
+                "search": {"kind": search.kind,
+                           **{k: v for k, v in plain(cfg.search).items() if k not in SEARCH_SPEED_KEYS}}}
+    if supernet is not None:
+        identity["supernet"] = file_sha256(supernet)
+    else:  # the space search trains its own supernets
+        identity["model"], identity["trainer.max_epochs"] = plain(cfg.model), cfg.trainer.max_epochs
+    return identity
+
+
+def check_identity(work: Path, identity: dict) -> None:
+    """A directory holding a search started with other settings cannot continue this one."""
+    saved = work / IDENTITY_FILE
+    if not saved.is_file():
+        return
+    fix = f"delete it and {STATE_FILE} to start afresh there, or pass overwrite=true"
+    theirs = read_json(saved, "search identity", ("seed", "space", "data", "search"), fix)
+    differ = sorted(k for k in set(theirs) | set(identity) if theirs.get(k) != identity.get(k))
+    if differ:
+        raise ValueError(f"{work} holds a search started with other settings ({', '.join(differ)}): it cannot "
+                         f"continue this one ({saved}); choose another hydra.run.dir, or overwrite=true to start afresh")
+
+
+# -- the inputs ------------------------------------------------------------------------------------
+def resolve_supernet(cfg: DictConfig, space: SearchSpace) -> Path:
+    """`supernet=path`, or `supernet=latest`: the newest *finished* supernet run under paths.log_dir
+    (its `finished.json`: not a fast_dev_run, not a stopped one) whose space contains the requested
+    one (read from the config saved beside its checkpoints)."""
+    from s3.train import FINISHED
+
+    if cfg.supernet != "latest":
+        path = Path(cfg.supernet)
+        if not path.is_file():
+            raise FileNotFoundError(f"supernet={path}: no such checkpoint")
+        return path
+    runs = sorted(Path(cfg.paths.log_dir).glob("*/runs/*/checkpoints/config.yaml"),
+                  key=lambda p: p.stat().st_mtime, reverse=True)
+    unfinished = []
+    for config_file in runs:
+        ckpt = config_file.parent / "last.ckpt"
+        trained = _trained_space(config_file) if ckpt.is_file() else None
+        if trained is None or space_mismatch(space, trained):
+            continue
+        if not (config_file.parent.parent / FINISHED).is_file():
+            unfinished.append(ckpt)
+            continue
+        log.info("supernet=latest: %s", ckpt)
+        return ckpt
+    hint = (f" ({len(unfinished)} unfinished, e.g. {unfinished[0]}: continue its training, or pass it as "
+            f"supernet=... to search it as it is)" if unfinished else "")
+    raise FileNotFoundError(
+        f"supernet=latest: no finished supernet training for this space under {cfg.paths.log_dir}/*/runs/{hint}. "
+        f"Train one first (`python train.py`, same space and data), or pass supernet=path/to/last.ckpt"
+    )
+
+
+def _trained_space(config_file: Path) -> SearchSpace | None:
+    cfg = OmegaConf.load(config_file)
+    return SearchSpace.from_dict(cfg.space) if trains_supernet(cfg) else None
+
+
+def check_split_unseen(ckpt: SupernetCheckpoint, path: Path, dm) -> None:
+    """The search split must be the one held out when the supernet was trained: its identity is
+    stored in the checkpoint (the data module's state)."""
+    trained = ckpt.search_split
+    if trained is None:
+        log.warning("supernet=%s records no search split: cannot check that the search images are unseen", path)
+        return
+    mine = dm.split_identity()
+    if trained != mine:
+        knobs = {"data": "data", "per_class": "data.search_per_class", "seed": "data.split_seed"}
+        differ = [f"{knobs.get(k, k)} {trained.get(k)} vs {mine.get(k)}" for k in ("data", "per_class", "seed", "images")
+                  if trained.get(k) != mine.get(k)] or ["the same settings but other images (another copy of the data?)"]
+        raise ValueError(f"the search split differs from the one held out when {path} was trained "
+                         f"({'; '.join(differ)}: the supernet's, then this search's): the supernet has seen these "
+                         f"images; search with the data, data.search_per_class and data.split_seed it was trained "
+                         f"with (data.max_train does not matter)")
+
+
+def build_constraints(cfg: DictConfig, space: SearchSpace) -> Constraints:
+    c = cfg.get("constraints") or {}
+    constraints = Constraints(space, c.get("params"), c.get("flops"), num_classes=cfg.data.num_classes,
+                              head_dim=cfg.model.net.head_dim)
+    constraints.check_feasible(space)
+    return constraints
+
+
+def build_data(cfg: DictConfig):
+    """The data module, its settings and files checked; nothing is read or written yet."""
+    dm = instantiate(cfg.data, split_dir=None)
+    dm.check()
+    return dm
+
+
+def setup_data(dm, work: Path):
+    """The splits, with the search split recorded in the search's run directory `work`."""
+    dm.split_dir = str(work)
+    dm.setup("fit")
+    return dm
+
+
+def make_fabric(cfg: DictConfig) -> L.Fabric:
+    """Devices and precision of the trainer config; several devices -> one process each (DDP)."""
+    t = cfg.trainer
+    world = int(t.devices if isinstance(t.devices, int) else 1) * int(t.num_nodes)
+    fabric = L.Fabric(accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes,
+                      strategy="ddp" if world > 1 else "auto", precision=t.precision)
+    fabric.launch()
+    if fabric.global_rank != 0:  # INFO lines once, by rank zero; warnings and errors from every rank
+        logging.getLogger("s3").setLevel(logging.WARNING)
+    return fabric
+
+
+def cached_split(cfg: DictConfig, search: Evaluation, fabric: L.Fabric, loader, name: str,
+                 directory: Path) -> CachedSplit:
+    """`search.split_cache=memory`: every rank holds the tensors; `mmap`: rank 0 writes them to
+    `<directory>/<name>_split.<key>.pt` and every rank maps that file. The key hashes everything
+    that defines the tensors (the data settings and the storage dtype), so a cache built with other
+    settings is never read back."""
+    if search.split_cache == "memory":
+        return CachedSplit.from_loader(loader, search.split_dtype)
+    data = {k: v for k, v in OmegaConf.to_container(cfg.data, resolve=True).items() if k not in DATA_SPEED_KEYS}
+    key = hashlib.sha256(json.dumps({"data": data, "dtype": search.split_dtype, "split": name}, sort_keys=True,
+                                    default=str).encode()).hexdigest()[:16]
+    cache_file = Path(directory) / f"{name}_split.{key}.pt"
+    if fabric.global_rank == 0:
+        CachedSplit.from_loader(loader, search.split_dtype, cache_file)
+    fabric.barrier()
+    return CachedSplit.from_loader(loader, search.split_dtype, cache_file)
+
+
+# -- the session -----------------------------------------------------------------------------------
+@dataclass
+class SearchSession:
+    """A claimed run directory and everything a search evaluates with."""
+
+    cfg: DictConfig            # this run's own config: its paths.output_dir is `work`
+    search: Evaluation         # the typed `search` node: EvolutionSearch, RandomSearch, SpaceSearch, ETErrorSearch
+    work: Path
+    identity: dict
+    space: SearchSpace
+    constraints: Constraints
+    data: Any                  # the data module, set up
+    supernet: Supernet | None = None   # evolution / random / et_error: the trained supernet they search
+    ckpt: Path | None = None           # ... and its checkpoint
+    fabric: L.Fabric | None = field(default=None, init=False)
+    _loggers: list | None = field(default=None, init=False, repr=False)
+    _splits: dict[str, CachedSplit] = field(default_factory=dict, init=False, repr=False)
+
+    @classmethod
+    def open(cls, cfg: DictConfig) -> SearchSession:
+        """Everything that can fail on bad input, before any evaluation. The config is checked first,
+        then the run directory is locked, and only then is anything (the search split) written."""
+        check_run_config(cfg)
+        search = search_config(cfg.search)
+        space = SearchSpace.from_dict(cfg.space)
+        constraints = build_constraints(cfg, space)
+        data = build_data(cfg)
+        ckpt = None if isinstance(search, SpaceSearch) else resolve_supernet(cfg, space)
+        work = claim_run_dir(cfg)
+        setup_data(data, work)
+        supernet = None
+        if ckpt is not None:
+            trained = SupernetCheckpoint.read(ckpt).check("supernet", space, cfg.data.num_classes)
+            supernet = trained.build()
+            check_split_unseen(trained, ckpt, data)
+        identity = search_identity(cfg, search, ckpt)
+        check_identity(work, identity)
+        own = OmegaConf.merge(cfg, {"paths": {"output_dir": str(work)}})  # resume=true may pick another directory
+        session = cls(own, search, work, identity, space, constraints, data, supernet, None if ckpt is None else Path(ckpt))
+        session.saved_state()  # a truncated or foreign state file: one line now, not after the first generation
+        return session
+
+    def run(self) -> dict:
+        """Starts the devices, records the run's identity and config, searches; the loggers close as
+        `success` or, on an error or a stop, as `failed`."""
+        self.fabric = make_fabric(self.cfg)
+        if self.zero:
+            atomic_write_text(self.work / IDENTITY_FILE, json.dumps(self.identity))
+            save_resolved_config(self.cfg, self.work)
+        try:
+            if isinstance(self.search, SpaceSearch):
+                result = space_search.run_space_search(self)
+            elif isinstance(self.search, ETErrorSearch):
+                result = space_search.run_space_score(self)
+            else:
+                result = arch_search.run_arch_search(self)
+        except BaseException:
+            self._close_loggers("failed")
+            raise
+        self._close_loggers("success")
+        return result
+
+    def _close_loggers(self, status: str) -> None:
+        if self._loggers:
+            close_loggers(self._loggers, status)
+        self._loggers = None
+
+    @property
+    def zero(self) -> bool:
+        return self.fabric is None or self.fabric.global_rank == 0
+
+    # -- resume state and result -----------------------------------------------------------------
+    @property
+    def state_file(self) -> Path:
+        return self.work / STATE_FILE
+
+    def saved_state(self) -> dict | None:
+        if not self.state_file.is_file():
+            return None
+        kind = self.search.kind if self.search.kind in STATE_KEYS else "evolution"  # random: evolution's state
+        return read_json(self.state_file, f"{kind} search state", STATE_KEYS[kind],
+                         f"it cannot be continued: delete it (and {IDENTITY_FILE}) to start the search afresh in "
+                         f"{self.work}, or pass overwrite=true")
+
+    def save_state(self, state: dict) -> None:
+        if self.zero:
+            atomic_write_text(self.state_file, json.dumps(state))
+
+    def write_result(self, result: dict) -> None:
+        """result.json, last: its presence marks the search finished."""
+        atomic_write_text(self.work / RESULT_FILE, json.dumps(result, indent=2, default=str))
+
+    # -- loggers -----------------------------------------------------------------------------------
+    @property
+    def wandb_group(self) -> str:
+        """One W&B group per search: the space search's trainings and its summary land together."""
+        return OmegaConf.select(self.cfg, "logger.wandb.group", default=None) or sweep_group() or self.work.name
+
+    @property
+    def loggers(self) -> list:
+        """Rank zero's loggers, opened on first use: a space search's trainings open their own W&B
+        runs first, which a live one would swallow."""
+        if self._loggers is None:
+            self._loggers = build_loggers(self.cfg, group=self.wandb_group) if self.zero else []
+            resolved = OmegaConf.to_container(self.cfg, resolve=True)
+            resolved.pop("hydra", None)
+            for logger in self._loggers:
+                logger.log_hyperparams(resolved)
+        return self._loggers
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        for logger in self.loggers:
+            logger.log_metrics(metrics, step=step)
+
+    # -- evaluation --------------------------------------------------------------------------------
+    def split(self, name: str) -> CachedSplit:
+        """The cached `search` (held out from supernet training) or `val` split."""
+        if name not in self._splits:
+            loader = {"search": self.data.search_dataloader, "val": self.data.val_dataloader}[name]()
+            self._splits[name] = cached_split(self.cfg, self.search, self.fabric, loader, name, self.work)
+        return self._splits[name]
+
+    def evaluator(self, supernet: Supernet | None = None) -> CandidateEvaluator:
+        """Scores archs with `supernet` (default: the searched one) on the search split."""
+        supernet = supernet if supernet is not None else self.supernet
+        return CandidateEvaluator(self.fabric.to_device(supernet), self.split("search"), self.constraints,
+                                  self.search.batch_size, self.fabric.autocast)
