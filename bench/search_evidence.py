@@ -182,9 +182,9 @@ def hand_design(constraints: Constraints, space: SearchSpace, head_dim: int = 32
         fits = []
         for c in range(8, 1025, 8):
             dims = [c, 2 * c, 4 * c, last * c]
-            for window in (max(space.resolutions), 8, 4, 2):
+            for window in (max(space.geometry.grids), 8, 4, 2):
                 arch = Arch.create([1, 1, 3, 1], dims, [4.0] * 4, [max(1, d // head_dim) for d in dims],
-                                   [min(window, r) for r in space.resolutions])
+                                   [min(window, r) for r in space.geometry.grids])
                 if constraints.satisfied(arch):
                     fits.append(arch)
                     break

@@ -10,30 +10,16 @@ from __future__ import annotations
 from s3.space import Arch
 
 
-def _stages(arch: Arch, img_size: int, patch_size: int):
-    res = img_size // patch_size
-    for i in range(arch.num_stages):
-        yield i, res
-        res //= 2
-
-
-def _window(window: int, res: int, stage: int) -> int:
-    if window >= res:
-        return res
-    if res % window:
-        raise ValueError(f"stage {stage}: window_size={window} neither divides the grid {res} nor covers it")
-    return window
-
-
 def count_params(arch: Arch, img_size: int = 224, patch_size: int = 4, num_classes: int = 1000,
                  in_chans: int = 3, head_dim: int = 32) -> int:
     """Exactly `sum(p.numel() for p in S3Transformer(arch, ...).parameters())`."""
+    geometry = arch.check_geometry(img_size, patch_size)
     c0 = arch.embed_dims[0]
     total = c0 * in_chans * patch_size * patch_size + c0 + 2 * c0  # conv + its bias + norm
-    for i, res in _stages(arch, img_size, patch_size):
+    for i in range(arch.num_stages):
         c = arch.embed_dims[i]
         for r, h, w in zip(arch.mlp_ratios[i], arch.num_heads[i], arch.window_sizes[i]):
-            q, hidden, t = head_dim * h, int(c * r), 2 * _window(w, res, i) - 1
+            q, hidden, t = head_dim * h, int(c * r), 2 * geometry.window(w, i) - 1
             total += (
                 4 * c  # norm1, norm2
                 + c * 3 * q + 3 * q  # qkv
@@ -50,13 +36,13 @@ def count_params(arch: Arch, img_size: int = 224, patch_size: int = 4, num_class
 def count_flops(arch: Arch, img_size: int = 224, patch_size: int = 4, num_classes: int = 1000,
                 in_chans: int = 3, head_dim: int = 32) -> int:
     """Multiply-accumulates of one forward pass of one image."""
-    c0 = arch.embed_dims[0]
-    grid = img_size // patch_size
-    total = grid * grid * c0 * in_chans * patch_size * patch_size
-    for i, res in _stages(arch, img_size, patch_size):
+    geometry = arch.check_geometry(img_size, patch_size)
+    c0, grids = arch.embed_dims[0], geometry.grids
+    total = grids[0] * grids[0] * c0 * in_chans * patch_size * patch_size
+    for i, res in enumerate(grids):
         c, n = arch.embed_dims[i], res * res
         for r, h, w in zip(arch.mlp_ratios[i], arch.num_heads[i], arch.window_sizes[i]):
-            q, hidden, w = head_dim * h, int(c * r), _window(w, res, i)
+            q, hidden, w = head_dim * h, int(c * r), geometry.window(w, i)
             total += n * (3 * c * q + 2 * w * w * q + q * c + 2 * c * hidden)
         if i + 1 < arch.num_stages:
             total += (n // 4) * 4 * c * arch.embed_dims[i + 1]

@@ -5,7 +5,7 @@ an MLP ratio, a number of heads (Q-K-V dim = heads * head_dim) and a window size
 writes the official S3 YAML schema (EMBED_DIM, DEPTHS, NUM_HEADS, MLP_RATIO, WINDOW_SIZE).
 
 A `SearchSpace` holds, per stage, an ordered list of choices for each of the five dimensions,
-plus the input geometry (image and patch size) that decides which window sizes are legal.
+plus the input geometry (`Geometry`: image and patch size) that decides which window sizes are legal.
 """
 
 from __future__ import annotations
@@ -35,36 +35,52 @@ OFFICIAL_KEYS = {
 Generator = Union[torch.Generator, random.Random]
 
 
-def stage_resolutions(img_size: int, patch_size: int, num_stages: int) -> tuple[int, ...]:
-    """Token-grid side length of every stage (each merging layer halves it)."""
-    return tuple(img_size // patch_size // 2**i for i in range(num_stages))
+@dataclass(frozen=True)
+class Geometry:
+    """The input geometry: image size, patch size and the number of stages decide every stage's
+    token grid (each merging layer halves it) and the windows legal there (a divisor of the grid,
+    or any window covering it, which becomes global and unshifted). The space, the models, the cost
+    model, the constraints and the space shift all ask this one object."""
 
+    img_size: int = 224
+    patch_size: int = 4
+    num_stages: int = 4
 
-def effective_window(window: int, resolution: int) -> tuple[int, bool]:
-    """(window, may_shift): a window covering the whole stage becomes global and unshifted."""
-    if resolution <= window:
-        return resolution, False
-    return window, True
+    def __post_init__(self) -> None:
+        if self.patch_size < 1:
+            raise ValueError(f"patch_size={self.patch_size}: must be a positive integer")
+        factor = self.patch_size * 2 ** (self.num_stages - 1)
+        if self.img_size < factor or self.img_size % factor:
+            raise ValueError(
+                f"img_size={self.img_size}: must be a positive multiple of patch_size * 2^(stages-1) = "
+                f"{self.patch_size} * {2 ** (self.num_stages - 1)} = {factor} (e.g. {factor * max(1, self.img_size // factor)})"
+            )
 
+    @property
+    def grids(self) -> tuple[int, ...]:
+        """Token-grid side length of every stage."""
+        return tuple(self.img_size // self.patch_size // 2**i for i in range(self.num_stages))
 
-def check_geometry(img_size: int, patch_size: int, num_stages: int) -> None:
-    if patch_size < 1:
-        raise ValueError(f"patch_size={patch_size}: must be a positive integer")
-    factor = patch_size * 2 ** (num_stages - 1)
-    if img_size < factor or img_size % factor:
-        raise ValueError(
-            f"img_size={img_size}: must be a positive multiple of patch_size * 2^(stages-1) = "
-            f"{patch_size} * {2 ** (num_stages - 1)} = {factor} (e.g. {factor * max(1, img_size // factor)})"
-        )
+    def legal_windows(self, stage: int) -> list[int]:
+        """The distinct windows of a stage in order: divisors of its grid, the grid itself last (global)."""
+        grid = self.grids[stage]
+        return [w for w in range(1, grid + 1) if grid % w == 0]
 
+    def window(self, window: int, stage: int) -> int:
+        """The window a block runs with: a window covering the whole grid is the grid."""
+        return min(window, self.grids[stage])
 
-def check_window(window: int, resolution: int, where: str) -> None:
-    if window < 1 or (window < resolution and resolution % window):
-        legal = [w for w in range(1, resolution + 1) if resolution % w == 0]
-        raise ValueError(
-            f"{where}: window_size={window} neither divides the stage resolution {resolution} nor "
-            f"covers it; legal: {legal} or any value >= {resolution}"
-        )
+    def may_shift(self, window: int, stage: int) -> bool:
+        """Only a window smaller than the grid is shifted (a global one has nothing to shift to)."""
+        return window < self.grids[stage]
+
+    def check_window(self, window: int, stage: int, where: str) -> None:
+        grid = self.grids[stage]
+        if window < 1 or (window < grid and grid % window):
+            raise ValueError(
+                f"{where}: window_size={window} neither divides the stage resolution {grid} nor "
+                f"covers it; legal: {self.legal_windows(stage)} or any value >= {grid}"
+            )
 
 
 def _choice(generator: Generator, options: Sequence):
@@ -261,12 +277,13 @@ class Arch:
             fields[plural[k]][stage] = v
         return Arch.create(**fields)
 
-    def check_geometry(self, img_size: int, patch_size: int) -> None:
-        """Raise if a window is illegal for the stage it sits in at this input size."""
-        check_geometry(img_size, patch_size, self.num_stages)
-        for i, res in enumerate(stage_resolutions(img_size, patch_size, self.num_stages)):
+    def check_geometry(self, img_size: int, patch_size: int) -> Geometry:
+        """This arch's geometry at this input size; raises if a window is illegal in its stage."""
+        geometry = Geometry(img_size, patch_size, self.num_stages)
+        for i in range(self.num_stages):
             for j, w in enumerate(self.window_sizes[i]):
-                check_window(w, res, f"Arch.window_sizes[{i}][{j}] (img_size={img_size}, patch_size={patch_size})")
+                geometry.check_window(w, i, f"Arch.window_sizes[{i}][{j}] (img_size={img_size}, patch_size={patch_size})")
+        return geometry
 
     def __str__(self) -> str:
         def fmt(xs):
@@ -340,14 +357,13 @@ class SearchSpace:
     stages: tuple[StageSpace, ...]
     img_size: int = 224
     patch_size: int = 4
-    resolutions: tuple[int, ...] = field(init=False, compare=False, repr=False)
+    geometry: Geometry = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if not self.stages:
             raise ValueError("SearchSpace.stages is empty: give at least one stage")
-        check_geometry(self.img_size, self.patch_size, len(self.stages))
-        object.__setattr__(self, "resolutions", stage_resolutions(self.img_size, self.patch_size, len(self.stages)))
-        for i, (stage, res) in enumerate(zip(self.stages, self.resolutions)):
+        object.__setattr__(self, "geometry", Geometry(self.img_size, self.patch_size, len(self.stages)))
+        for i, stage in enumerate(self.stages):
             for dim in ("depth", "embed_dim", "num_heads", "window_size"):
                 bad = [v for v in stage.choices(dim) if v < 1]
                 if bad:
@@ -355,7 +371,8 @@ class SearchSpace:
             if min(stage.mlp_ratio) <= 0:
                 raise ValueError(f"stages[{i}].mlp_ratio: {stage.mlp_ratio} must all be > 0")
             for w in stage.window_size:
-                check_window(w, res, f"stages[{i}].window_size (img_size={self.img_size}, patch_size={self.patch_size})")
+                self.geometry.check_window(w, i, f"stages[{i}].window_size (img_size={self.img_size}, "
+                                                 f"patch_size={self.patch_size})")
 
     # -- construction ---------------------------------------------------------------------------
     @classmethod

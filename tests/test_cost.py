@@ -49,5 +49,6 @@ def test_released_model_costs():
 
 def test_illegal_window_is_reported():
     arch = Arch.create([1, 1, 1, 1], [8, 8, 8, 8], [1.0] * 4, [1] * 4, [5, 2, 2, 2])
-    with pytest.raises(ValueError, match="stage 0: window_size=5"):
+    with pytest.raises(ValueError, match=r"Arch.window_sizes\[0\]\[0\] .*: window_size=5 neither divides the stage "
+                                         r"resolution 16 nor covers it; legal: \[1, 2, 4, 8, 16\]"):
         count_flops(arch, img_size=32, patch_size=2)

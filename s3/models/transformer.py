@@ -19,7 +19,7 @@ from timm.layers import DropPath, trunc_normal_
 from torch import Tensor, nn
 
 from s3.models.elastic import Elastic, ElasticLayerNorm, ElasticLinear, ElasticPatchConv, Factors
-from s3.space import Arch, SearchSpace, effective_window
+from s3.space import Arch, Geometry, SearchSpace
 
 
 def relative_position_index(window: int, table_window: int) -> Tensor:
@@ -124,9 +124,10 @@ class Mlp(nn.Module):
 class Block(nn.Module):
     """Pre-norm Swin block; odd blocks of a stage shift their windows by half a window."""
 
-    def __init__(self, dim, mlp_ratio, num_heads, head_dim, resolution, index, table_window, windows):
+    def __init__(self, dim, mlp_ratio, num_heads, head_dim, geometry: Geometry, stage: int, index, table_window,
+                 windows):
         super().__init__()
-        self.resolution, self.shifted = resolution, index % 2 == 1
+        self.geometry, self.stage, self.shifted = geometry, stage, index % 2 == 1
         self.norm1 = ElasticLayerNorm(dim)
         self.attn = WindowAttention(dim, num_heads, head_dim, table_window, windows)
         self.drop_path = DropPath(0.0)
@@ -135,8 +136,8 @@ class Block(nn.Module):
         self.window, self.shift = table_window, 0
 
     def set_active(self, dim: int, mlp_ratio: float, num_heads: int, window: int, drop_path: float) -> None:
-        self.window, may_shift = effective_window(window, self.resolution)
-        self.shift = self.window // 2 if (self.shifted and may_shift) else 0
+        self.window = self.geometry.window(window, self.stage)
+        self.shift = self.window // 2 if (self.shifted and self.geometry.may_shift(window, self.stage)) else 0
         self.norm1.set_active(dim)
         self.attn.set_active(self.window, num_heads, dim)
         self.norm2.set_active(dim)
@@ -182,15 +183,16 @@ class PatchMerging(nn.Module):
 class Stage(nn.Module):
     """The blocks of one resolution (the first `depth` run) and the merging layer after them."""
 
-    def __init__(self, resolution: int, blocks: list[Block], downsample: PatchMerging | None, windows: Sequence[int]):
+    def __init__(self, geometry: Geometry, stage: int, blocks: list[Block], downsample: PatchMerging | None,
+                 windows: Sequence[int]):
         super().__init__()
-        self.resolution, self.depth = resolution, len(blocks)
+        self.resolution, self.depth = geometry.grids[stage], len(blocks)
         self.blocks = nn.ModuleList(blocks)
         self.downsample = downsample
         self.masks = nn.Module()  # shift masks, one per effective window, shared by the blocks
-        for w in sorted({effective_window(w, resolution)[0] for w in windows}):
-            if w < resolution:
-                self.masks.register_buffer(f"attn_mask_{w}", shifted_window_mask(resolution, w, w // 2), persistent=False)
+        for w in sorted({geometry.window(w, stage) for w in windows if geometry.may_shift(w, stage)}):
+            self.masks.register_buffer(f"attn_mask_{w}", shifted_window_mask(self.resolution, w, w // 2),
+                                       persistent=False)
 
     def forward(self, x: Tensor) -> Tensor:
         for block in self.blocks[: self.depth]:
@@ -242,16 +244,17 @@ class Supernet(nn.Module):
         self.patch_embed.proj = ElasticPatchConv(self.in_chans, cap.embed_dims[0], self.patch_size)
         self.patch_embed.norm = ElasticLayerNorm(cap.embed_dims[0])
         layers = []
-        for i, res in enumerate(space.resolutions):
+        g = space.geometry
+        for i in range(space.num_stages):
             windows = space.stages[i].window_size
             blocks = [
-                Block(cap.embed_dims[i], r, h, self.head_dim, res, j, effective_window(w, res)[0],
-                      [effective_window(v, res)[0] for v in windows if v <= w])
+                Block(cap.embed_dims[i], r, h, self.head_dim, g, i, j, g.window(w, i),
+                      [g.window(v, i) for v in windows if v <= w])
                 for j, (r, h, w) in enumerate(cap.blocks(i))
             ]
             last = i == space.num_stages - 1
             down = None if last else PatchMerging(cap.embed_dims[i], cap.embed_dims[i + 1])
-            layers.append(Stage(res, blocks, down, windows))
+            layers.append(Stage(g, i, blocks, down, windows))
         self.layers = nn.ModuleList(layers)
         self.norm = ElasticLayerNorm(cap.embed_dims[-1])
         self.head = ElasticLinear(cap.embed_dims[-1], self.num_classes)

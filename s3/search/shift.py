@@ -14,11 +14,6 @@ from s3.search.significance import MOVE_RULES, ChangeTest
 from s3.space import SearchSpace
 
 
-def window_ladder(resolution: int) -> list[int]:
-    """Legal windows of a stage in order: divisors of its grid, then the grid itself (global)."""
-    return [w for w in range(1, resolution + 1) if resolution % w == 0]
-
-
 def _step(choices: Sequence) -> float:
     """The step of an arithmetic list; the smallest gap when the list is not arithmetic."""
     gaps = [b - a for a, b in zip(choices, choices[1:])]
@@ -32,7 +27,7 @@ def shifted(space: SearchSpace, stage: int, dimension: str, direction: int) -> t
     if len(choices) < 2:
         return None
     if dimension == "window_size":
-        ladder = window_ladder(space.resolutions[stage])
+        ladder = space.geometry.legal_windows(stage)
         idx = [ladder.index(min(w, ladder[-1])) + direction for w in choices]
         if min(idx) < 0 or max(idx) >= len(ladder) or len(set(idx)) != len(idx):
             return None
