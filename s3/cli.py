@@ -1,5 +1,5 @@
 """What the entry points share: user errors become one clear line and exit code 2, the config
-resolvers (`${cpu_precision:}`) and the `search` schemas are registered, and a Hydra callback
+resolvers (`${cpu_precision:}`), the `search` schemas and the recipe's defaults are registered, and a Hydra callback
 refuses an unwritable run directory before Hydra itself writes into it."""
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from lightning.fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig
 from omegaconf.errors import MissingMandatoryValue
 
+from s3.lit.recipe import register_recipe_defaults
 from s3.precision import register_resolvers
 from s3.search.configs import register_search_schemas
 from s3.sweep import in_sweep, record_failure
@@ -29,6 +30,7 @@ def register_configs() -> None:
     module (unpickling the job) but never runs the entry point's own module code."""
     register_resolvers()
     register_search_schemas()
+    register_recipe_defaults()
 
 
 register_configs()

@@ -33,7 +33,7 @@ def test_supernet_presets_compose_and_build(experiment, tmp_path):
     if experiment != "tiny":
         assert cfg.data._target_.endswith("ImageNetDataModule") and cfg.trainer.strategy.find_unused_parameters
         assert module.space.img_size == 224 and cfg.trainer.precision == "bf16-mixed"
-        assert (module.optim_cfg["warmup_epochs"], cfg.data.repeated_aug, cfg.trainer.max_epochs) == (20, 3, 500)
+        assert (module.optim_cfg.warmup_epochs, cfg.data.repeated_aug, cfg.trainer.max_epochs) == (20, 3, 500)
         released = released_arch({"supernet_t": "S3-T", "supernet_s": "S3-S", "supernet_b": "S3-B"}[experiment])
         assert module.space.contains(released)
 
@@ -63,7 +63,7 @@ def test_imagenet_retraining_drop_path_grows_with_size(size, drop_path, tmp_path
     cfg = compose_cfg([f"experiment=retrain_{size}", f"arch={arch}"], tmp_path)
     module = build_module(cfg)
     assert isinstance(module, ClassifierModule) and module.model.drop_path_rate == drop_path
-    assert (cfg.trainer.max_epochs, module.optim_cfg["warmup_epochs"], cfg.data.repeated_aug) == (300, 20, 0)
+    assert (cfg.trainer.max_epochs, module.optim_cfg.warmup_epochs, cfg.data.repeated_aug) == (300, 20, 0)
     released = compose_cfg([f"experiment=retrain_{size}", f"model=s3_{size}"], tmp_path)  # the released arch itself
     assert released.model.net.drop_path_rate == drop_path and released.model.arch.DEPTHS[2] in (6, 18, 30)
 
@@ -96,7 +96,7 @@ def test_inplace_distillation_teaches_every_subnet_with_the_largest(tmp_path):
     expected.backward()
     assert torch.allclose(loss, expected)
     assert all(torch.allclose(a, p.grad) for a, p in zip(grads, (p for p in module.model.parameters() if p.grad is not None)))
-    module.sampling["distill"] = False
+    module.sampling.distill = False
     labels_only = sum(module.train_criterion(s, y) for s in logits) / 3
     assert torch.allclose(module.subnets_loss(x, y, archs), labels_only) and not torch.allclose(labels_only, expected)
 

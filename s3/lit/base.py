@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
 from typing import Any
 
 import lightning as L
@@ -15,48 +16,7 @@ from timm.scheduler import CosineLRScheduler
 from torchmetrics.classification import MulticlassAccuracy
 
 from s3.data.seeded import sample_key
-
-DEFAULT_OPTIM = dict(lr=5e-4, base_batch=512, weight_decay=0.05, warmup_epochs=5.0, warmup_lr=1e-6, min_lr=1e-5,
-                     betas=(0.9, 0.999), eps=1e-8)
-DEFAULT_LOSS = dict(mixup=0.8, cutmix=1.0, label_smoothing=0.1)
-
-
-POSITIVE = frozenset({"lr", "base_batch", "eps", "subnets_per_step"})  # > 0; every other number >= 0
-
-
-def _check_option(key: str, value, default) -> None:
-    """`value` has the kind of `default` (a flag, an integer, a number, a pair) and a legal sign."""
-    def number(v) -> bool:
-        return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-    if isinstance(default, bool):
-        ok, kind = isinstance(value, bool), "true or false"
-    elif isinstance(default, (tuple, list)):
-        ok = isinstance(value, (tuple, list)) and len(value) == len(default) and all(
-            number(v) and 0 <= v < 1 for v in value)
-        kind = f"{len(default)} numbers in [0, 1)"
-    else:
-        positive = key.rsplit(".", 1)[-1] in POSITIVE
-        integer = isinstance(default, int)
-        ok = (isinstance(value, int) and not isinstance(value, bool)) if integer else number(value)
-        ok = ok and (value > 0 if positive else value >= 0)
-        kind = f"{'an integer' if integer else 'a number'} {('>= 1' if integer else '> 0') if positive else '>= 0'}"
-    if not ok:
-        raise ValueError(f"{key}={value!r}: must be {kind}")
-
-
-def with_defaults(name: str, given: dict | None, defaults: dict) -> dict:
-    """`defaults` updated with `given`, the `model.<name>` group; a key `defaults` lacks is a typo,
-    a value of the wrong kind or sign is refused (before any data is read)."""
-    unknown = set(given or {}) - set(defaults)
-    if unknown:
-        raise ValueError(f"model.{name}: unknown keys {sorted(unknown)}; allowed {sorted(defaults)}")
-    merged = {**defaults, **(given or {})}
-    for key, value in merged.items():
-        _check_option(f"model.{name}.{key}", value, defaults[key])
-    if name == "loss" and merged["label_smoothing"] >= 1:
-        raise ValueError(f"model.loss.label_smoothing={merged['label_smoothing']}: must be in [0, 1)")
-    return merged
+from s3.lit.recipe import LossConfig, OptimConfig
 
 
 class ClassificationModule(L.LightningModule):
@@ -64,19 +24,19 @@ class ClassificationModule(L.LightningModule):
     decay on norms/biases/bias tables, lr scaled by global batch / base_batch, linear warmup then
     cosine, stepped every optimizer step."""
 
-    def __init__(self, num_classes: int, optim: dict | None = None, loss: dict | None = None, seed: int = 0):
+    def __init__(self, num_classes: int, optim: Mapping | OptimConfig | None = None,
+                 loss: Mapping | LossConfig | None = None, seed: int = 0):
         super().__init__()
         self.num_classes, self.seed = num_classes, seed
-        self.optim_cfg = with_defaults("optim", optim, DEFAULT_OPTIM)
-        self.loss_cfg = with_defaults("loss", loss, DEFAULT_LOSS)
+        self.optim_cfg, self.loss_cfg = OptimConfig.of(optim), LossConfig.of(loss)
         mix = self.loss_cfg
         self.mixup = None
-        if mix["mixup"] > 0 or mix["cutmix"] > 0:
-            self.mixup = Mixup(mixup_alpha=mix["mixup"], cutmix_alpha=mix["cutmix"],
-                               label_smoothing=mix["label_smoothing"], num_classes=num_classes)
+        if mix.mixup > 0 or mix.cutmix > 0:
+            self.mixup = Mixup(mixup_alpha=mix.mixup, cutmix_alpha=mix.cutmix, label_smoothing=mix.label_smoothing,
+                               num_classes=num_classes)
             self.train_criterion = SoftTargetCrossEntropy()
         else:
-            self.train_criterion = torch.nn.CrossEntropyLoss(label_smoothing=mix["label_smoothing"])
+            self.train_criterion = torch.nn.CrossEntropyLoss(label_smoothing=mix.label_smoothing)
         self.eval_criterion = torch.nn.CrossEntropyLoss()
 
     def accuracy_metrics(self) -> torch.nn.ModuleDict:
@@ -111,17 +71,17 @@ class ClassificationModule(L.LightningModule):
     def optimizer(self, lr: float) -> torch.optim.Optimizer:
         """AdamW; no decay on 1-D params, biases and what the model's `no_weight_decay()` lists."""
         o = self.optim_cfg
-        return create_optimizer_v2(self.model, "adamw", lr=lr, weight_decay=o["weight_decay"],
-                                   betas=tuple(o["betas"]), eps=o["eps"])
+        return create_optimizer_v2(self.model, "adamw", lr=lr, weight_decay=o.weight_decay, betas=tuple(o.betas),
+                                   eps=o.eps)
 
     def configure_optimizers(self) -> dict[str, Any]:
         o = self.optim_cfg
-        opt = self.optimizer(o["lr"] * self.global_batch() / o["base_batch"])
+        opt = self.optimizer(o.lr * self.global_batch() / o.base_batch)
         total = self.total_steps()
         epochs = max(1, self.trainer.max_epochs or 1)
-        warmup = int(o["warmup_epochs"] * total / epochs)
-        sched = CosineLRScheduler(opt, t_initial=total, lr_min=o["min_lr"], warmup_t=warmup,
-                                  warmup_lr_init=o["warmup_lr"], warmup_prefix=True, t_in_epochs=False)
+        warmup = int(o.warmup_epochs * total / epochs)
+        sched = CosineLRScheduler(opt, t_initial=total, lr_min=o.min_lr, warmup_t=warmup,
+                                  warmup_lr_init=o.warmup_lr, warmup_prefix=True, t_in_epochs=False)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     def total_steps(self) -> int:

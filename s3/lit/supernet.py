@@ -7,12 +7,12 @@ import random
 import torch
 from timm.loss import SoftTargetCrossEntropy
 
-from s3.lit.base import ClassificationModule, with_defaults
+from s3.lit.base import ClassificationModule
+from s3.lit.recipe import SamplingConfig
 from s3.models import Supernet
 from s3.space import Arch, SearchSpace
 
 VALIDATION_SUBNETS = ("largest", "smallest", "random")
-DEFAULT_SAMPLING = dict(subnets_per_step=1, sandwich=False, distill=False)
 
 
 class SupernetModule(ClassificationModule):
@@ -31,12 +31,7 @@ class SupernetModule(ClassificationModule):
         net = dict(net)
         super().__init__(net["num_classes"], optim, loss, seed)
         self.save_hyperparameters(logger=False)
-        sampling = with_defaults("sampling", sampling, DEFAULT_SAMPLING)
-        if sampling["subnets_per_step"] < 1:
-            raise ValueError(f"model.sampling.subnets_per_step={sampling['subnets_per_step']}: must be >= 1")
-        if sampling["distill"] and not sampling["sandwich"]:
-            raise ValueError("model.sampling.distill=true: needs model.sampling.sandwich=true (the largest subnet is the teacher)")
-        self.sampling = sampling
+        self.sampling = SamplingConfig.of(sampling)
         self.distill_criterion = SoftTargetCrossEntropy()
         self.space = SearchSpace.from_dict(space)
         self.model = Supernet(self.space, **net)
@@ -49,9 +44,9 @@ class SupernetModule(ClassificationModule):
         self.last_archs: list[Arch] = []
 
     def sample_archs(self, step: int, micro: int = 0) -> list[Arch]:
-        archs = [self.space.largest(), self.space.smallest()] if self.sampling["sandwich"] else []
+        archs = [self.space.largest(), self.space.smallest()] if self.sampling.sandwich else []
         archs += [self.space.sample(random.Random(f"s3:{self.seed}:{step}:{micro}:{k}"))
-                  for k in range(self.sampling["subnets_per_step"])]
+                  for k in range(self.sampling.subnets_per_step)]
         return archs
 
     def subnets_loss(self, x: torch.Tensor, y: torch.Tensor, archs: list[Arch]) -> torch.Tensor:
@@ -63,7 +58,7 @@ class SupernetModule(ClassificationModule):
             logits = self.model(x)
             if teacher is None:
                 loss = loss + self.train_criterion(logits, y) / len(archs)
-                if self.sampling["distill"]:
+                if self.sampling.distill:
                     teacher = logits.detach().softmax(-1)
             else:
                 loss = loss + self.distill_criterion(logits, teacher) / len(archs)
