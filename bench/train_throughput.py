@@ -12,7 +12,7 @@ import lightning as L
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from s3.lit import ClassifierModule
+from s3.lit import StandaloneModule
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -57,7 +57,7 @@ def main() -> None:
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
         cfg_s = compose("train", overrides=["experiment=retrain_tiny", "arch=null"])
     net = dict(img_size=32, patch_size=2, num_classes=10, drop_path_rate=0.0)
-    standalone = ClassifierModule(largest.to_dict(), net, cfg_s.model.optim, cfg_s.model.loss)
+    standalone = StandaloneModule(largest.to_dict(), net, cfg_s.model.optim, cfg_s.model.loss)
     standalone.model.load_state_dict(supernet.model.extract(largest).state_dict())
     dm.setup()
     t_super = measure(supernet, dm, args.steps)

@@ -19,7 +19,7 @@ from rich.table import Table
 from s3.config import resolve_arch
 from s3.cost import count_flops, count_params
 from s3.io import atomic_write_text
-from s3.lit import ClassifierModule
+from s3.lit import StandaloneModule
 from s3.models.checkpoint import SupernetCheckpoint, load_state_dict, read_checkpoint, to_native
 
 log = logging.getLogger(__name__)
@@ -27,14 +27,14 @@ log = logging.getLogger(__name__)
 SPLITS = ("val", "search")
 
 
-def build_classifier(cfg: DictConfig) -> ClassifierModule:
+def build_classifier(cfg: DictConfig) -> StandaloneModule:
     """The arch of `arch=` / `model=s3_*`, holding the weights of `ckpt_path` (for a supernet
     checkpoint of this project: the arch's inherited slices)."""
     arch = resolve_arch(cfg)
     module = instantiate(cfg.model, arch=arch.to_dict(), _convert_="all")
     ckpt = read_checkpoint(cfg.ckpt_path)
     if SupernetCheckpoint.holds_supernet(ckpt):
-        module.inherit(SupernetCheckpoint.read(cfg.ckpt_path, ckpt), "ckpt_path")
+        module.load_subnet_of(SupernetCheckpoint.read(cfg.ckpt_path, ckpt), "ckpt_path")
     else:
         load_state_dict(module.model, to_native(ckpt), source=f"ckpt_path={cfg.ckpt_path}")
     return module
@@ -70,7 +70,7 @@ def throughput(model: torch.nn.Module, img_size: int, batch_size: int, repeats: 
     return batch_size * repeats / (time.perf_counter() - t0)
 
 
-def run(cfg: DictConfig, datamodule, module: ClassifierModule, trainer: L.Trainer) -> dict[str, Any]:
+def run(cfg: DictConfig, datamodule, module: StandaloneModule, trainer: L.Trainer) -> dict[str, Any]:
     datamodule.setup("validate" if cfg.split == "val" else "fit")
     loader = datamodule.val_dataloader() if cfg.split == "val" else datamodule.search_dataloader()
     metrics = trainer.validate(module, dataloaders=loader, verbose=False)[0]

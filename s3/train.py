@@ -51,7 +51,7 @@ def build_module(cfg: DictConfig) -> L.LightningModule:
         check_fits_in_memory(count_params(arch, **geometry), f"arch {arch}")
         module = instantiate(cfg.model, arch=arch.to_dict(), _convert_="all")
         if cfg.get("init_from"):
-            module.inherit_from(cfg.init_from)
+            module.load_subnet_of(SupernetCheckpoint.read(cfg.init_from), "init_from")
         return module
     if cfg.get("arch"):
         raise ValueError(f"arch={cfg.arch}: only for one architecture (experiment=retrain), not for a supernet")
@@ -60,7 +60,7 @@ def build_module(cfg: DictConfig) -> L.LightningModule:
     module = instantiate(cfg.model, _convert_="all")
     if cfg.get("init_from"):
         source = SupernetCheckpoint.read(cfg.init_from).check("init_from", num_classes=module.model.num_classes)
-        module.model.inherit(source.build())
+        module.model.copy_overlap(source.build())
         log.info("supernet starts from the overlapping weights of %s", cfg.init_from)
     return module
 

@@ -168,7 +168,7 @@ def test_supernet_latest_takes_the_newest_finished_supernet_of_the_requested_spa
     right = supernet_run("tiny_old", "tiny", 1_000)
     supernet_run("tiny_unfinished", "tiny", 2_000, finished=False)
     supernet_run("wide_newest", "wide", 3_000)
-    supernet_run("standalone_newest", "tiny", 4_000, kind="ClassifierModule")
+    supernet_run("standalone_newest", "tiny", 4_000, kind="StandaloneModule")
     cfg = compose_cfg([f"paths.log_dir={logs}", "supernet=latest"], tmp_path / "s", config_name="search")
     assert resolve_supernet(cfg, SearchSpace.from_yaml(SPACES / "tiny.yaml")) == right
     assert resolve_supernet(cfg, SearchSpace.from_yaml(SPACES / "wide.yaml")).parent.parent.name == "wide_newest"

@@ -61,7 +61,7 @@ class RecordingEvolution(Evolution):
     """Records the parents every generation breeds from (test only)."""
 
     def next_candidates(self, parents):
-        self.bred_from.append((list(parents), {a: r["top1"] for a, r in self.evaluator.cache.items()}))
+        self.bred_from.append((list(parents), {r["arch"]: r["top1"] for r in self.evaluator.records()}))
         return super().next_candidates(parents)
 
 

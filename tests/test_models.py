@@ -126,14 +126,14 @@ def test_qkv_and_table_slicing_follow_the_spec(tiny_space):
     assert torch.equal(merge_small.reduction.weight, merge_big.reduction.weight[:, cols])
 
 
-def test_inherit_copies_overlapping_slices():
+def test_copy_overlap_copies_overlapping_slices():
     stage = {"depth": [1, 2], "embed_dim": [16, 32], "mlp_ratio": [2.0], "num_heads": [1], "window_size": [2, 4]}
     old = SearchSpace.from_dict({"img_size": 32, "patch_size": 4, "stages": [stage, stage]})
     grown = dict(stage, embed_dim=[32, 48], depth=[2, 3], window_size=[4, 8], num_heads=[1, 2])
     new = SearchSpace.from_dict({"img_size": 32, "patch_size": 4, "stages": [grown, stage]})
     torch.manual_seed(0)
     a, b = Supernet(old, num_classes=5).eval(), Supernet(new, num_classes=5).eval()
-    b.inherit(a)
+    b.copy_overlap(a)
     common = old.largest().replace_stage(0, window_size=(4, 4))
     assert common in new
     x = torch.randn(2, 3, 32, 32)

@@ -48,7 +48,7 @@ class SyntheticEvaluator(CandidateEvaluator):
     """A fitness known in closed form: the search logic is tested without a supernet."""
 
     def __init__(self, constraints: Constraints, fitness):
-        self.constraints, self.fitness, self.cache = constraints, fitness, {}
+        self.constraints, self.fitness, self._cache = constraints, fitness, {}
 
     def measure(self, arch: Arch, split=None) -> dict:
         return {"top1": self.fitness(arch), "loss": 0.0}
@@ -307,9 +307,9 @@ def test_evolution_candidates_are_new_valid_and_within_constraints(tiny_space):
         assert len(gen) == 20 and len(set(gen)) == 20
         for a in gen:
             assert tiny_space.contains(a) and constraints.satisfied(a)
-    assert len(evo.evaluator.cache) == 20 * 5  # no arch evaluated twice
+    assert len(evo.evaluator) == 20 * 5  # no arch evaluated twice
     best = evo.ranked()[0]
-    assert best["top1"] == max(r["top1"] for r in evo.evaluator.cache.values())
+    assert best["top1"] == max(r["top1"] for r in evo.evaluator.records())
     assert best["params"] <= 8e5 and best["params"] >= 4e5
 
 
@@ -342,7 +342,7 @@ def test_random_search_spends_the_same_budget_as_evolution(tiny_space):
     rnd = _evolution(tiny_space, constraints, mutations=0, crossovers=0)
     evo = _evolution(tiny_space, constraints)
     rnd.run(), evo.run()
-    assert len(rnd.evaluator.cache) == len(evo.evaluator.cache) == 100
+    assert len(rnd.evaluator) == len(evo.evaluator) == 100
     # on a fitness whose optimum is known (the largest arch), evolution finds it from every seed,
     # random search with the same 100 evaluations (of 20k archs) from almost none
     optimum = float(sum(tiny_space.largest().depths) + sum(tiny_space.largest().embed_dims) / 100)
@@ -368,7 +368,7 @@ def test_pareto_objective_returns_a_front(tiny_space):
     evo = _evolution(tiny_space, constraints, objective="pareto")
     evo.run()
     front = evo.pareto_front()
-    records = list(evo.evaluator.cache.values())
+    records = evo.evaluator.records()
 
     def dominated(r) -> bool:
         return any(o["top1"] >= r["top1"] and o["params"] <= r["params"] and (o["top1"], o["params"]) !=
@@ -378,9 +378,9 @@ def test_pareto_objective_returns_a_front(tiny_space):
     assert {r["arch"] for r in front} == expected and len(expected) >= 2
     accuracy = _evolution(tiny_space, constraints, objective="accuracy")
     accuracy.run()
-    assert set(accuracy.evaluator.cache) != set(evo.evaluator.cache)  # NSGA-II selected other parents
+    assert {r["arch"] for r in accuracy.evaluator.records()} != {r["arch"] for r in evo.evaluator.records()}  # NSGA-II selected other parents
     for r in front:  # nobody evaluated is both more accurate and smaller
-        assert not any(o["top1"] > r["top1"] and o["params"] < r["params"] for o in evo.evaluator.cache.values())
+        assert not any(o["top1"] > r["top1"] and o["params"] < r["params"] for o in evo.evaluator.records())
 
 
 # -- the candidate evaluator ------------------------------------------------------------------------
@@ -391,7 +391,7 @@ def test_evaluator_equals_extracted_standalone_and_caches(tiny_space):
     evaluator = CandidateEvaluator(supernet, split, Constraints(tiny_space, num_classes=10), batch_size=10)
     archs = [tiny_space.sample(torch.Generator().manual_seed(i)) for i in range(3)]
     records = evaluator.evaluate(archs + archs[:1])
-    assert len(evaluator.cache) == 3 and records[0] is records[3]
+    assert len(evaluator) == 3 and records[0] is records[3]
     for arch, r in zip(archs, records):
         with torch.no_grad():
             logits = supernet.extract(arch).eval()(split.images)

@@ -12,7 +12,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 
 from s3.cost import count_flops, count_params
-from s3.lit import ClassifierModule, SupernetModule
+from s3.lit import StandaloneModule, SupernetModule
 from s3.models import S3Transformer, load_checkpoint, load_supernet
 from s3.space import Arch
 from s3.train import build_module, prepare, run
@@ -62,7 +62,7 @@ def test_imagenet_retraining_drop_path_grows_with_size(size, drop_path, tmp_path
     arch = released_arch_file(tmp_path)
     cfg = compose_cfg([f"experiment=retrain_{size}", f"arch={arch}"], tmp_path)
     module = build_module(cfg)
-    assert isinstance(module, ClassifierModule) and module.model.drop_path_rate == drop_path
+    assert isinstance(module, StandaloneModule) and module.model.drop_path_rate == drop_path
     assert (cfg.trainer.max_epochs, module.optim_cfg.warmup_epochs, cfg.data.repeated_aug) == (300, 20, 0)
     released = compose_cfg([f"experiment=retrain_{size}", f"model=s3_{size}"], tmp_path)  # the released arch itself
     assert released.model.net.drop_path_rate == drop_path and released.model.arch.DEPTHS[2] in (6, 18, 30)
@@ -131,7 +131,7 @@ def test_retrain_preset_composes(tmp_path):
     arch_file = released_arch("S3-T").to_yaml(tmp_path / "S3-T.yaml")
     cfg = compose_cfg(["experiment=retrain", f"arch={arch_file}", "data=imagenet", "space=s3_t"], tmp_path)
     module = build_module(cfg)
-    assert isinstance(module, ClassifierModule) and module.arch == released_arch("S3-T")
+    assert isinstance(module, StandaloneModule) and module.arch == released_arch("S3-T")
     assert sum(p.numel() for p in module.model.parameters()) == 28_328_674
 
 
@@ -384,8 +384,8 @@ def test_bf16_cpu_training_step_and_the_supernet_equals_its_extracted_subnet(tmp
 def test_compiled_standalone_model_equals_eager_and_keeps_its_checkpoint_keys(tmp_path):
     arch = Arch.create([1, 1, 1, 1], [32, 64, 96, 128], [2.0] * 4, [1, 1, 2, 2], [4, 4, 2, 2])
     net = dict(img_size=32, patch_size=2, num_classes=10, drop_path_rate=0.0)
-    compiled = ClassifierModule(arch.to_dict(), net, compile=True, ema_decay=0.9).eval()
-    eager = ClassifierModule(arch.to_dict(), net, ema_decay=0.9).eval()
+    compiled = StandaloneModule(arch.to_dict(), net, compile=True, ema_decay=0.9).eval()
+    eager = StandaloneModule(arch.to_dict(), net, ema_decay=0.9).eval()
     assert list(compiled.state_dict()) == list(eager.state_dict())  # no `_orig_mod.` prefixes
     eager.model.load_state_dict(compiled.model.state_dict())
     x = torch.randn(4, 3, 32, 32)

@@ -37,7 +37,7 @@ class ResumableSampler(DistributedSampler):
     Where a restored epoch starts follows from the restored optimizer step: loader workers fetch
     their first indices as soon as the iterator exists, which for a restored run is before
     Lightning calls `set_epoch` (and the iterator must not exist before the restore:
-    `ClassificationModule.total_steps`)."""
+    `RecipeModule.total_steps`)."""
 
     datamodule: ClassificationDataModule | None = None
     key_seed: int = 0

@@ -1,4 +1,4 @@
-from s3.lit.classifier import ClassifierModule
+from s3.lit.standalone import StandaloneModule
 from s3.lit.supernet import SupernetModule
 
-__all__ = ["ClassifierModule", "SupernetModule"]
+__all__ = ["StandaloneModule", "SupernetModule"]

@@ -19,7 +19,7 @@ from s3.data.seeded import sample_key
 from s3.lit.recipe import LossConfig, OptimConfig
 
 
-class ClassificationModule(L.LightningModule):
+class RecipeModule(L.LightningModule):
     """Loss (timm Mixup/CutMix + SoftTargetCrossEntropy, or label-smoothed CE), AdamW without
     decay on norms/biases/bias tables, lr scaled by global batch / base_batch, linear warmup then
     cosine, stepped every optimizer step."""

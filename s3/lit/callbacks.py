@@ -16,6 +16,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from s3.data.images import BadImageError
 from s3.io import atomic_torch_save, atomic_write_text
+from s3.lit.supernet import SupernetModule
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +37,9 @@ class SampledArchLog(L.Callback):
             atomic_write_text(log, "".join(f"{line}\n" for line in kept))
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
-        archs = getattr(pl_module, "last_archs", None)
-        if not archs:
+        if not isinstance(pl_module, SupernetModule) or not pl_module.last_archs:
             return
+        archs = pl_module.last_archs
         self.dirpath.mkdir(parents=True, exist_ok=True)
         line = json.dumps({"step": trainer.global_step - 1, "batch": batch_idx, "archs": [a.to_dict() for a in archs]})
         with open(self.dirpath / f"sampled_archs.rank{trainer.global_rank}.jsonl", "a") as f:

@@ -7,7 +7,7 @@ import random
 import torch
 from timm.loss import SoftTargetCrossEntropy
 
-from s3.lit.base import ClassificationModule
+from s3.lit.base import RecipeModule
 from s3.lit.recipe import SamplingConfig
 from s3.models import Supernet
 from s3.space import Arch, SearchSpace
@@ -15,7 +15,7 @@ from s3.space import Arch, SearchSpace
 VALIDATION_SUBNETS = ("largest", "smallest", "random")
 
 
-class SupernetModule(ClassificationModule):
+class SupernetModule(RecipeModule):
     """Options: `subnets_per_step` (the mean loss of several subnets before one optimizer step,
     the paper's fused gradients), `sandwich` (largest + smallest + `subnets_per_step` random) and
     `distill` (with `sandwich`: in-place distillation as in BigNAS, the largest subnet learns from
@@ -41,7 +41,7 @@ class SupernetModule(ClassificationModule):
             "random": self.space.sample(random.Random(f"s3-validation:{seed}")),
         }
         self.val_metrics = torch.nn.ModuleDict({k: self.accuracy_metrics() for k in VALIDATION_SUBNETS})
-        self.last_archs: list[Arch] = []
+        self.last_archs: list[Arch] = []  # the subnets the last training step trained (SampledArchLog writes them)
 
     def sample_archs(self, step: int, micro: int = 0) -> list[Arch]:
         archs = [self.space.largest(), self.space.smallest()] if self.sampling.sandwich else []

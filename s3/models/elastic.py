@@ -79,13 +79,13 @@ class Elastic(nn.Module):
         return {name: self.sliced(name).detach().clone() for name in self._full}
 
     @torch.no_grad()
-    def inherit(self, other: Elastic) -> None:
+    def copy_overlap(self, other: Elastic) -> None:
         """Copy every overlapping slice of `other`'s parameters (the rest keeps its init)."""
         for name, full in self._full.items():
             theirs = other._full[name]
             a, b = _flat(full), _flat(theirs)
             if len(a) != len(b):
-                raise ValueError(f"{type(self).__name__}.{name}: cannot inherit from factors {theirs} into {full}")
+                raise ValueError(f"{type(self).__name__}.{name}: cannot copy from factors {theirs} into {full}")
             overlap = tuple((min(x, y),) for x, y in zip(a, b))
             mine = getattr(self, name).view(a)[_window(tuple((n,) for n in a), overlap, self.centered)]
             mine.copy_(getattr(other, name).view(b)[_window(tuple((n,) for n in b), overlap, self.centered)])

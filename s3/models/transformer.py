@@ -323,12 +323,12 @@ class Supernet(nn.Module):
             self.set_arch(previous)
         return model.to(next(self.parameters()).device)
 
-    def inherit(self, other: Supernet) -> None:
+    def copy_overlap(self, other: Supernet) -> None:
         """Copy every overlapping weight slice of `other` (e.g. the previous space's supernet)."""
         theirs = dict(other.named_modules())
         for name, module in self.named_modules():
             if isinstance(module, Elastic) and isinstance(theirs.get(name), Elastic):
-                module.inherit(theirs[name])
+                module.copy_overlap(theirs[name])
 
     def extra_repr(self) -> str:
         return f"img_size={self.img_size}, patch_size={self.patch_size}, arch={self.arch}"

@@ -34,7 +34,7 @@ def run_arch_search(run: SearchSession) -> dict:
     if saved is not None:
         evo.load_state_dict(saved)
         log.info("continuing the search in %s at generation %d (%d archs evaluated)", work, evo.generation,
-                 len(evaluator.cache))
+                 len(evaluator))
     if run.zero:
         log.info("%s search: %s, constraints %s, supernet %s", config.kind, work, run.constraints, run.ckpt)
 
@@ -44,7 +44,7 @@ def run_arch_search(run: SearchSession) -> dict:
         run.log_metrics({f"search/{k}": v for k, v in last.items() if k != "generation"}, step=last["generation"])
 
     with progress_bar(f"{config.kind} search", config.population * config.generations, enabled=run.zero) as advance:
-        advance(len(evaluator.cache))
+        advance(len(evaluator))
         ranked = evo.run(on_generation_end=save, progress=advance)
     picks = ranked[: config.top_k] if config.objective == "accuracy" else evo.pareto_front()
     return finish(run, evaluator, evo, picks)
@@ -64,13 +64,13 @@ def finish(run: SearchSession, evaluator: CandidateEvaluator, evo: Evolution, pi
     paths = [str(r["arch"].to_yaml(work / "top" / f"top{i + 1}.yaml")) for i, r in enumerate(picks)]
     write_csv(work / "picks.csv", record_rows(picks), ("rank", "val_top1", *RECORD_COLUMNS[1:]))
     drawn_in = {}  # the generation that drew each arch: the evaluator's cache is in evaluation order
-    for i, arch in enumerate(evaluator.cache):
+    for i, arch in enumerate(r["arch"] for r in evaluator.records()):
         drawn_in[arch] = next((h["generation"] for h in evo.history if i < h["evaluated"]), evo.generation)
     plots = [plot_pareto(work / "pareto.png", ranked, picks, [drawn_in[r["arch"]] for r in ranked],
                          evo.constraints.ranges),
              plot_history(work / "history.png", evo.history, f"{name} search")]
     result = {
-        "search": name, "objective": evo.config.objective, "evaluated": len(evaluator.cache),
+        "search": name, "objective": evo.config.objective, "evaluated": len(evaluator),
         "constraints": str(evo.constraints), "best_search_top1": ranked[0]["top1"],
         "picks": [{"yaml": y, "top1": r["top1"], "val_top1": r["val_top1"], "params": r["params"],
                    "flops": r["flops"], "arch": str(r["arch"])} for y, r in zip(paths, picks)],

@@ -97,13 +97,24 @@ class CandidateEvaluator:
         self.supernet, self.split, self.constraints = supernet.eval(), split, constraints
         self.batch_size, self.autocast = batch_size, autocast
         self.device = next(supernet.parameters()).device
-        self.cache: dict[Arch, ArchRecord] = {}
+        self._cache: dict[Arch, ArchRecord] = {}  # in evaluation order
+
+    def __contains__(self, arch: Arch) -> bool:
+        return arch in self._cache
+
+    def __len__(self) -> int:
+        """How many distinct archs were evaluated."""
+        return len(self._cache)
 
     def record(self, arch: Arch) -> ArchRecord:
-        return self.cache[arch]
+        return self._cache[arch]
+
+    def records(self) -> list[ArchRecord]:
+        """Every evaluated arch's record, in evaluation order."""
+        return list(self._cache.values())
 
     def evaluate(self, archs: Sequence[Arch], progress: Callable[[int], None] | None = None) -> list[ArchRecord]:
-        todo = list(dict.fromkeys(a for a in archs if a not in self.cache))
+        todo = list(dict.fromkeys(a for a in archs if a not in self._cache))
         costs = {a: self.constraints.cost(a) for a in todo}
         for a, cost in costs.items():  # costs are checked before any forward pass
             bad = self.constraints.violations(cost)
@@ -122,8 +133,8 @@ class CandidateEvaluator:
                 progress(len(todo) - len(mine))
             mine = {a: m for part in gathered for a, m in part.items()}
         for a in todo:
-            self.cache[a] = {"arch": a, **costs[a], **mine[a]}
-        return [self.cache[a] for a in archs]
+            self._cache[a] = {"arch": a, **costs[a], **mine[a]}
+        return [self._cache[a] for a in archs]
 
     @torch.inference_mode()
     def measure(self, arch: Arch, split: CachedSplit | None = None) -> dict[str, float]:
@@ -140,10 +151,10 @@ class CandidateEvaluator:
 
     # -- resumable state ----------------------------------------------------------------------------
     def state_dict(self) -> list[dict]:
-        return [{**r, "arch": r["arch"].to_dict()} for r in self.cache.values()]
+        return [{**r, "arch": r["arch"].to_dict()} for r in self._cache.values()]
 
     def load_state_dict(self, records: list[dict]) -> None:
-        self.cache = {}
+        self._cache = {}
         for r in records:
             arch = Arch.from_dict(r["arch"])
-            self.cache[arch] = {**r, "arch": arch}
+            self._cache[arch] = {**r, "arch": arch}

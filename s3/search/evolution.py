@@ -105,7 +105,7 @@ class Evolution:
 
     # -- candidate generation -------------------------------------------------------------------
     def _valid(self, arch: Arch, taken: set) -> bool:
-        return arch not in taken and arch not in self.evaluator.cache and self.constraints.satisfied(arch)
+        return arch not in taken and arch not in self.evaluator and self.constraints.satisfied(arch)
 
     def _draw(self, make: Callable[[], Arch | None], taken: set) -> Arch | None:
         for _ in range(self.config.max_tries):
@@ -150,10 +150,10 @@ class Evolution:
         return sorted(records, key=lambda r: (-r["top1"], r["params"], str(r["arch"])))[:n]
 
     def ranked(self) -> list[ArchRecord]:
-        return self.select(list(self.evaluator.cache.values()), len(self.evaluator.cache))
+        return self.select(self.evaluator.records(), len(self.evaluator))
 
     def pareto_front(self) -> list[ArchRecord]:
-        records = list(self.evaluator.cache.values())
+        records = self.evaluator.records()
         front = non_dominated_fronts([self._objectives(r) for r in records])[0]
         return sorted((records[i] for i in front), key=lambda r: r[self.config.pareto_cost])
 
@@ -168,9 +168,9 @@ class Evolution:
                                  f"{self.config.max_tries} draws; widen constraints.*.min/max")
         while self.generation < self.config.generations:
             self.evaluator.evaluate(self.candidates, progress)
-            parents = [r["arch"] for r in self.select(list(self.evaluator.cache.values()), self.config.parents)]
+            parents = [r["arch"] for r in self.select(self.evaluator.records(), self.config.parents)]
             best = self.ranked()[0]
-            self.history.append({"generation": self.generation, "evaluated": len(self.evaluator.cache),
+            self.history.append({"generation": self.generation, "evaluated": len(self.evaluator),
                                  "candidates": len(self.candidates), "best_top1": best["top1"],
                                  "best_params": best["params"], "best_flops": best["flops"],
                                  "mean_top1": sum(self.evaluator.record(a)["top1"] for a in self.candidates)

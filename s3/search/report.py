@@ -8,16 +8,13 @@ import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure  # drawn without pyplot: no global backend, nothing to close
+from matplotlib.ticker import MaxNLocator
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
-
-from s3.io import atomic_path, atomic_write_text  # noqa: E402
-from s3.search.et_error import DimensionFit  # noqa: E402
-from s3.space import DIMENSIONS, SearchSpace  # noqa: E402
+from s3.io import atomic_path, atomic_write_text
+from s3.search.et_error import DimensionFit
+from s3.space import DIMENSIONS, SearchSpace
 
 RECORD_COLUMNS = ("rank", "top1", "loss", "params", "flops", "arch", "arch_json")
 
@@ -55,7 +52,6 @@ def log_to_wandb(loggers: Sequence, table_key: str, columns: Sequence[str], data
 def _save(fig, path: str | Path) -> Path:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
-    plt.close(fig)
     return Path(path)
 
 
@@ -64,7 +60,8 @@ def plot_pareto(path: str | Path, records: Sequence[dict], picks: Sequence[dict]
     """Search-split top-1 against params and against MACs: every evaluated arch coloured by the
     generation that drew it, each axis's Pareto front as a line, the picks starred, the budget's
     band shaded; the legend below the axes, off the points."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.6), sharey=True)
+    fig = Figure(figsize=(11, 4.6))
+    axes = fig.subplots(1, 2, sharey=True)
     for ax, key, unit in zip(axes, ("params", "flops"), ("params (M)", "MACs (M)")):
         x = lambda rs, key=key: [r[key] / 1e6 for r in rs]  # noqa: E731
         points = ax.scatter(x(records), [r["top1"] for r in records], s=10, alpha=0.6, label="evaluated",
@@ -91,7 +88,8 @@ def plot_pareto(path: str | Path, records: Sequence[dict], picks: Sequence[dict]
 
 
 def plot_history(path: str | Path, history: Sequence[dict], title: str) -> Path:
-    fig, ax = plt.subplots(figsize=(6, 3.6))
+    fig = Figure(figsize=(6, 3.6))
+    ax = fig.subplots()
     g = [h["generation"] for h in history]
     ax.plot(g, [h["best_top1"] for h in history], marker="o", label="best so far")
     ax.plot(g, [h["mean_top1"] for h in history], marker=".", label="generation mean")
@@ -106,7 +104,8 @@ def plot_history(path: str | Path, history: Sequence[dict], title: str) -> Path:
 
 def plot_et_error(path: str | Path, iterations: Sequence[dict]) -> Path:
     """Q, Q_e and Q_t of the space of every iteration."""
-    fig, ax = plt.subplots(figsize=(6, 3.6))
+    fig = Figure(figsize=(6, 3.6))
+    ax = fig.subplots()
     t = [it["iteration"] for it in iterations]
     for key, label in (("q", "E-T Error Q"), ("q_e", "Q_e (expected)"), ("q_t", "Q_t (top tier)")):
         ax.plot(t, [it["et_error"][key] for it in iterations], marker="o", label=label)
@@ -124,7 +123,8 @@ def plot_dimensions(path: str | Path, fits: Sequence[DimensionFit], decisions: S
     interval, the fitted change and the decision (a moved dimension is drawn thick, with an arrow)."""
     stages = sorted({f.stage for f in fits})
     decided = {(d["stage"], d["dimension"]): d for d in decisions}
-    fig, axes = plt.subplots(1, len(DIMENSIONS), figsize=(4.2 * len(DIMENSIONS), 4.2))
+    fig = Figure(figsize=(4.2 * len(DIMENSIONS), 4.2))
+    axes = fig.subplots(1, len(DIMENSIONS))
     for ax, dim in zip(axes, DIMENSIONS):
         ticks = set()
         for f in (f for f in fits if f.dimension == dim):

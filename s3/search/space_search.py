@@ -73,16 +73,16 @@ def score_pool(run: SearchSession, evaluator: CandidateEvaluator, archs: list[Ar
             state = {}
         if state.get("key") == key:
             evaluator.load_state_dict(state["scores"])
-            log.info("%s: %d of %d archs already scored", title, sum(a in evaluator.cache for a in archs), len(archs))
+            log.info("%s: %d of %d archs already scored", title, sum(a in evaluator for a in archs), len(archs))
         else:
             log.warning("%s: %s holds scores of another supernet or split; scoring the pool afresh", title, saved)
     world = distributed()[1]  # a chunk deals at least one arch to every rank
     chunk = max(1, -(-len(archs) // 20))
     chunk = -(-chunk // world) * world
     with progress_bar(title, len(archs), enabled=run.zero) as advance:
-        advance(sum(a in evaluator.cache for a in archs))
+        advance(sum(a in evaluator for a in archs))
         for i in range(0, len(archs), chunk):
-            if all(a in evaluator.cache for a in archs[i:i + chunk]):
+            if all(a in evaluator for a in archs[i:i + chunk]):
                 continue
             evaluator.evaluate(archs[i:i + chunk], advance)
             if run.zero:

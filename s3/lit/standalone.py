@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 from timm.utils import ModelEmaV3
 
-from s3.lit.base import ClassificationModule
+from s3.lit.base import RecipeModule
 from s3.models import S3Transformer, SupernetCheckpoint
 from s3.space import Arch
 
 
-class ClassifierModule(ClassificationModule):
+class StandaloneModule(RecipeModule):
     def __init__(self, arch: dict, net: dict, optim: dict | None = None, loss: dict | None = None,
                  ema_decay: float | None = None, compile: bool = False, seed: int = 0):
         net = dict(net)
@@ -26,12 +24,9 @@ class ClassifierModule(ClassificationModule):
         self.val_metrics = self.accuracy_metrics()
         self.ema_metrics = self.accuracy_metrics() if self.ema is not None else None
 
-    def inherit_from(self, supernet_ckpt: str | Path) -> None:
-        """Start from the supernet's weights for this arch (which must lie in its space)."""
-        self.inherit(SupernetCheckpoint.read(supernet_ckpt), "init_from")
-
-    def inherit(self, ckpt: SupernetCheckpoint, what: str) -> None:
-        """This arch's slices of a trained supernet (`what`: the setting that named it)."""
+    def load_subnet_of(self, ckpt: SupernetCheckpoint, what: str) -> None:
+        """This arch's slices of a trained supernet, whose space must hold it (`what`: the setting
+        that named the checkpoint)."""
         ckpt.check(what, num_classes=self.num_classes)
         supernet = ckpt.build()
         supernet.space.check(self.arch)
