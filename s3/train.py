@@ -11,6 +11,7 @@ from typing import Any, NamedTuple
 import lightning as L
 from hydra.utils import instantiate
 from lightning.fabric.utilities.rank_zero import rank_zero_only
+from lightning.pytorch.callbacks import EarlyStopping
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
@@ -237,7 +238,8 @@ def _fit(cfg: DictConfig, datamodule, module, trainer, resume_from: str | None) 
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     finished = not trainer.fast_dev_run and (  # a fast_dev_run is a smoke test, never a trained model
         (trainer.max_epochs not in (None, -1) and trainer.current_epoch >= trainer.max_epochs)
-        or (trainer.max_steps not in (None, -1) and trainer.global_step >= trainer.max_steps))
+        or (trainer.max_steps not in (None, -1) and trainer.global_step >= trainer.max_steps)
+        or any(isinstance(c, EarlyStopping) and c.stopped_epoch > 0 for c in trainer.callbacks))  # done by its rule
     if trainer.is_global_zero and finished:
         atomic_write_text(Path(cfg.paths.output_dir) / FINISHED, json.dumps({"global_step": trainer.global_step,
                                                                             **metrics}))

@@ -103,3 +103,32 @@ def test_train_help_lists_the_groups_train_py_uses(tmp_path):
         if group == "trainer":
             files -= {"default"}  # the base the others extend
         assert set(listed.split(", ")) == files, group
+
+
+def test_callbacks_compose_from_their_own_files(tmp_path):
+    from pathlib import Path
+
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, RichModelSummary
+
+    from s3.lit.callbacks import PreemptionCheckpoint, SampledArchLog
+    from tests.conftest import ROOT
+
+    default = compose_cfg(FAST, tmp_path / "default").callbacks
+    listed = [line.strip()[2:] for line in (Path(ROOT) / "conf" / "callbacks" / "default.yaml").read_text().splitlines()
+              if line.strip().startswith("- ") and line.strip() != "- _self_"]
+    assert list(default) == listed == ["model_checkpoint", "step_checkpoint", "lr_monitor", "sampled_archs", "preemption"]
+    # early stopping on top of the default set: an improvement of 100 points never comes, so it stops after 2 epochs
+    # (of 4), and the run counts as finished: re-running the command does not continue it
+    cfg, trainer, _ = _run(tmp_path / "early", "callbacks=[default,early_stopping,model_summary]", "trainer.max_epochs=4",
+                           "callbacks.early_stopping.monitor=val/largest/top1", "callbacks.early_stopping.patience=1",
+                           "callbacks.early_stopping.min_delta=100")
+    kinds = [type(c) for c in trainer.callbacks]
+    assert {EarlyStopping, RichModelSummary, ModelCheckpoint, PreemptionCheckpoint, SampledArchLog} <= set(kinds)
+    steps = trainer.num_training_batches
+    assert trainer.current_epoch == 2 and trainer.global_step == 2 * steps
+    assert json.loads((tmp_path / "early" / "finished.json").read_text())["global_step"] == 2 * steps
+    # none: no callbacks of ours, so no checkpoint and no arch log
+    cfg, trainer, _ = _run(tmp_path / "none", "callbacks=none")
+    assert not any(isinstance(c, (PreemptionCheckpoint, SampledArchLog, EarlyStopping)) for c in trainer.callbacks)
+    assert not (tmp_path / "none" / "checkpoints" / "last.ckpt").exists()
+    assert not list((tmp_path / "none").glob("sampled_archs.*"))

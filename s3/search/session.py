@@ -199,11 +199,12 @@ def setup_data(dm, work: Path):
 
 
 def make_fabric(cfg: DictConfig) -> L.Fabric:
-    """Devices and precision of the trainer config; several devices -> one process each (DDP)."""
+    """Devices and precision of the trainer config. Fabric resolves `devices` (a count, a list or
+    `auto`) and picks the strategy itself: one device alone, several (or several nodes) DDP with
+    one process each. Evaluation needs none of the trainer strategy's gradient options."""
     t = cfg.trainer
-    world = int(t.devices if isinstance(t.devices, int) else 1) * int(t.num_nodes)
-    fabric = L.Fabric(accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes,
-                      strategy="ddp" if world > 1 else "auto", precision=t.precision)
+    fabric = L.Fabric(accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy="auto",
+                      precision=t.precision)
     fabric.launch()
     if fabric.global_rank != 0:  # INFO lines once, by rank zero; warnings and errors from every rank
         logging.getLogger("s3").setLevel(logging.WARNING)
