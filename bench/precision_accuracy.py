@@ -64,8 +64,8 @@ def main() -> None:
             for seed in args.seeds:
                 name = f"{script.split('.')[0]}_{'retrain' if overrides else 'supernet'}_{precision}_seed{seed}"
                 r = run(out / name, script, *overrides, f"trainer.precision={precision}", f"seed={seed}")
-                rows.append((task, precision, seed, 100 * r[metric], r["seconds"], r["resumed"]))
-                print(f"{task} {precision} seed {seed}: top-1 {100 * r[metric]:.2f}, {r['seconds']:.0f} s", flush=True)
+                rows.append((task, precision, seed, r[metric], r["seconds"], r["resumed"]))
+                print(f"{task} {precision} seed {seed}: top-1 {r[metric]:.2f}, {r['seconds']:.0f} s", flush=True)
     print("\n| run | precision | seed | top-1 (%) | wall time |")
     print("|---|---|---|---|---|")
     for task, precision, seed, top1, seconds, resumed in rows:

@@ -68,7 +68,7 @@ def _run(arch: Arch, seed: int, recipe: Recipe, root: Path, threads: int) -> dic
         if done.returncode:
             raise RuntimeError(f"standalone run failed (exit {done.returncode}): {out / 'stdout.log'}")
     rows = [r for r in csv.DictReader(open(out / "csv" / "metrics.csv")) if r.get("val/top1")]
-    value = {"arch": str(arch), "seed": seed, "top1": 100 * float(rows[-1]["val/top1"]),
+    value = {"arch": str(arch), "seed": seed, "top1": float(rows[-1]["val/top1"]),
              "seconds": time.time() - start, "threads": threads}
     tmp = result.with_suffix(".tmp")
     tmp.write_text(json.dumps(value, indent=2))

@@ -82,7 +82,7 @@ def run(cfg: DictConfig, datamodule, module: StandaloneModule, trainer: L.Traine
     t = cfg.throughput
     result = {
         "arch": arch.to_dict(), "ckpt_path": str(cfg.ckpt_path), "split": cfg.split, "images": len(loader.dataset),
-        "top1": 100 * metrics["val/top1"], "top5": 100 * metrics["val/top5"], "loss": metrics["val/loss"],
+        "top1": metrics["val/top1"], "top5": metrics["val/top5"], "loss": metrics["val/loss"],
         "params": count_params(arch, **geometry), "flops": count_flops(arch, **geometry),
         "throughput": throughput(net, net.img_size, t.batch_size, t.repeats, trainer.strategy.root_device,
                                  "bf16" in str(trainer.precision)),

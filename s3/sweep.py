@@ -60,7 +60,7 @@ def job_row(out: Path, job: int, overrides: list[str]) -> dict[str, Any]:
                 "top1": f"{evaluation.get('top1', float('nan')):.2f}"}
     if finished := read("finished.json"):  # a training: its final validation top-1 (a fraction there), in %
         top1 = finished.get("val/largest/top1", finished.get("val/top1"))
-        return {**row, "status": "done", "top1": f"{100 * top1:.2f}" if isinstance(top1, float) else ""}
+        return {**row, "status": "done", "top1": f"{top1:.2f}" if isinstance(top1, float) else ""}
     return row
 
 

@@ -132,4 +132,4 @@ def test_the_weight_ema_follows_its_recursion_and_validation_reports_it(tmp_path
         model.eval()
         with torch.no_grad():
             correct = sum(int((model(x).argmax(-1) == y).sum()) for x, y in dm.val_dataloader())
-        assert metrics[key] == pytest.approx(correct / len(dm.val_set)), key
+        assert metrics[key] == pytest.approx(100 * correct / len(dm.val_set)), key

@@ -71,7 +71,7 @@ def test_train_py_returns_the_optimized_metric_to_a_sweeper(tmp_path):
     finished = json.loads((sweep / "0" / "finished.json").read_text())
     assert "val/largest/top5" in finished
     summary = (sweep / "summary.csv").read_text()
-    assert f"{100 * finished['val/largest/top1']:.2f}" in summary
+    assert f"{finished['val/largest/top1']:.2f}" in summary
 
 
 def _arch(tmp_path):

@@ -40,9 +40,10 @@ class RecipeModule(L.LightningModule):
         self.eval_criterion = torch.nn.CrossEntropyLoss()
 
     def accuracy_metrics(self) -> torch.nn.ModuleDict:
+        """Top-1 and top-5 in percent, the unit of every search, evaluation and table of the project."""
         return torch.nn.ModuleDict({
-            "top1": MulticlassAccuracy(self.num_classes, top_k=1, average="micro"),
-            "top5": MulticlassAccuracy(self.num_classes, top_k=min(5, self.num_classes), average="micro"),
+            "top1": MulticlassAccuracy(self.num_classes, top_k=1, average="micro") * 100,
+            "top5": MulticlassAccuracy(self.num_classes, top_k=min(5, self.num_classes), average="micro") * 100,
         })
 
     def on_train_batch_start(self, batch, batch_idx: int) -> None:
