@@ -639,6 +639,16 @@ def test_space_search_stopped_mid_pool_and_mid_training_continues_and_gives_each
     # one W&B run per training and one for the search's summary, none merged into another
     runs = sorted(p.relative_to(tmp_path / "full").parts[0] for p in (tmp_path / "full").glob("**/wandb/offline-run-*"))
     assert runs == ["iter0", "iter1", "wandb"]
+    # the summary run holds, besides Q / Q_e / Q_t, every choice's E-T Error and decision and every scored arch
+    media = next((tmp_path / "part" / "wandb").glob("offline-run-*")) / "files" / "media" / "table" / "space"
+    choices = json.loads(next(media.glob("choices_*.table.json")).read_text())
+    archs = json.loads(next(media.glob("archs_*.table.json")).read_text())
+    expected = [_rows(tmp_path / "part" / f"iter{t}" / "et_error.csv") for t in (0, 1)]
+    assert len(choices["data"]) == sum(map(len, expected)) and choices["columns"][:4] == ["iteration", "stage",
+                                                                                           "dimension", "choice"]
+    assert [row[choices["columns"].index("decision")] for row in choices["data"]] == [
+        r["decision"] for rows in expected for r in rows]
+    assert len(archs["data"]) == 2 * 12 and {row[0] for row in archs["data"]} == {0, 1}
 
 
 # -- bad input ---------------------------------------------------------------------------------------------
@@ -722,6 +732,10 @@ def test_wandb_offline_gets_the_evaluated_archs_table(tmp_path, supernet_ckpt, m
     assert len(tables) == 1
     table = json.loads(tables[0].read_text())
     assert len(table["data"]) == 18 and table["columns"][:2] == ["rank", "top1"]
+    picks = json.loads(next((out / "wandb").glob("offline-run-*/files/media/table/search/picks_*.table.json")).read_text())
+    result = json.loads((out / "result.json").read_text())
+    assert picks["columns"] == ["rank", "top1", "val_top1", "params", "macs", "arch"]
+    assert [row[2] for row in picks["data"]] == [p["val_top1"] for p in result["picks"]] and len(picks["data"]) == 2
     run = tables[0].parents[4]  # offline-run-*/
     import time
 

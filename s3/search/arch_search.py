@@ -76,8 +76,10 @@ def finish(run: SearchSession, evaluator: CandidateEvaluator, evo: Evolution, pi
                    "flops": r["flops"], "arch": str(r["arch"])} for y, r in zip(paths, picks)],
     }
     run.write_result(result)
-    log_to_wandb(run.loggers, "search/archs", RECORD_COLUMNS, [[r[c] for c in RECORD_COLUMNS] for r in rows],
-                 "search/plots", plots)
+    pick_rows = [{"rank": i + 1, "top1": r["top1"], "val_top1": r["val_top1"], "params": r["params"],
+                  "macs": r["flops"], "arch": str(r["arch"])} for i, r in enumerate(picks)]
+    log_to_wandb(run.loggers, {"search/archs": [{c: r[c] for c in RECORD_COLUMNS} for r in rows],
+                               "search/picks": pick_rows}, "search/plots", plots)
     log.info("best archs (search split top-1, validation top-1):\n%s",
              arch_table(picks, ("top1", "val_top1", "params", "flops")))
     log.info("outputs: %s (top-k YAMLs in %s; retrain with `python train.py experiment=retrain arch=%s`)",

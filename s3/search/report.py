@@ -19,6 +19,11 @@ from s3.space import DIMENSIONS, SearchSpace
 RECORD_COLUMNS = ("rank", "top1", "loss", "params", "flops", "arch", "arch_json")
 
 
+def read_csv(path: str | Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
 def write_csv(path: str | Path, rows: Sequence[Mapping], columns: Sequence[str] | None = None) -> Path:
     columns = list(columns or (rows[0].keys() if rows else []))
     buf = io.StringIO()
@@ -38,12 +43,16 @@ def record_rows(records: Sequence[dict]) -> list[dict]:
              "arch_json": json.dumps(r["arch"].to_dict())} for i, r in enumerate(records)]
 
 
-def log_to_wandb(loggers: Sequence, table_key: str, columns: Sequence[str], data: Sequence[Sequence],
-                 images_key: str, images: Sequence[str | Path]) -> None:
-    """A table and the plots as images, for the loggers that take them (W&B)."""
+def log_to_wandb(loggers: Sequence, tables: Mapping[str, Sequence[Mapping]], images_key: str,
+                 images: Sequence[str | Path]) -> None:
+    """Tables (key -> rows, each a mapping column -> value, the first row's keys as columns) and
+    the plots as images, for the loggers that take them (W&B)."""
     for lg in loggers:
         if hasattr(lg, "log_table"):
-            lg.log_table(table_key, columns=list(columns), data=[list(row) for row in data])
+            for key, rows in tables.items():
+                if rows:
+                    columns = list(rows[0])
+                    lg.log_table(key, columns=columns, data=[[row.get(c) for c in columns] for row in rows])
             for p in images:  # one key per figure: W&B shows one panel each, whatever their sizes
                 lg.log_image(f"{images_key}/{Path(p).parent.name + '_' if Path(p).parent.name.startswith('iter') else ''}"
                              f"{Path(p).stem}", images=[str(p)])

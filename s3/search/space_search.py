@@ -21,6 +21,7 @@ from s3.search.report import (
     observations,
     plot_dimensions,
     plot_et_error,
+    read_csv,
     record_rows,
     write_csv,
     write_json,
@@ -183,9 +184,15 @@ def finish_space_search(run: SearchSession, iterations: list[dict], searched: Se
               "et_error": [it["et_error"] for it in iterations],
               "moved": [it["moved"] for it in iterations]}
     run.write_result(result)
-    log_to_wandb(run.loggers, "space/et_error", ["iteration", "q", "q_e", "q_t", "moved"],
-                 [[it["iteration"], *(it["et_error"][k] for k in ("q", "q_e", "q_t")), it["moved"]] for it in iterations],
-                 "space/plots", [work / "et_error.png"] + [work / f"iter{it['iteration']}" / "dimensions.png" for it in iterations])
+    done = [work / f"iter{it['iteration']}" for it in iterations]
+    tables = {  # per iteration; per choice its E-T Error, interval and decision; every scored arch
+        "space/et_error": [{"iteration": it["iteration"], **{k: it["et_error"][k] for k in ("q", "q_e", "q_t")},
+                            "moved": it["moved"]} for it in iterations],
+        "space/choices": [{"iteration": t, **{c: row[c] for c in CHOICE_COLUMNS}}
+                          for t, d in enumerate(done) for row in json.loads((d / "et_error.json").read_text())["choices"]],
+        "space/archs": [{"iteration": t, **row} for t, d in enumerate(done) for row in read_csv(d / "archs.csv")],
+    }
+    log_to_wandb(run.loggers, tables, "space/plots", [work / "et_error.png"] + [d / "dimensions.png" for d in done])
     log.info("\n%s", report)
     log.info("searched space: %s; train its supernet with `python train.py hydra.searchpath=[file://%s] "
              "space=searched`", work / "searched_space.yaml", (work / "conf").resolve())
