@@ -17,6 +17,7 @@ from omegaconf import DictConfig
 from omegaconf.errors import MissingMandatoryValue
 
 from s3.lit.recipe import register_recipe_defaults
+from s3.lock import LOCK_FILE, OWNER_FILE
 from s3.precision import register_resolvers
 from s3.search.configs import register_search_schemas
 from s3.sweep import in_sweep, record_failure
@@ -63,7 +64,7 @@ def log_to_files(message: str) -> None:
 
 def remove_if_left_empty() -> None:
     """A refused start in a fresh directory leaves only what starting wrote: Hydra's log, `.hydra/`,
-    this process's own `.lock` and an empty `checkpoints/`. Anything else (another run's lock or
+    this process's own lock and an empty `checkpoints/`. Anything else (another run's lock or
     files) and the directory is left alone."""
     import shutil
 
@@ -72,13 +73,14 @@ def remove_if_left_empty() -> None:
     if not HydraConfig.initialized():
         return
     out = Path(HydraConfig.get().runtime.output_dir)
-    started = {f"{HydraConfig.get().job.name}.log", ".hydra", ".lock", "checkpoints"}
+    started = {f"{HydraConfig.get().job.name}.log", ".hydra", LOCK_FILE, OWNER_FILE, "checkpoints"}
     try:
         if not out.is_dir() or any(p.name not in started for p in out.iterdir()):
             return
         if (out / "checkpoints").exists() and any((out / "checkpoints").iterdir()):
             return
-        if (out / ".lock").exists() and not (out / ".lock").read_text().startswith(f"{os.getpid()}@"):
+        owner = out / OWNER_FILE
+        if (out / LOCK_FILE).exists() and not (owner.is_file() and owner.read_text().startswith(f"{os.getpid()}@")):
             return
         logging.shutdown()  # closes Hydra's handle on the log file
         shutil.rmtree(out)

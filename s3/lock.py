@@ -1,19 +1,22 @@
 """One writer per run directory. Two runs in one directory would mix their checkpoints, states and
-results, so a run takes an exclusive lock on `<run dir>/.lock` (an advisory `flock`, which the
-operating system releases when the process ends, however it ends: a preempted run never leaves a
-stale lock behind) and writes its owner (pid@host) into the file for the refusal message."""
+results, so a run takes an exclusive lock on `<run dir>/.lock` (filelock: an advisory lock the
+operating system releases when the process ends, however it ends, so a preempted run never leaves a
+stale lock behind) and records its owner (pid@host) beside it for the refusal message."""
 
 from __future__ import annotations
 
-import fcntl
 import os
 import socket
 from pathlib import Path
 
+from filelock import FileLock, Timeout
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 
+from s3.io import atomic_write_text
+
 LOCK_FILE = ".lock"
-_held: dict[Path, int] = {}  # directory -> open descriptor holding its lock, for the process's life
+OWNER_FILE = ".lock.owner"  # apart from the lock file, which a refused locker's open truncates
+_held: dict[Path, FileLock] = {}  # directory -> its lock, held for the process's life
 
 
 def lock_run_dir(directory: str | Path) -> None:
@@ -22,19 +25,17 @@ def lock_run_dir(directory: str | Path) -> None:
     directory = Path(directory).resolve()
     if getattr(rank_zero_only, "rank", 0) != 0 or directory in _held:
         return
+    lock = FileLock(directory / LOCK_FILE, is_singleton=False)
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        fd = os.open(directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        lock.acquire(timeout=0)
+    except Timeout:
+        owner_file = directory / OWNER_FILE
+        owner = (owner_file.read_text().strip() if owner_file.is_file() else "") or "unknown"
+        raise ValueError(f"{directory} is in use by another run ({owner}); two runs in one directory would mix "
+                         f"their results: wait for it to end, or choose another hydra.run.dir") from None
     except OSError as e:
         raise ValueError(f"{directory}: cannot write there ({e.strerror or e}); set hydra.run.dir (or "
                          f"paths.log_dir) to a writable directory") from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        owner = os.read(fd, 256).decode(errors="replace").strip() or "unknown"
-        os.close(fd)
-        raise ValueError(f"{directory} is in use by another run ({owner}); two runs in one directory would mix "
-                         f"their results: wait for it to end, or choose another hydra.run.dir") from None
-    os.ftruncate(fd, 0)
-    os.write(fd, f"{os.getpid()}@{socket.gethostname()}\n".encode())
-    _held[directory] = fd
+    atomic_write_text(directory / OWNER_FILE, f"{os.getpid()}@{socket.gethostname()}\n")
+    _held[directory] = lock
