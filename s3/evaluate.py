@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
-import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
+from torch.utils import benchmark
 
 from s3.config import resolve_arch
 from s3.cost import count_flops, count_params
@@ -54,20 +55,18 @@ def prepare(cfg: DictConfig):
 
 @torch.inference_mode()
 def throughput(model: torch.nn.Module, img_size: int, batch_size: int, repeats: int, device: torch.device,
-               autocast: bool) -> float:
-    """Images per second of forward passes on a fixed batch (after warm-up)."""
+               autocast: bool, clock: Callable[[], float] | None = None) -> float:
+    """Images per second of forward passes on a fixed batch: 3 warm-up passes, then
+    `torch.utils.benchmark.Timer` (its own 2 warm-up passes, then `repeats` timed ones; it
+    synchronises CUDA and runs with this process's thread count). `clock` replaces its timer."""
     model = model.to(device).eval()
     x = torch.randn(batch_size, 3, img_size, img_size, device=device)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    timer = benchmark.Timer("model(x)", globals={"model": model, "x": x}, num_threads=torch.get_num_threads(),
+                            **({"timer": clock} if clock else {}))
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
         for _ in range(3):
             model(x)
-        sync()
-        t0 = time.perf_counter()
-        for _ in range(repeats):
-            model(x)
-        sync()
-    return batch_size * repeats / (time.perf_counter() - t0)
+        return batch_size / timer.timeit(repeats).mean
 
 
 def run(cfg: DictConfig, datamodule, module: StandaloneModule, trainer: L.Trainer) -> dict[str, Any]:

@@ -138,7 +138,10 @@ class CandidateEvaluator:
 
     @torch.inference_mode()
     def measure(self, arch: Arch, split: CachedSplit | None = None) -> dict[str, float]:
-        """Top-1 (%) and mean cross-entropy of `arch` with inherited weights on `split`."""
+        """Top-1 (%) and mean cross-entropy of `arch` with inherited weights on `split`. Counted by
+        hand, not with torchmetrics: one argmax comparison per batch is all top-1 needs here, and a
+        metric object's state, update and sync per candidate would only add overhead; the ranks
+        split the candidates, not the images, so nothing needs syncing."""
         split = split or self.split
         self.supernet.set_arch(arch)
         correct, loss = 0, 0.0
