@@ -75,11 +75,15 @@ def run_name(path: Path) -> str:
     return path.parent.parent.name if path.parent.name == "checkpoints" else path.stem
 
 
-def scatter(ax, inherited, truth, tau, title, ylabel):
+def scatter(ax, inherited, truth, tau, params_tau, title, ylabel):
+    """One supernet's panel: the y label only on the first (the panels share it), the title the
+    supernet's setting (its run directory's name, underscores as spaces) and both taus: the
+    supernet's and the params-only baseline's (params ranked against the same ground truth)."""
     ax.scatter(inherited, truth)
     ax.set_xlabel("top-1, inherited supernet weights (%)")
-    ax.set_ylabel(ylabel)
-    ax.set_title(f"{title}: Kendall tau = {tau:.2f}")
+    if ax.get_subplotspec().is_first_col():
+        ax.set_ylabel(ylabel)
+    ax.set_title(f"{title.replace('_', ' ')}\nKendall tau {tau:.2f} (params alone: {params_tau:.2f})", fontsize=10)
     ax.grid(alpha=0.3)
 
 
@@ -131,8 +135,8 @@ def main() -> None:
                                     for a, b in itertools.combinations(range(len(args.seeds)), 2)],
                "params_tau": kendalltau(params, mean_truth)[0],
                "supernets": {}}
-    fig, axes = plt.subplots(1, len(groups), figsize=(5 * len(groups), 4), squeeze=False)
-    ylabel = f"top-1, standalone {args.epochs} ep x {args.max_train}, mean of {len(args.seeds)} seed(s) (%)"
+    fig, axes = plt.subplots(1, len(groups), figsize=(4.6 * len(groups), 4.2), squeeze=False, sharey=True)
+    ylabel = f"standalone top-1 (%)\n{args.epochs} ep x {args.max_train} images, mean of {len(args.seeds)} seed(s)"
     for ax, group in zip(axes[0], groups):
         try:
             members = [SupernetCheckpoint.read(path).check("--supernet", space, 10).build() if len(group) == 1 else
@@ -150,7 +154,9 @@ def main() -> None:
         name = "few-shot: " + ", ".join(map(run_name, group)) if len(group) > 1 else run_name(group[0])
         results["supernets"][name] = {"checkpoint": [str(p) for p in group], "kendall_tau": tau, "p_value": pvalue,
                                       "params_tau": kendalltau(params, inherited)[0], "inherited_top1": inherited}
-        scatter(ax, inherited, mean_truth, tau, name if len(group) == 1 else f"few-shot ({len(group)})", ylabel)
+        scatter(ax, inherited, mean_truth, tau, results["params_tau"],
+                name if len(group) == 1 else f"few-shot ({len(group)})", ylabel)
+    fig.tight_layout()
     fig.savefig(out / "ranking_fidelity.png", dpi=120, bbox_inches="tight")
     (out / "ranking_fidelity.json").write_text(json.dumps(results, indent=2))
 
