@@ -74,6 +74,28 @@ def test_train_py_returns_the_optimized_metric_to_a_sweeper(tmp_path):
     assert f"{finished['val/largest/top1']:.2f}" in summary
 
 
+def test_hparams_search_tunes_the_retraining_recipe_with_optuna(tmp_path):
+    import subprocess
+    import sys
+
+    import yaml
+
+    from tests.conftest import ROOT
+
+    sweep = tmp_path / "sweep"
+    cmd = [sys.executable, str(ROOT / "train.py"), "-m", "hparams_search=retrain_optuna", "experiment=retrain_tiny",
+           f"arch={_arch(tmp_path)}", *FAST, "data.max_train=160", "hydra.sweeper.n_trials=3",
+           "hydra.sweeper.sampler.n_startup_trials=2", f"hydra.sweep.dir={sweep}"]
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                          env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    trials = {job: json.loads((sweep / job / "finished.json").read_text())["val/top1"] for job in ("0", "1", "2")}
+    lrs = {float(yaml.safe_load((sweep / job / "checkpoints" / "config.yaml").read_text())["model"]["optim"]["lr"]) for job in trials}
+    assert len(lrs) == 3 and all(5e-4 <= lr <= 5e-3 for lr in lrs)  # the sweeper drew them in the declared range
+    best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    assert best["name"] == "optuna" and best["best_value"] == pytest.approx(max(trials.values()))
+
+
 def _arch(tmp_path):
     from s3.space import SearchSpace
     from tests.conftest import SPACES
