@@ -11,7 +11,7 @@ import hashlib
 import json
 import logging
 import shutil
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -99,7 +99,7 @@ def search_identity(cfg: DictConfig, search: Evaluation, supernet: Path | None) 
     identity = {"seed": cfg.seed, "space": plain(cfg.space), "constraints": plain(cfg.constraints),
                 "data": {k: v for k, v in plain(cfg.data).items() if k not in DATA_SPEED_KEYS},
                 "search": {"kind": search.kind,
-                           **{k: v for k, v in plain(cfg.search).items() if k not in SEARCH_SPEED_KEYS}}}
+                           **{k: v for k, v in asdict(search).items() if k not in SEARCH_SPEED_KEYS}}}
     if supernet is not None:
         identity["supernet"] = file_sha256(supernet)
     else:  # the space search trains its own supernets
@@ -267,7 +267,7 @@ class SearchSession:
         identity = search_identity(cfg, search, ckpt)
         check_identity(work, identity)
         own = OmegaConf.merge(cfg, {"paths": {"output_dir": str(work)}})  # resume=true may pick another directory
-        session = cls(own, search, work, identity, space, constraints, data, supernet, None if ckpt is None else Path(ckpt))
+        session = cls(own, search, work, identity, space, constraints, data, supernet, ckpt)
         session.saved_state()  # a truncated or foreign state file: one line now, not after the first generation
         return session
 
