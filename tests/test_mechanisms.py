@@ -133,3 +133,53 @@ def test_the_weight_ema_follows_its_recursion_and_validation_reports_it(tmp_path
         with torch.no_grad():
             correct = sum(int((model(x).argmax(-1) == y).sum()) for x, y in dm.val_dataloader())
         assert metrics[key] == pytest.approx(100 * correct / len(dm.val_set)), key
+
+
+@pytest.mark.parametrize("resolution,window", [(8, 2), (8, 4), (14, 7)])
+def test_window_layouts_are_swins_roll_and_partition_and_their_gradients_the_inverse(resolution, window):
+    """A stage moves its tokens between layouts by gathers; Swin does it with torch.roll and a
+    window partition (and their reverse). Both sides of the supernet == extracted comparison use
+    the gathers, so they are checked against Swin's operations here, forward and backward."""
+    from s3.models.transformer import WindowLayouts, window_partition
+
+    shift = window // 2
+    layouts = WindowLayouts(resolution, {(window, 0), (window, shift)})
+    x = torch.randn(2, resolution, resolution, 5, dtype=torch.float64, requires_grad=True)
+    tokens = x.flatten(1, 2)
+    for s in (0, shift):
+        swin = window_partition(torch.roll(x, shifts=(-s, -s), dims=(1, 2)), window)  # (B*nW, N, C)
+        ours = layouts.move(tokens, None, (window, s)).view(-1, window * window, 5)
+        assert torch.equal(ours, swin)
+        weights = torch.randn_like(swin)
+        (g_swin,) = torch.autograd.grad((swin * weights).sum(), x)
+        (g_ours,) = torch.autograd.grad((ours * weights).sum(), x)
+        assert torch.equal(g_ours, g_swin)
+    shifted = layouts.move(tokens, None, (window, shift))
+    assert torch.equal(layouts.move(layouts.move(tokens, None, (window, 0)), (window, 0), (window, shift)), shifted)
+    assert torch.equal(layouts.move(shifted, (window, shift), None), tokens)  # the reverse, roll back included
+    assert layouts.move(tokens, (window, 0), (window, 0)) is tokens
+
+
+def test_the_explicit_window_attention_equals_sdpa_with_the_bias_and_shift_mask_values_and_gradients():
+    """CPU runs the explicit product with the bias broadcast over the images, CUDA runs SDPA with
+    it expanded; the same inputs give the same outputs and bias-table gradients."""
+    from s3.models.transformer import WindowAttention, shifted_window_mask
+
+    torch.manual_seed(0)
+    attn = WindowAttention(dim=16, num_heads=3, head_dim=8, table_window=4, windows=[4]).double()
+    for p in attn.parameters():
+        torch.nn.init.normal_(p, std=0.3)
+    mask = shifted_window_mask(8, 4, 2).double()  # 4 windows
+    x = torch.randn(2 * 4, 16, 16, dtype=torch.float64)
+    results = []
+    for fused in (False, True):
+        attn.fused_attn = fused
+        attn.zero_grad()
+        out = attn(x, mask)
+        out.square().sum().backward()
+        results.append((out.detach(), attn.relative_position_bias_table.grad.clone()))
+    attn.fused_attn = None
+    torch.testing.assert_close(results[0][0], results[1][0], rtol=0, atol=1e-12)
+    torch.testing.assert_close(results[0][1], results[1][1], rtol=0, atol=1e-10)
+    assert results[0][1].abs().sum() > 0
+

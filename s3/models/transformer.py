@@ -31,6 +31,22 @@ def relative_position_index(window: int, table_window: int) -> Tensor:
     return (rel[0] * (2 * table_window - 1) + rel[1]).flatten()
 
 
+def window_partition(x: Tensor, window: int) -> Tensor:
+    """(B, H, W, C) -> (B * num_windows, window^2, C)."""
+    B, H, W, C = x.shape
+    x = x.view(B, H // window, window, W // window, window, C).permute(0, 1, 3, 2, 4, 5)
+    return x.reshape(-1, window * window, C)
+
+
+def window_order(resolution: int, window: int, shift: int) -> Tensor:
+    """(H*W,) grid indices of the tokens in windowed order: Swin's cyclic shift by -shift and window
+    partition as one permutation of the H*W tokens (window after window, each row-major)."""
+    grid = torch.arange(resolution * resolution).view(1, resolution, resolution, 1)
+    if shift:
+        grid = torch.roll(grid, shifts=(-shift, -shift), dims=(1, 2))
+    return window_partition(grid, window).flatten()
+
+
 def shifted_window_mask(resolution: int, window: int, shift: int) -> Tensor:
     """(num_windows, N, N) additive mask (0 / -100) that keeps cyclically shifted windows from
     attending across the image border, the Swin way."""
@@ -43,18 +59,70 @@ def shifted_window_mask(resolution: int, window: int, shift: int) -> Tensor:
     return torch.zeros_like(diff).masked_fill(diff != 0, -100.0)
 
 
-def window_partition(x: Tensor, window: int) -> Tensor:
-    """(B, H, W, C) -> (B * num_windows, window^2, C)."""
-    B, H, W, C = x.shape
-    x = x.view(B, H // window, window, W // window, window, C).permute(0, 1, 3, 2, 4, 5)
-    return x.reshape(-1, window * window, C)
+class _Permute(torch.autograd.Function):
+    """`x.index_select(1, index)` whose backward is the inverse permutation's gather, not the
+    scatter-add autograd would use for a general index."""
+
+    @staticmethod
+    def forward(x: Tensor, index: Tensor, inverse: Tensor) -> Tensor:
+        return x.index_select(1, index)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        ctx.inverse = inputs[2]
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        return grad.index_select(1, ctx.inverse), None, None
 
 
-def window_reverse(windows: Tensor, window: int, H: int, W: int) -> Tensor:
-    """(B * num_windows, window^2, C) -> (B, H, W, C)."""
-    C = windows.shape[-1]
-    x = windows.view(-1, H // window, W // window, window, window, C).permute(0, 1, 3, 2, 4, 5)
-    return x.reshape(-1, H, W, C)
+Layout = tuple[int, int] | None  # (window, shift) of a windowed token order; None: the grid's row-major order
+
+
+class WindowLayouts(nn.Module):
+    """The token orders (and shift masks) of one stage's grid, one per (window, shift) its blocks use.
+
+    A stage keeps its tokens as a sequence (B, H*W, C) in the order its current block attends in,
+    so that each window's tokens are contiguous: moving from one block's layout to the next is one
+    gather (roll, partition and the previous block's reverse in one copy), and layer norms, MLPs and
+    residual additions, being per token, do not care about the order.
+    """
+
+    def __init__(self, resolution: int, layouts: set[tuple[int, int]]):
+        super().__init__()
+        self.resolution = resolution
+        self.layouts = sorted(layouts)
+        for w, s in self.layouts:
+            order = window_order(resolution, w, s)
+            self.register_buffer(f"order_{w}_{s}", order, persistent=False)
+            self.register_buffer(f"inverse_{w}_{s}", torch.argsort(order), persistent=False)
+            if s:
+                self.register_buffer(f"mask_{w}", shifted_window_mask(resolution, w, s), persistent=False)
+
+    def _order(self, layout: Layout) -> tuple[Tensor, Tensor] | None:
+        return None if layout is None else (getattr(self, f"order_{layout[0]}_{layout[1]}"),
+                                            getattr(self, f"inverse_{layout[0]}_{layout[1]}"))
+
+    def move(self, x: Tensor, src: Layout, dst: Layout) -> Tensor:
+        """(B, L, C) tokens in layout `src` -> the same tokens in layout `dst`."""
+        if src == dst:
+            return x
+        a, b = self._order(src), self._order(dst)
+        if a is None:  # grid -> dst
+            index, inverse = b
+        elif b is None:  # src -> grid
+            inverse, index = a
+        else:  # position k of dst holds grid token b[k], which sits at a's inverse[b[k]]
+            index, inverse = a[1][b[0]], b[1][a[0]]
+        return _Permute.apply(x, index, inverse)
+
+    def mask(self, layout: tuple[int, int]) -> Tensor | None:
+        """(num_windows, N, N) of a shifted layout, None for an unshifted one."""
+        window, shift = layout
+        return getattr(self, f"mask_{window}") if shift else None
+
+    def extra_repr(self) -> str:
+        return f"resolution={self.resolution}, layouts={self.layouts}"
 
 
 class WindowAttention(Elastic):
@@ -64,6 +132,11 @@ class WindowAttention(Elastic):
     """
 
     centered = frozenset({0, 1})  # the two offset axes of the bias table
+    # timm's switch: SDPA, or the explicit product with the bias (and shift mask) broadcast over the
+    # images. None: SDPA on CUDA only. On CPU SDPA has no fused kernel for a mask that needs a
+    # gradient, and its bf16 flash kernel for inference is slower than the explicit product without
+    # AMX (bench/README.md, "Roofline").
+    fused_attn: bool | None = None
 
     def __init__(self, dim: int, num_heads: int, head_dim: int, table_window: int, windows: Sequence[int]):
         super().__init__()
@@ -87,19 +160,20 @@ class WindowAttention(Elastic):
             self.proj.set_active(self.head_dim * num_heads, dim)
 
     def forward(self, x: Tensor, mask: Tensor | None) -> Tensor:
-        # x: (B*nW, N, C); mask: (nW, N, N) or None
+        # x: (B*nW, N, C), windows image-major; mask: (nW, N, N) or None
         window, heads = self.active_dims
         B_, N, _ = x.shape
         q, k, v = self.qkv(x).view(B_, N, 3, heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
         index = getattr(self, f"relative_position_index_{window}")
         bias = self.relative_position_bias_table[index, :heads].view(N, N, heads).permute(2, 0, 1)  # (h, N, N)
-        if mask is None:
-            attn_mask = bias.unsqueeze(0)
+        bias = bias.unsqueeze(0) if mask is None else bias + mask.unsqueeze(1)  # (nW or 1, h, N, N)
+        if self.fused_attn if self.fused_attn is not None else x.is_cuda:
+            mask = bias.expand(B_ // bias.shape[0], -1, -1, -1, -1).reshape(B_, heads, N, N)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask.to(q.dtype), scale=self.head_dim**-0.5)
         else:
-            nW = mask.shape[0]
-            attn_mask = (bias.unsqueeze(0) + mask.unsqueeze(1)).unsqueeze(0).expand(B_ // nW, -1, -1, -1, -1)
-            attn_mask = attn_mask.reshape(B_, heads, N, N)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask.to(q.dtype), scale=self.head_dim**-0.5)
+            attn = (q * self.head_dim**-0.5) @ k.transpose(-2, -1)  # (B_, h, N, N)
+            attn = (attn.view(-1, bias.shape[0], heads, N, N) + bias).view(B_, heads, N, N).softmax(-1)
+            out = attn @ v
         return self.proj(out.transpose(1, 2).reshape(B_, N, heads * self.head_dim))
 
     def extra_repr(self) -> str:
@@ -144,16 +218,16 @@ class Block(nn.Module):
         self.mlp.set_active(dim, int(dim * mlp_ratio))
         self.drop_path.drop_prob = drop_path
 
-    def forward(self, x: Tensor, masks: nn.Module) -> Tensor:
-        B, H, W, C = x.shape
-        w, s = self.window, self.shift
-        y = self.norm1(x)
-        if s:
-            y = torch.roll(y, shifts=(-s, -s), dims=(1, 2))
-        mask = getattr(masks, f"attn_mask_{w}") if s else None
-        y = window_reverse(self.attn(window_partition(y, w), mask), w, H, W)
-        if s:
-            y = torch.roll(y, shifts=(s, s), dims=(1, 2))
+    @property
+    def layout(self) -> tuple[int, int]:
+        """The token order this block attends in: its (window, shift)."""
+        return self.window, self.shift
+
+    def forward(self, x: Tensor, mask: Tensor | None) -> Tensor:
+        # x: (B, H*W, C) in self.layout's order; mask: the layout's shift mask or None
+        B, L, C = x.shape
+        w = self.window
+        y = self.attn(self.norm1(x).view(-1, w * w, C), mask).view(B, L, C)
         x = x + self.drop_path(y)
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
@@ -189,14 +263,21 @@ class Stage(nn.Module):
         self.resolution, self.depth = geometry.grids[stage], len(blocks)
         self.blocks = nn.ModuleList(blocks)
         self.downsample = downsample
-        self.masks = nn.Module()  # shift masks, one per effective window, shared by the blocks
-        for w in sorted({geometry.window(w, stage) for w in windows if geometry.may_shift(w, stage)}):
-            self.masks.register_buffer(f"attn_mask_{w}", shifted_window_mask(self.resolution, w, w // 2),
-                                       persistent=False)
+        layouts = set()  # every (window, shift) a block of this stage can take
+        for w in windows:
+            window = geometry.window(w, stage)
+            layouts.add((window, 0))
+            if geometry.may_shift(w, stage):
+                layouts.add((window, window // 2))
+        self.layouts = WindowLayouts(self.resolution, layouts)
 
     def forward(self, x: Tensor) -> Tensor:
+        B, H, W, C = x.shape
+        x, layout = x.reshape(B, H * W, C), None
         for block in self.blocks[: self.depth]:
-            x = block(x, self.masks)
+            x, layout = self.layouts.move(x, layout, block.layout), block.layout
+            x = block(x, self.layouts.mask(layout))
+        x = self.layouts.move(x, layout, None).view(B, H, W, C)
         return x if self.downsample is None else self.downsample(x)
 
     def extra_repr(self) -> str:
