@@ -26,6 +26,7 @@ bench: install
 	$(PY) bench/cost_model.py
 	$(PY) bench/train_throughput.py
 	$(PY) bench/search_overhead.py
+	$(PY) bench/roofline.py
 
 clean:
 	rm -rf $(VENV) outputs logs multirun wandb .pytest_cache

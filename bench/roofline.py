@@ -398,10 +398,10 @@ def levers(args, key: dict, names: list[str], modes: list[str]) -> None:
 
     def report(lever, w, mode, before, after, t_before, t_after, note=""):
         row = dict(key, lever=lever, workload=w, mode=mode, before=before, after=after,
-                   before_ms=f"{t_before * 1e3:.1f}", after_ms=f"{t_after * 1e3:.1f}",
+                   before_ms=f"{t_before * 1e3:.4g}", after_ms=f"{t_after * 1e3:.4g}",
                    speedup=f"{t_before / t_after:.2f}", note=note)
         append_row(out, row, LEVER_FIELDS)
-        print(f"| {lever} | {w} | {mode} | {before} | {after} | {t_before * 1e3:.1f} | {t_after * 1e3:.1f} | "
+        print(f"| {lever} | {w} | {mode} | {before} | {after} | {t_before * 1e3:.4g} | {t_after * 1e3:.4g} | "
               f"{t_before / t_after:.2f}x | {note} |")
         sys.stdout.flush()
 
@@ -470,8 +470,9 @@ def levers(args, key: dict, names: list[str], modes: list[str]) -> None:
             if args.compile and w.name != "s3_t" and todo("torch.compile", w.name, mode):
                 eager = w.build(transformer)
                 eager.load_state_dict(w.model.state_dict())
-                compiled = torch.compile(w.build(transformer))
+                compiled = w.build(transformer)
                 compiled.load_state_dict(w.model.state_dict())
+                compiled = torch.compile(compiled)
                 f_compiled = step_fn(w, mode, args.precision, model=compiled)
                 t0 = time.perf_counter()
                 f_compiled()

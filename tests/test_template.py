@@ -154,3 +154,17 @@ def test_callbacks_compose_from_their_own_files(tmp_path):
     assert not any(isinstance(c, (PreemptionCheckpoint, SampledArchLog, EarlyStopping)) for c in trainer.callbacks)
     assert not (tmp_path / "none" / "checkpoints" / "last.ckpt").exists()
     assert not list((tmp_path / "none").glob("sampled_archs.*"))
+
+
+def test_the_model_summary_counts_the_forwards_flops_from_one_example_image(tmp_path):
+    """Lightning's summary reported "Total FLOPs: 0" without an example input; with one, its count
+    (FLOPs = 2 x multiply-accumulates, torch's flop counter) equals the cost model's MACs twice over."""
+    from lightning.pytorch.utilities.model_summary import ModelSummary
+
+    from s3.cost import count_flops
+    from s3.train import build_module
+
+    module = build_module(compose_cfg(FAST, tmp_path))
+    model = module.model
+    macs = count_flops(model.arch, model.img_size, model.patch_size, model.num_classes, model.in_chans, model.head_dim)
+    assert ModelSummary(module, max_depth=1).total_flops == 2 * macs

@@ -39,6 +39,15 @@ class RecipeModule(L.LightningModule):
             self.train_criterion = torch.nn.CrossEntropyLoss(label_smoothing=mix.label_smoothing)
         self.eval_criterion = torch.nn.CrossEntropyLoss()
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of the model (a supernet: of its active subnet)."""
+        return self.model(x)
+
+    @property
+    def example_input_array(self) -> torch.Tensor:
+        """One input image: Lightning's model summary runs it to report in/out sizes and FLOPs."""
+        return torch.zeros(1, self.model.in_chans, self.model.img_size, self.model.img_size)
+
     def accuracy_metrics(self) -> torch.nn.ModuleDict:
         """Top-1 and top-5 in percent, the unit of every search, evaluation and table of the project."""
         return torch.nn.ModuleDict({
