@@ -12,11 +12,11 @@ one run (median of `--repeats`), so the ratios compare like with like.
 
 import argparse
 import contextlib
-import statistics
 import time
 from collections.abc import Callable
 
 import torch
+from roofline import interleaved
 
 from s3.models import S3Transformer, Supernet
 from s3.precision import cpu_supports_bf16
@@ -29,21 +29,9 @@ def bf16():
     return torch.autocast("cpu", dtype=torch.bfloat16)
 
 
-def timed(fn: Callable[[], object]) -> float:
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
-
-
 def side_by_side(name: str, variants: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """Median seconds of each variant, run in turns after one warm-up each."""
-    for fn in variants.values():
-        fn()
-    times = {k: [] for k in variants}
-    for _ in range(repeats):
-        for k, fn in variants.items():
-            times[k].append(timed(fn))
-    med = {k: statistics.median(v) for k, v in times.items()}
+    """Median seconds of each variant, run in turns after a warm-up (roofline.interleaved)."""
+    med = interleaved(variants, repeats)
     base, *others = med
     ratios = "  ".join(f"{k} {med[base] / med[k]:.2f}x" for k in others)
     print(f"| {name} | " + " | ".join(f"{med[k] * 1e3:.0f} ms" for k in med) + f" | {ratios} |")

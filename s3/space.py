@@ -74,6 +74,10 @@ class Geometry:
         """Only a window smaller than the grid is shifted (a global one has nothing to shift to)."""
         return window < self.grids[stage]
 
+    def shift(self, window: int, stage: int) -> int:
+        """The cyclic shift of a shifted (odd) block: half its window, or 0 where it may not shift."""
+        return self.window(window, stage) // 2 if self.may_shift(window, stage) else 0
+
     def check_window(self, window: int, stage: int, where: str) -> None:
         grid = self.grids[stage]
         if window < 1 or (window < grid and grid % window):

@@ -167,7 +167,8 @@ class WindowAttention(Elastic):
         index = getattr(self, f"relative_position_index_{window}")
         bias = self.relative_position_bias_table[index, :heads].view(N, N, heads).permute(2, 0, 1)  # (h, N, N)
         bias = bias.unsqueeze(0) if mask is None else bias + mask.unsqueeze(1)  # (nW or 1, h, N, N)
-        if self.fused_attn if self.fused_attn is not None else x.is_cuda:
+        fused = x.is_cuda if self.fused_attn is None else self.fused_attn
+        if fused:
             mask = bias.expand(B_ // bias.shape[0], -1, -1, -1, -1).reshape(B_, heads, N, N)
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask.to(q.dtype), scale=self.head_dim**-0.5)
         else:
@@ -211,7 +212,7 @@ class Block(nn.Module):
 
     def set_active(self, dim: int, mlp_ratio: float, num_heads: int, window: int, drop_path: float) -> None:
         self.window = self.geometry.window(window, self.stage)
-        self.shift = self.window // 2 if (self.shifted and self.geometry.may_shift(window, self.stage)) else 0
+        self.shift = self.geometry.shift(window, self.stage) if self.shifted else 0
         self.norm1.set_active(dim)
         self.attn.set_active(self.window, num_heads, dim)
         self.norm2.set_active(dim)
@@ -263,13 +264,8 @@ class Stage(nn.Module):
         self.resolution, self.depth = geometry.grids[stage], len(blocks)
         self.blocks = nn.ModuleList(blocks)
         self.downsample = downsample
-        layouts = set()  # every (window, shift) a block of this stage can take
-        for w in windows:
-            window = geometry.window(w, stage)
-            layouts.add((window, 0))
-            if geometry.may_shift(w, stage):
-                layouts.add((window, window // 2))
-        self.layouts = WindowLayouts(self.resolution, layouts)
+        layouts = {(geometry.window(w, stage), s) for w in windows for s in (0, geometry.shift(w, stage))}
+        self.layouts = WindowLayouts(self.resolution, layouts)  # every (window, shift) a block can take
 
     def forward(self, x: Tensor) -> Tensor:
         B, H, W, C = x.shape

@@ -36,9 +36,10 @@ def _one_of(config, name: str, allowed: tuple[str, ...]) -> None:
 class Evaluation:
     """How candidates are scored, shared by every search; these change speed, never a result."""
 
-    batch_size: int = 128          # evaluation batch: on CPU 1.5x faster than 500 for the embedded
-                                   # models, whose activations then stay below glibc's 32 MB mmap
-                                   # threshold (no page faults per batch; bench/README.md, "Roofline")
+    batch_size: int = 128          # evaluation batch: on CPU the embedded models' activations then stay
+                                   # below glibc's 32 MB mmap threshold (no page faults per batch); the
+                                   # search engine ran 1.51x / 1.56x faster than at 500 (one interleaved
+                                   # run per space; bench/README.md, "Roofline")
     split_cache: str = "memory"    # memory | mmap (ImageNet-size search splits: a memory-mapped file)
     split_dtype: str = "float32"   # float32 | float16 | bfloat16 storage of the cached split
 
