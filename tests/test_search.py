@@ -47,8 +47,9 @@ def _search(out: Path, *overrides: str) -> dict:
 class SyntheticEvaluator(CandidateEvaluator):
     """A fitness known in closed form: the search logic is tested without a supernet."""
 
-    def __init__(self, constraints: Constraints, fitness):
+    def __init__(self, constraints: Constraints, fitness, fabric=None):
         self.constraints, self.fitness, self._cache = constraints, fitness, {}
+        self.fabric, self.device = fabric, torch.device("cpu")
 
     def measure(self, arch: Arch, split=None) -> dict:
         return {"top1": self.fitness(arch), "loss": 0.0}
@@ -861,19 +862,33 @@ def test_wandb_runs_of_a_sweep_are_named_by_job_and_overrides(tmp_path):
     assert logger._wandb_init["tags"] == ["dev"]
 
 
-def test_on_two_ranks_the_progress_bar_counts_every_candidate_once(tiny_space, monkeypatch):
-    import s3.search.evaluator as evaluator_module
+class RankZeroOfTwo:
+    """Fabric's rank and all_reduce as rank 0 of two sees them: rank 1 measured every second arch."""
 
-    fitness = lambda a: float(sum(a.depths))  # noqa: E731
-    evaluator = SyntheticEvaluator(Constraints(tiny_space, num_classes=10), fitness)
-    archs = [tiny_space.sample(torch.Generator().manual_seed(i)) for i in range(5)]
+    global_rank, world_size = 0, 2
 
-    def gather(parts, mine):  # rank 1's share, measured "elsewhere"
-        parts[0], parts[1] = mine, {a: {"top1": fitness(a), "loss": 0.0} for a in archs[1::2]}
+    def __init__(self, fitness, archs):
+        self.fitness, self.archs, self.reduced = fitness, archs, []
 
-    monkeypatch.setattr(evaluator_module, "distributed", lambda: (0, 2))
-    monkeypatch.setattr(evaluator_module.dist, "all_gather_object", gather)
+    def all_reduce(self, data, reduce_op):
+        assert reduce_op == "sum"
+        theirs = torch.zeros_like(data)
+        for i in range(1, len(self.archs), 2):
+            theirs[i, 0] = self.fitness(self.archs[i])
+        self.reduced.append(data.clone())
+        return data + theirs
+
+
+def test_on_two_ranks_the_candidates_are_dealt_summed_and_counted_once(tiny_space):
+    fitness = lambda a: float(sum(a.depths)) + a.embed_dims[0] / 7  # noqa: E731  (not a round float)
+    archs = list(dict.fromkeys(tiny_space.sample(torch.Generator().manual_seed(i)) for i in range(5)))
+    fabric = RankZeroOfTwo(fitness, archs)
+    evaluator = SyntheticEvaluator(Constraints(tiny_space, num_classes=10), fitness, fabric)
     steps = []
     records = evaluator.evaluate(archs, steps.append)
-    assert sum(steps) == 5 and steps == [1, 1, 1, 2]  # rank 0's three as they come, then the gathered two
-    assert [r["top1"] for r in records] == [fitness(a) for a in archs]
+    mine = range(0, len(archs), 2)
+    assert steps == [1] * len(mine) + [len(archs) - len(mine)]  # rank 0's own as they come, then the others
+    (sent,) = fabric.reduced  # one collective per call; rank 0 sent only its own rows, zeros elsewhere
+    assert [bool(row.any()) for row in sent] == [i in mine for i in range(len(archs))]
+    assert [r["top1"] for r in records] == [fitness(a) for a in archs]  # exact, both ranks' values
+    assert evaluator.evaluate(archs) == records and len(fabric.reduced) == 1  # cached: no second collective

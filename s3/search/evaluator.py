@@ -2,8 +2,8 @@
 
 The split is decoded and transformed once and kept as tensors (`CachedSplit`); a candidate costs
 `set_arch` plus forward passes under `torch.inference_mode()`, nothing else. Results are cached per
-`Arch`. Under `torch.distributed` the new candidates of a call are dealt round-robin to the ranks
-and the results gathered, so every rank ends with the same cache.
+`Arch`. Under a multi-process Fabric the new candidates of a call are dealt round-robin to the ranks
+and the results summed across them with `Fabric.all_reduce`, so every rank ends with the same cache.
 """
 
 from __future__ import annotations
@@ -13,16 +13,18 @@ import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypedDict
+from typing import TYPE_CHECKING, TypedDict
 
 import torch
-import torch.distributed as dist
 from torch import Tensor
 
 from s3.io import atomic_torch_save
 from s3.models import Supernet
 from s3.search.constraints import Constraints
 from s3.space import Arch
+
+if TYPE_CHECKING:
+    from lightning.fabric import Fabric
 
 log = logging.getLogger(__name__)
 
@@ -80,22 +82,17 @@ class ArchRecord(TypedDict):
     loss: float  # mean cross-entropy there
 
 
-def distributed() -> tuple[int, int]:
-    """(rank, world size); (0, 1) outside torch.distributed."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
 class CandidateEvaluator:
-    """`evaluate(archs)` -> one record per arch: params, flops, top1 (%), loss on `split`."""
+    """`evaluate(archs)` -> one record per arch: params, flops, top1 (%), loss on `split`. With
+    `fabric` (launched, one process per device) the ranks share the work; without it, one process."""
 
     def __init__(self, supernet: Supernet, split: CachedSplit, constraints: Constraints, batch_size: int = 256,
-                 autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext):
+                 autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+                 fabric: Fabric | None = None):
         if batch_size < 1:
             raise ValueError(f"search.batch_size={batch_size}: must be >= 1")
         self.supernet, self.split, self.constraints = supernet.eval(), split, constraints
-        self.batch_size, self.autocast = batch_size, autocast
+        self.batch_size, self.autocast, self.fabric = batch_size, autocast, fabric
         self.device = next(supernet.parameters()).device
         self._cache: dict[Arch, ArchRecord] = {}  # in evaluation order
 
@@ -105,6 +102,10 @@ class CandidateEvaluator:
     def __len__(self) -> int:
         """How many distinct archs were evaluated."""
         return len(self._cache)
+
+    @property
+    def world_size(self) -> int:
+        return self.fabric.world_size if self.fabric is not None else 1
 
     def record(self, arch: Arch) -> ArchRecord:
         return self._cache[arch]
@@ -120,20 +121,22 @@ class CandidateEvaluator:
             bad = self.constraints.violations(cost)
             if bad:
                 raise ValueError(f"{a} violates the constraints ({'; '.join(bad)}); searches filter before evaluating")
-        rank, world = distributed()
-        mine = {}
-        for a in todo[rank::world]:
-            mine[a] = self.measure(a)
+        rank = self.fabric.global_rank if self.fabric is not None else 0
+        world = self.world_size
+        # (top1, loss) per new arch; a row is filled by the one rank that measures it, zeros elsewhere,
+        # so the sum over ranks is every measured value exactly (x + 0.0 == x in float64)
+        measured = torch.zeros(len(todo), 2, dtype=torch.float64, device=self.device)
+        for i in range(rank, len(todo), world):
+            m = self.measure(todo[i])
+            measured[i, 0], measured[i, 1] = m["top1"], m["loss"]
             if progress:  # rank zero's bar: its own archs as they come...
                 progress(1)
-        if world > 1:
-            gathered: list[dict | None] = [None] * world
-            dist.all_gather_object(gathered, mine)
-            if progress:  # ...and the other ranks' once gathered: every candidate counted once
-                progress(len(todo) - len(mine))
-            mine = {a: m for part in gathered for a, m in part.items()}
-        for a in todo:
-            self._cache[a] = {"arch": a, **costs[a], **mine[a]}
+        if world > 1 and todo:  # every rank holds the same cache, so all of them skip together
+            measured = self.fabric.all_reduce(measured, reduce_op="sum")
+            if progress:  # ...and the other ranks' once summed: every candidate counted once
+                progress(len(todo) - len(range(rank, len(todo), world)))
+        for a, (top1, loss) in zip(todo, measured.tolist()):
+            self._cache[a] = {"arch": a, **costs[a], "top1": top1, "loss": loss}
         return [self._cache[a] for a in archs]
 
     @torch.inference_mode()

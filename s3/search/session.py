@@ -355,4 +355,4 @@ class SearchSession:
         """Scores archs with `supernet` (default: the searched one) on the search split."""
         supernet = supernet if supernet is not None else self.supernet
         return CandidateEvaluator(self.fabric.to_device(supernet), self.split("search"), self.constraints,
-                                  self.search.batch_size, self.fabric.autocast)
+                                  self.search.batch_size, self.fabric.autocast, self.fabric)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from s3.io import atomic_write_text, file_sha256
 from s3.search.et_error import et_error, fit_dimensions
-from s3.search.evaluator import ArchRecord, CandidateEvaluator, distributed
+from s3.search.evaluator import ArchRecord, CandidateEvaluator
 from s3.search.pool import sample_pool
 from s3.search.progress import progress_bar
 from s3.search.report import (
@@ -77,7 +77,7 @@ def score_pool(run: SearchSession, evaluator: CandidateEvaluator, archs: list[Ar
             log.info("%s: %d of %d archs already scored", title, sum(a in evaluator for a in archs), len(archs))
         else:
             log.warning("%s: %s holds scores of another supernet or split; scoring the pool afresh", title, saved)
-    world = distributed()[1]  # a chunk deals at least one arch to every rank
+    world = evaluator.world_size  # a chunk deals at least one arch to every rank
     chunk = max(1, -(-len(archs) // 20))
     chunk = -(-chunk // world) * world
     with progress_bar(title, len(archs), enabled=run.zero) as advance:
