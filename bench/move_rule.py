@@ -32,6 +32,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from rows import append_row, read_rows  # noqa: E402
+
 from s3.search.constraints import Constraints  # noqa: E402
 from s3.search.et_error import fit_dimensions  # noqa: E402
 from s3.search.pool import sample_pool  # noqa: E402
@@ -54,22 +56,8 @@ TARGETS = ((2, "depth"), (2, "mlp_ratio"))
 EFFECTS = (1.0, 2.0, 3.0, 4.0)
 
 
-def read_rows() -> list[dict]:
-    return list(csv.DictReader(open(RESULTS))) if RESULTS.is_file() else []
-
-
 def key(row: dict) -> tuple:
     return tuple(str(row[c]) for c in COLUMNS[:9])
-
-
-def append(row: dict) -> None:
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    new = not RESULTS.is_file()
-    with open(RESULTS, "a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
-        if new:
-            writer.writeheader()
-        writer.writerow(row)
 
 
 def trial(space, constraints, n, k, subspace, noise, target, effect, seed, resamples) -> dict[str, list]:
@@ -108,7 +96,7 @@ def measure(preset: str, noise: float, trials: int, resamples: int, done: set) -
                 [any((s, d, a) == (*target, "up") for s, d, a in o[rule]) for o in outcomes]))
             row = {**base, "rule": rule, "trials": trials, "moved_mean": float(moved.mean()),
                    "moved_se": float(moved.std(ddof=1) / np.sqrt(trials)), "detected": detected}
-            append(row)
+            append_row(RESULTS, COLUMNS, row)
             done.add(key(row))
         print(f"{preset} noise {noise} {kind} {base['target']} {effect}: {time.time() - t0:.0f} s", flush=True)
 
@@ -178,12 +166,12 @@ def main() -> None:
             residual, binomial, spread = demo_noise(args.noise_from)
             print(f"{args.noise_from}/iter0: residual sd {residual:.2f} points after an additive model of every "
                   f"dimension, binomial sd of one arch {binomial:.2f}, whole spread {spread:.2f}")
-        done = {key(r) for r in read_rows()}
+        done = {key(r) for r in read_rows(RESULTS)}
         for preset in args.preset:
             for noise in noises:
                 measure(preset, noise, args.trials, args.resamples, done)
-    report(read_rows())
-    print(json.dumps({"rows": len(read_rows()), "file": str(RESULTS.relative_to(ROOT))}))
+    report(read_rows(RESULTS))
+    print(json.dumps({"rows": len(read_rows(RESULTS)), "file": str(RESULTS.relative_to(ROOT))}))
 
 
 if __name__ == "__main__":

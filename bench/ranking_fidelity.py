@@ -1,38 +1,47 @@
 """Ranking fidelity of supernets: Kendall tau between the top-1 of sampled archs with inherited
 supernet weights and their top-1 when trained standalone with one and the same budget (both on
-the Fashion-MNIST test set), with a scatter plot per supernet.
+the Fashion-MNIST test set), with a scatter plot per supernet beside the params-only baseline.
 
 Each arch is trained standalone once per seed (`--seeds`); its ground truth is the mean over
 seeds, and with two seeds or more the tau between the seeds is printed too: how much of its
 own order a ground truth that noisy keeps, a rough ceiling for any supernet. The tau of the
-params count with the ground truth says how much of the order size alone explains. Standalone
-runs are bench/standalone.py's, cached per (recipe, arch, seed) and shared with
-bench/search_evidence.py (the same `--sample-seed` and `--constraints` draw the same archs), and
-an interrupted benchmark resumes.
+params count with the ground truth says how much of the order size alone explains: a supernet
+that ranks no better than that adds nothing.
 
-    python train.py hydra.run.dir=logs/bench/supernet_tiny                                  # default
-    python train.py model.sampling.sandwich=true hydra.run.dir=logs/bench/supernet_sandwich # sandwich
-    python bench/ranking_fidelity.py --supernet logs/bench/supernet_tiny \
-        --supernet logs/bench/supernet_sandwich [--archs 10] [--epochs 3] [--max-train 20000|all] [--seeds 42 1]
-    python bench/ranking_fidelity.py --space conf/space/wide.yaml --constraints band_1m --archs 30 \
-        --supernet logs/bench/search_evidence/initial_supernet      # the embedded benchmark's space
+Every measurement is a row of bench/results/ranking_fidelity.csv (figure, arch, source, seed,
+top-1), appended as it finishes; a rerun skips the rows it finds, and `--report` recomputes every
+figure's taus and redraws its plot (docs/bench/ranking_fidelity_<figure>.png) from the rows alone.
+Standalone runs are bench/standalone.py's, cached per (recipe, arch, seed) and shared with
+bench/search_evidence.py (the same `--sample-seed` and `--constraints` draw the same archs).
 
-`--few-shot DIR DIR ...` scores each arch with the first of these supernets whose space holds it:
-sub-supernets of a split of the space (few-shot NAS), e.g. one per depth of stage 3, each trained
-with `train.py space.stages.2.depth=[d] init_from=<one-shot supernet>`.
+    python train.py hydra.run.dir=logs/bench/supernet_tiny
+    python train.py model.sampling.sandwich=true hydra.run.dir=logs/bench/supernet_sandwich
+    python bench/ranking_fidelity.py --figure tiny --seeds 42 1 \
+        --supernet "one random subnet per step=logs/bench/supernet_tiny" \
+        --supernet "sandwich=logs/bench/supernet_sandwich"
+    python bench/ranking_fidelity.py --report
+
+A supernet is `LABEL=PATH` (the label is what the plot and the tables call it) or a bare PATH
+(labelled by its run directory). `--few-shot LABEL=DIR DIR ...` scores each arch with the first of
+these supernets whose space holds it: sub-supernets of a split of the space (few-shot NAS), e.g.
+one per depth of stage 3, each trained with `train.py space.stages.2.depth=[d] init_from=<one-shot>`.
 """
+
+from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import statistics
 import sys
+import textwrap
+from collections import defaultdict
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from rows import append_row, read_rows  # noqa: E402
 from scipy.stats import kendalltau  # noqa: E402
 from standalone import ROOT, Recipe, constraints_of, sample_archs, train_all  # noqa: E402
 
@@ -41,6 +50,10 @@ from s3.models import SupernetCheckpoint, load_supernet  # noqa: E402
 from s3.search.constraints import Constraints  # noqa: E402
 from s3.search.evaluator import CachedSplit, CandidateEvaluator  # noqa: E402
 from s3.space import SearchSpace  # noqa: E402
+
+ROWS = ROOT / "bench" / "results" / "ranking_fidelity.csv"
+COLUMNS = ["figure", "recipe", "arch", "params", "source", "seed", "test_top1"]
+STANDALONE = "standalone"  # the `source` of a standalone run; any other source is a supernet's label
 
 
 def max_train(value: str) -> str:
@@ -55,60 +68,146 @@ def checkpoint(path: str) -> Path:
     return p / "checkpoints" / "last.ckpt" if p.is_dir() else p
 
 
-def measured(ckpt: Path, evaluator: CandidateEvaluator, arch) -> float:
-    """The test top-1 of `arch` with the weights of `ckpt`, cached beside the checkpoint (keyed by
-    its size and time): re-running the benchmark with another supernet beside it scores no arch twice."""
-    stat = ckpt.stat()
-    cache = ckpt.with_name(f"{ckpt.stem}.inherited_test_top1.json")
-    key = f"{stat.st_size}:{stat.st_mtime_ns}"
-    scores = json.loads(cache.read_text()) if cache.is_file() else {}
-    scores = scores if scores.get("key") == key else {"key": key, "top1": {}}
-    if str(arch) not in scores["top1"]:
-        scores["top1"][str(arch)] = evaluator.measure(arch)["top1"]
-        tmp = cache.with_suffix(".tmp")
-        tmp.write_text(json.dumps(scores, indent=1))
-        tmp.replace(cache)
-    return scores["top1"][str(arch)]
+def labelled(spec: str) -> tuple[str, str]:
+    """`LABEL=PATH` -> (LABEL, PATH); a bare PATH (one that exists, even with a `=` in it, as a
+    sweep's `seed=1` directory has) is labelled by its run directory's name."""
+    label, sep, path = spec.partition("=")
+    if not sep or Path(spec).exists():
+        p = Path(spec)
+        return (p.parent.parent.name if p.parent.name == "checkpoints" else p.name), spec
+    if not label:
+        raise argparse.ArgumentTypeError(f"--supernet {spec!r}: expected LABEL=PATH or PATH")
+    return label, path
 
 
-def run_name(path: Path) -> str:
-    return path.parent.parent.name if path.parent.name == "checkpoints" else path.stem
+# -- the figure from its rows -------------------------------------------------------------------------
+def figure_of(rows: list[dict], figure: str) -> dict:
+    """One figure's archs (in row order), params, standalone top-1 per seed and each supernet's
+    inherited top-1, from the rows alone."""
+    archs, params, truth, inherited = [], {}, defaultdict(dict), defaultdict(dict)
+    recipe = ""
+    for r in rows:
+        if r["figure"] != figure:
+            continue
+        if r["arch"] not in params:
+            archs.append(r["arch"])
+            params[r["arch"]] = int(r["params"])
+        if r["source"] == STANDALONE:
+            truth[r["arch"]][int(r["seed"])] = float(r["test_top1"])
+            recipe = r["recipe"]
+        else:
+            inherited[r["source"]][r["arch"]] = float(r["test_top1"])
+    seeds = sorted({s for t in truth.values() for s in t})
+    archs = [a for a in archs if set(truth[a]) == set(seeds)]  # every seed trained: comparable means
+    return {"archs": archs, "params": [params[a] for a in archs], "recipe": recipe, "seeds": seeds,
+            "truth": [[truth[a][s] for s in seeds] for a in archs],
+            "supernets": {name: [scores[a] for a in archs] for name, scores in inherited.items()
+                          if all(a in scores for a in archs)}}
 
 
-def scatter(ax, inherited, truth, tau, params_tau, title, ylabel):
-    """One supernet's panel: the y label only on the first (the panels share it), the title the
-    supernet's setting (its run directory's name, underscores as spaces) and both taus: the
-    supernet's and the params-only baseline's (params ranked against the same ground truth)."""
-    ax.scatter(inherited, truth)
-    ax.set_xlabel("top-1, inherited supernet weights (%)")
-    if ax.get_subplotspec().is_first_col():
-        ax.set_ylabel(ylabel)
-    ax.set_title(f"{title.replace('_', ' ')}\nKendall tau {tau:.2f} (params alone: {params_tau:.2f})", fontsize=10)
-    ax.grid(alpha=0.3)
+def taus(fig: dict) -> dict:
+    mean_truth = [statistics.mean(t) for t in fig["truth"]]
+    return {"seed_vs_seed": [kendalltau([t[a] for t in fig["truth"]], [t[b] for t in fig["truth"]])[0]
+                             for a, b in itertools.combinations(range(len(fig["seeds"])), 2)],
+            "params": kendalltau(fig["params"], mean_truth)[0],
+            "supernets": {name: (*kendalltau(inh, mean_truth), kendalltau(fig["params"], inh)[0])
+                          for name, inh in fig["supernets"].items()}}
 
 
+def recipe_words(recipe: str) -> str:
+    epochs, images = recipe.split("_", 1)
+    images = "59,000" if images.startswith("all") else f"{int(images.split('_')[0]):,}"
+    return f"{epochs.removesuffix('ep')} ep x {images} images"
+
+
+def plot(fig: dict, t: dict, path: Path) -> None:
+    """The params-only baseline, then one panel per supernet; every panel has the standalone top-1
+    (mean of the seeds, the bar spans the seeds) on its y axis and its own tau in its title."""
+    truth = fig["truth"]
+    mean_truth = [statistics.mean(x) for x in truth]
+    spread = [[m - min(x) for m, x in zip(mean_truth, truth)], [max(x) - m for m, x in zip(mean_truth, truth)]]
+    panels = [("params count alone (baseline)", [p / 1e6 for p in fig["params"]], t["params"], None,
+               "params (M)")]
+    panels += [(name, inh, tau, p, "top-1, inherited supernet weights (%)")
+               for name, inh in fig["supernets"].items() for tau, p, _ in [t["supernets"][name]]]
+    figure, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 4.2), squeeze=False, sharey=True,
+                                layout="constrained")
+    for ax, (name, x, tau, p, xlabel) in zip(axes[0], panels):
+        ax.errorbar(x, mean_truth, yerr=spread if len(fig["seeds"]) > 1 else None, fmt="o", ms=4,
+                    color="tab:gray" if p is None else "tab:blue", ecolor="0.75", elinewidth=1)
+        ax.set_xlabel(xlabel, fontsize=9)
+        stat = f"Kendall tau {tau:.2f}" + ("" if p is None else f" (p = {p:.2g})")
+        ax.set_title(textwrap.fill(name, 34) + "\n" + stat, fontsize=9)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel(f"standalone top-1 (%)\n{recipe_words(fig['recipe'])}, "
+                          f"mean of {len(fig['seeds'])} seed(s)", fontsize=9)
+    ceiling = (f"; seed vs seed (noise ceiling): tau {statistics.mean(t['seed_vs_seed']):.2f}"
+               if t["seed_vs_seed"] else "")
+    figure.suptitle(f"Ranking fidelity: {len(fig['archs'])} archs{ceiling}", fontsize=10)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def report(rows: list[dict], figures: list[str], plots: Path) -> None:
+    for figure in figures:
+        fig = figure_of(rows, figure)
+        if len(fig["archs"]) < 2:
+            print(f"{figure}: fewer than two archs with every seed trained; nothing to rank")
+            continue
+        t = taus(fig)
+        print(f"\n{figure}: Kendall tau over {len(fig['archs'])} archs, standalone {recipe_words(fig['recipe'])}, "
+              f"seeds {fig['seeds']}")
+        for (a, b), tau in zip(itertools.combinations(fig["seeds"], 2), t["seed_vs_seed"]):
+            print(f"  standalone seed {a} vs seed {b} (noise ceiling): {tau:.3f}")
+        print(f"  params count alone: {t['params']:.3f}")
+        for name, (tau, p, params_tau) in t["supernets"].items():
+            print(f"  {name}: {tau:.3f} (p = {p:.3g}; its tau with params {params_tau:.3f})")
+        path = plots / f"ranking_fidelity_{figure}.png"
+        plot(fig, t, path)
+        print(f"  plot: {path}")
+
+
+# -- measuring ----------------------------------------------------------------------------------------
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--supernet", action="append", help="run directory or checkpoint; repeat to compare")
-    p.add_argument("--few-shot", action="append", nargs="+", default=[], metavar="DIR",
+    p.add_argument("--figure", help="the figure these measurements belong to (its rows and plot's name)")
+    p.add_argument("--supernet", action="append", default=[], type=labelled, metavar="[LABEL=]PATH",
+                   help="run directory or checkpoint; repeat to compare")
+    p.add_argument("--few-shot", action="append", nargs="+", default=[], metavar="[LABEL=]DIR",
                    help="sub-supernets that split the space; each arch is scored by the one holding it")
     p.add_argument("--space", default=str(ROOT / "conf/space/tiny.yaml"), help="the space the archs are drawn from")
     p.add_argument("--constraints", default=None, help="a conf/constraints/ file: draw archs within its budget only")
     p.add_argument("--standalone-root", default="logs/bench/standalone", help="the cache of standalone runs")
-    p.add_argument("--out", default="logs/bench/ranking_fidelity")
     p.add_argument("--archs", type=int, default=10)
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--max-train", type=max_train, default="20000", help="images per epoch, or 'all' (59,000)")
     p.add_argument("--seeds", type=int, nargs="+", default=[42])
     p.add_argument("--sample-seed", type=int, nargs="+", default=[0], help="several: their archs are pooled")
     p.add_argument("--jobs", type=int, default=2, help="standalone runs trained side by side, sharing the cores")
+    p.add_argument("--report", action="store_true", help="only recompute the taus and plots from the rows")
+    p.add_argument("--rows", type=Path, default=ROWS)
+    p.add_argument("--plots", type=Path, default=ROOT / "docs" / "bench")
     args = p.parse_args()
+    rows = read_rows(args.rows)
+    if args.report:
+        figures = [args.figure] if args.figure else list(dict.fromkeys(r["figure"] for r in rows))
+        return report(rows, figures, args.plots)
+    if not args.figure:
+        p.error("--figure is required to measure (it names the rows and the plot)")
     if args.jobs < 1:
         p.error(f"--jobs must be >= 1, got {args.jobs}")
-    groups = [[checkpoint(s)] for s in (args.supernet or ([] if args.few_shot else ["logs/bench/supernet_tiny"]))]
-    groups += [[checkpoint(s) for s in group] for group in args.few_shot]
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    groups = [(label, [checkpoint(path)]) for label, path in args.supernet]
+    for group in args.few_shot:
+        label, first = labelled(group[0])
+        groups.append((label if "=" in group[0] else f"few-shot ({len(group)})",
+                       [checkpoint(first), *map(checkpoint, group[1:])]))
+    if not groups:
+        p.error("give at least one --supernet or --few-shot")
+    for label, paths in groups:
+        for path in paths:
+            if not path.is_file():
+                p.error(f"--supernet {label}={path}: no such checkpoint")
 
     space = SearchSpace.from_yaml(args.space)
     constraints = Constraints(space, num_classes=10)
@@ -117,62 +216,40 @@ def main() -> None:
         archs = [a for sample in args.sample_seed for a in sample_archs(space, budget, args.archs, f"ranking:{sample}")]
     except (OSError, ValueError) as e:
         sys.exit(f"--constraints {args.constraints}: {e}")
-    runs = train_all([(a, s) for a in archs for s in args.seeds], Recipe(args.epochs, args.max_train),
-                     args.standalone_root, parallel=args.jobs)
-    truth = [[r["top1"] for r in runs[i * len(args.seeds):(i + 1) * len(args.seeds)]] for i in range(len(archs))]
-    for i, (arch, t) in enumerate(zip(archs, truth)):
-        print(f"arch {i}: standalone {' '.join(f'{x:.2f}' for x in t)}  {arch}", flush=True)
-    mean_truth = [statistics.mean(t) for t in truth]
-    params = [constraints.cost(a)["params"] for a in archs]
+    recipe = Recipe(args.epochs, args.max_train)
+    held = {(r["figure"], r["arch"], r["source"], r["seed"]) for r in rows}
+    base = {"figure": args.figure, "recipe": recipe.name}
+
+    def record(arch, run: dict) -> None:
+        append_row(args.rows, COLUMNS, {**base, "arch": str(arch), "params": constraints.cost(arch)["params"],
+                                        "source": STANDALONE, "seed": run["seed"], "test_top1": f"{run['top1']:.2f}"})
+
+    jobs = [(a, s) for a in archs for s in args.seeds if (args.figure, str(a), STANDALONE, str(s)) not in held]
+    train_all(jobs, recipe, args.standalone_root, parallel=args.jobs, finished=record)
 
     dm = FashionMNISTDataModule(eval_batch_size=500)
     dm.setup()
-    val = CachedSplit.from_loader(dm.val_dataloader())
-    results = {"archs": [{"arch": str(a), "params": params[i], "standalone_top1": truth[i]} for i, a in enumerate(archs)],
-               "budget": {"epochs": args.epochs, "max_train": args.max_train, "seeds": args.seeds,
-                          "sample_seeds": args.sample_seed, "constraints": str(budget)},
-               "seed_vs_seed_tau": [kendalltau([t[a] for t in truth], [t[b] for t in truth])[0]
-                                    for a, b in itertools.combinations(range(len(args.seeds)), 2)],
-               "params_tau": kendalltau(params, mean_truth)[0],
-               "supernets": {}}
-    fig, axes = plt.subplots(1, len(groups), figsize=(4.6 * len(groups), 4.2), squeeze=False, sharey=True)
-    ylabel = f"standalone top-1 (%)\n{args.epochs} ep x {args.max_train} images, mean of {len(args.seeds)} seed(s)"
-    for ax, group in zip(axes[0], groups):
+    test = None
+    for label, paths in groups:
+        todo = [a for a in archs if (args.figure, str(a), label, "") not in held]
+        if not todo:
+            continue
+        if test is None:
+            test = CachedSplit.from_loader(dm.val_dataloader())
         try:
-            members = [SupernetCheckpoint.read(path).check("--supernet", space, 10).build() if len(group) == 1 else
-                       load_supernet(path) for path in group]
+            members = [SupernetCheckpoint.read(path).check("--supernet", space, 10).build() if len(paths) == 1 else
+                       load_supernet(path) for path in paths]
         except ValueError as e:
-            sys.exit(f"--supernet: {e}")
-        evaluators = [CandidateEvaluator(m, val, Constraints(m.space, num_classes=10), batch_size=500) for m in members]
-        inherited = []
-        for a in archs:
-            holder = next((i for i, e in enumerate(evaluators) if e.supernet.space.contains(a)), None)
+            sys.exit(f"--supernet {label}: {e}")
+        evaluators = [CandidateEvaluator(m, test, Constraints(m.space, num_classes=10), batch_size=128) for m in members]
+        for a in todo:
+            holder = next((e for e in evaluators if e.supernet.space.contains(a)), None)
             if holder is None:
-                sys.exit(f"--few-shot {' '.join(map(str, group))}: no sub-supernet's space holds {a}")
-            inherited.append(measured(group[holder], evaluators[holder], a))
-        tau, pvalue = kendalltau(inherited, mean_truth)
-        name = "few-shot: " + ", ".join(map(run_name, group)) if len(group) > 1 else run_name(group[0])
-        results["supernets"][name] = {"checkpoint": [str(p) for p in group], "kendall_tau": tau, "p_value": pvalue,
-                                      "params_tau": kendalltau(params, inherited)[0], "inherited_top1": inherited}
-        scatter(ax, inherited, mean_truth, tau, results["params_tau"],
-                name if len(group) == 1 else f"few-shot ({len(group)})", ylabel)
-    fig.tight_layout()
-    fig.savefig(out / "ranking_fidelity.png", dpi=120, bbox_inches="tight")
-    (out / "ranking_fidelity.json").write_text(json.dumps(results, indent=2))
-
-    print(f"\nKendall tau over {len(archs)} archs (samples {args.sample_seed}), standalone {args.epochs} epochs x {args.max_train} images, "
-          f"seeds {args.seeds} (target >= 0.5)")
-    pairs = itertools.combinations(range(len(args.seeds)), 2)
-    for (a, b), tau in zip(pairs, results["seed_vs_seed_tau"]):
-        print(f"  standalone seed {args.seeds[a]} vs seed {args.seeds[b]} (noise ceiling): {tau:.3f}")
-    for name, r in results["supernets"].items():
-        print(f"  {name}: {r['kendall_tau']:.3f} (p = {r['p_value']:.3g})")
-    print(f"Kendall tau with params: standalone {results['params_tau']:.3f}, "
-          + ", ".join(f"{name} {r['params_tau']:.3f}" for name, r in results["supernets"].items()))
-    for a, b in itertools.combinations(results["supernets"], 2):
-        inh_a, inh_b = results["supernets"][a]["inherited_top1"], results["supernets"][b]["inherited_top1"]
-        print(f"Kendall tau between {a} and {b}: {kendalltau(inh_a, inh_b)[0]:.3f}")
-    print(f"plot: {out / 'ranking_fidelity.png'}")
+                sys.exit(f"--few-shot {label}: no sub-supernet's space holds {a}")
+            append_row(args.rows, COLUMNS, {**base, "arch": str(a), "params": constraints.cost(a)["params"],
+                                            "source": label, "test_top1": f"{holder.measure(a)['top1']:.2f}"})
+        print(f"{label}: {len(todo)} archs scored", flush=True)
+    report(read_rows(args.rows), [args.figure], args.plots)
 
 
 if __name__ == "__main__":

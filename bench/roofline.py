@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
-import csv
 import os
 import platform
 import statistics
@@ -47,6 +46,7 @@ from types import ModuleType
 import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
+from rows import append_row, read_rows
 from torch.profiler import ProfilerActivity, profile
 from torch.utils import benchmark
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -291,23 +291,6 @@ def cpu_name() -> str:
     return platform.processor() or "unknown"
 
 
-def read_rows(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    with path.open() as f:
-        return list(csv.DictReader(f))
-
-
-def append_row(path: Path, row: dict, fields: list[str] = FIELDS) -> None:
-    new = not path.is_file()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a", newline="") as f:
-        writer = csv.DictWriter(f, fields)
-        if new:
-            writer.writeheader()
-        writer.writerow(row)
-
-
 # -- levers: each measured before/after, interleaved in one run ----------------------------------------
 def interleaved(variants: dict[str, Callable[[], object]], rounds: int) -> dict[str, float]:
     """Median seconds per call of each variant, called in turns (one call each per round) after a
@@ -400,7 +383,7 @@ def levers(args, key: dict, names: list[str], modes: list[str]) -> None:
         row = dict(key, lever=lever, workload=w, mode=mode, before=before, after=after,
                    before_ms=f"{t_before * 1e3:.4g}", after_ms=f"{t_after * 1e3:.4g}",
                    speedup=f"{t_before / t_after:.2f}", note=note)
-        append_row(out, row, LEVER_FIELDS)
+        append_row(out, LEVER_FIELDS, row)
         print(f"| {lever} | {w} | {mode} | {before} | {after} | {t_before * 1e3:.4g} | {t_after * 1e3:.4g} | "
               f"{t_before / t_after:.2f}x | {note} |")
         sys.stdout.flush()
@@ -539,7 +522,7 @@ def main() -> None:
                        share_fp32_peak=f"{achieved / peaks['fp32']:.3f}", bound_gmacs=f"{limit / 1e9:.1f}",
                        share_of_bound=f"{achieved / limit:.3f}", bound=bound.describe().split(" ")[0],
                        bf16_peak_gmacs=f"{peaks['bf16'] / 1e9:.0f}", fp32_peak_gmacs=f"{peaks['fp32'] / 1e9:.0f}")
-            append_row(args.out, row)
+            append_row(args.out, FIELDS, row)
             print(f"| {w.name} | {mode} | {w.batch[mode]} | {seconds * 1e3:.1f} | {achieved / 1e9:.1f} | "
                   f"{achieved / peaks['bf16']:.0%} | {achieved / peaks['fp32']:.0%} | {limit / 1e9:.1f} | "
                   f"{achieved / limit:.0%} | {bound.describe()} | {bound.traced_macs / macs:.2f} |")

@@ -29,7 +29,6 @@ interrupted stage resumes.
 from __future__ import annotations
 
 import argparse
-import csv
 import itertools
 import json
 import math
@@ -45,6 +44,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from rows import append_row, read_rows  # noqa: E402
 from scipy.stats import kendalltau, ttest_ind, ttest_rel  # noqa: E402
 from standalone import ROOT, Recipe, constraints_of, sample_archs, train_all  # noqa: E402
 
@@ -71,24 +71,6 @@ def space_search_args() -> list[str]:
 
 
 EVOLUTION = {"population": 16, "generations": 8, "parents": 5, "mutations": 6, "crossovers": 6}
-
-
-# -- rows ------------------------------------------------------------------------------------------
-def read_rows(path: Path) -> list[dict]:
-    return list(csv.DictReader(open(path))) if path.is_file() else []
-
-
-def append_row(path: Path, columns: list[str], row: dict) -> None:
-    """One row, appended and flushed: a killed benchmark keeps every finished measurement."""
-    new = not path.is_file()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", newline="") as f:
-        w = csv.DictWriter(f, columns)
-        if new:
-            w.writeheader()
-        w.writerow({k: row.get(k, "") for k in columns})
-        f.flush()
-        os.fsync(f.fileno())
 
 
 # -- the stages ------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import random
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,15 +77,19 @@ def _run(arch: Arch, seed: int, recipe: Recipe, root: Path, threads: int) -> dic
 
 
 def train_all(jobs: Sequence[tuple[Arch, int]], recipe: Recipe, root: str | Path = "logs/bench/standalone",
-              parallel: int = 2) -> list[dict]:
+              parallel: int = 2, finished: Callable[[Arch, dict], None] | None = None) -> list[dict]:
     """Train every (arch, seed) of `jobs` standalone, `parallel` runs side by side sharing the cores
     (small models use two cores better as two one-thread runs than as one two-thread run).
-    Returns each run's {arch, seed, top1 (test set, %), seconds}, in the order of `jobs`."""
+    Returns each run's {arch, seed, top1 (test set, %), seconds}, in the order of `jobs`;
+    `finished(arch, run)` is called as each one ends, so a caller can record it at once."""
     if parallel < 1:
         raise ValueError(f"parallel={parallel}: must be >= 1")
     threads = max(1, (os.cpu_count() or 1) // parallel)
     with concurrent.futures.ThreadPoolExecutor(parallel) as pool:
-        futures = [pool.submit(_run, arch, seed, recipe, Path(root), threads) for arch, seed in jobs]
+        futures = {pool.submit(_run, arch, seed, recipe, Path(root), threads): arch for arch, seed in jobs}
+        for future in concurrent.futures.as_completed(futures):
+            if finished is not None:
+                finished(futures[future], future.result())
         return [f.result() for f in futures]
 
 
