@@ -540,6 +540,33 @@ def test_a_killed_search_process_continues_on_the_identical_command(tmp_path, su
         assert _rows(part / name) == _rows(full / name), name
 
 
+@pytest.mark.parametrize("overrides, strategy, world, backend", [
+    (["trainer=cpu"], "SingleDeviceStrategy", 1, None),
+    (["trainer=cpu", "trainer.devices=auto"], "SingleDeviceStrategy", 1, None),
+    (["trainer=ddp_cpu"], "DDPStrategy", 2, "gloo"),
+    (["trainer=ddp_cpu", "trainer.num_nodes=2"], "DDPStrategy", 4, "gloo"),
+    (["trainer=cpu", "trainer.devices=2", "+trainer.strategy=ddp_spawn"], "DDPStrategy", 2, None),
+    (["trainer=cpu", "trainer.devices=3", "+trainer.strategy=ddp_find_unused_parameters_true"], "DDPStrategy", 3, None),
+    (["trainer=ddp_cpu", "trainer.strategy._target_=lightning.pytorch.strategies.FSDPStrategy"], "DDPStrategy", 2, None),
+])
+def test_the_search_fabric_follows_the_trainer_config(tmp_path, overrides, strategy, world, backend):
+    from s3.search.session import build_fabric
+
+    fabric = build_fabric(compose_cfg([*FAST, *overrides], tmp_path, config_name="search"))
+    assert type(fabric.strategy).__name__ == strategy and fabric.world_size == world
+    if backend:
+        assert fabric.strategy._process_group_backend == backend
+    if "+trainer.strategy=ddp_spawn" in overrides:
+        assert fabric.strategy._start_method == "spawn"
+
+
+def test_a_strategy_fabric_cannot_take_is_refused_before_anything_is_written(tmp_path):
+    cfg = compose_cfg([*FAST, "search=random", "+trainer.strategy=ddp_sometimes"], tmp_path / "run", config_name="search")
+    with pytest.raises(ValueError, match=r"trainer.strategy=ddp_sometimes: allowed 'auto', \[.*'ddp_spawn'"):
+        SearchSession.open(cfg)
+    assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())
+
+
 def test_random_search_on_two_processes_equals_one(tmp_path, supernet_ckpt):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     outs = {}

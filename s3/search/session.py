@@ -17,6 +17,7 @@ from typing import Any
 
 import lightning as L
 from hydra.utils import instantiate
+from lightning.fabric.strategies import STRATEGY_REGISTRY, DDPStrategy, Strategy
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
@@ -198,13 +199,41 @@ def setup_data(dm, work: Path):
     return dm
 
 
-def make_fabric(cfg: DictConfig) -> L.Fabric:
-    """Devices and precision of the trainer config. Fabric resolves `devices` (a count, a list or
-    `auto`) and picks the strategy itself: one device alone, several (or several nodes) DDP with
-    one process each. Evaluation needs none of the trainer strategy's gradient options."""
+def fabric_strategy(trainer: DictConfig) -> str | Strategy:
+    """`trainer.strategy` as Fabric takes it. Lightning's `DDPStrategy` (a `_target_` in
+    conf/trainer/) becomes Fabric's with the same process-group backend and start method; its
+    gradient options (`find_unused_parameters`, ...) have nothing to do in evaluation. A name passes
+    through if Fabric knows it (Trainer-only names such as `ddp_find_unused_parameters_false` mean
+    plain `ddp`). Any other `_target_` (FSDP, DeepSpeed: ways to shard training) evaluates under
+    Fabric's own choice for the devices, which is DDP for several."""
+    strategy = trainer.get("strategy", "auto")
+    if strategy is None:
+        return "auto"
+    if isinstance(strategy, str):
+        name = "ddp" if strategy.startswith("ddp_find_unused_parameters") else strategy
+        if name != "auto" and name not in STRATEGY_REGISTRY:
+            raise ValueError(f"trainer.strategy={strategy}: allowed 'auto', {sorted(STRATEGY_REGISTRY)} "
+                             "or a Lightning strategy's _target_")
+        return name
+    target = strategy.get("_target_", "")
+    if target.rsplit(".", 1)[-1] != "DDPStrategy":
+        log.info("trainer.strategy %s shards training; evaluation uses Fabric's choice for the devices", target)
+        return "auto"
+    options = {k: strategy[k] for k in ("process_group_backend", "start_method") if strategy.get(k) is not None}
+    return DDPStrategy(**options)
+
+
+def build_fabric(cfg: DictConfig) -> L.Fabric:
+    """Devices, nodes, strategy and precision of the trainer config, not launched yet. Fabric
+    resolves `devices` (a count, a list of GPU indices or `auto`)."""
     t = cfg.trainer
-    fabric = L.Fabric(accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy="auto",
-                      precision=t.precision)
+    return L.Fabric(accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes,
+                    strategy=fabric_strategy(t), precision=t.precision)
+
+
+def make_fabric(cfg: DictConfig) -> L.Fabric:
+    """`build_fabric`, launched: one process per device from here on."""
+    fabric = build_fabric(cfg)
     fabric.launch()
     if fabric.global_rank != 0:  # INFO lines once, by rank zero; warnings and errors from every rank
         logging.getLogger("s3").setLevel(logging.WARNING)
@@ -252,6 +281,7 @@ class SearchSession:
         """Everything that can fail on bad input, before any evaluation. The config is checked first,
         then the run directory is locked, and only then is anything (the search split) written."""
         check_run_config(cfg)
+        fabric_strategy(cfg.trainer)  # a strategy Fabric cannot take: said now, not after the split is written
         search = search_config(cfg.search)
         space = SearchSpace.from_dict(cfg.space)
         constraints = build_constraints(cfg, space)
