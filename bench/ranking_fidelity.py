@@ -41,6 +41,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 from rows import append_row, read_rows  # noqa: E402
 from scipy.stats import kendalltau  # noqa: E402
 from standalone import ROOT, Recipe, constraints_of, sample_archs, train_all  # noqa: E402
@@ -105,13 +106,29 @@ def figure_of(rows: list[dict], figure: str) -> dict:
                           if all(a in scores for a in archs)}}
 
 
-def taus(fig: dict) -> dict:
-    mean_truth = [statistics.mean(t) for t in fig["truth"]]
+def taus(fig: dict, resamples: int = 2000) -> dict:
+    """Kendall taus against the mean standalone top-1, each with its bootstrap SE over the archs, and
+    each supernet's paired bootstrap gain over the params count (the same resampled archs for both):
+    with 30 archs a tau is uncertain by about 0.1, so a ranking claim needs the gain's SE beside it."""
+    mean_truth = np.array([statistics.mean(t) for t in fig["truth"]])
+    scores = {"params": np.array(fig["params"], dtype=float),
+              **{name: np.array(inh) for name, inh in fig["supernets"].items()}}
+    rng = np.random.default_rng(0)
+    boot = {name: [] for name in scores}
+    for _ in range(resamples):
+        idx = rng.integers(0, len(mean_truth), len(mean_truth))
+        for name, x in scores.items():
+            boot[name].append(kendalltau(x[idx], mean_truth[idx])[0])
+    boot = {name: np.nan_to_num(np.array(b)) for name, b in boot.items()}  # a resample of ties only: tau 0
     return {"seed_vs_seed": [kendalltau([t[a] for t in fig["truth"]], [t[b] for t in fig["truth"]])[0]
                              for a, b in itertools.combinations(range(len(fig["seeds"])), 2)],
-            "params": kendalltau(fig["params"], mean_truth)[0],
-            "supernets": {name: (*kendalltau(inh, mean_truth), kendalltau(fig["params"], inh)[0])
-                          for name, inh in fig["supernets"].items()}}
+            "params": (kendalltau(fig["params"], mean_truth)[0], float(boot["params"].std())),
+            "supernets": {name: {"tau": tau, "p": p, "se": float(boot[name].std()),
+                                 "gain": tau - kendalltau(fig["params"], mean_truth)[0],
+                                 "gain_se": float((boot[name] - boot["params"]).std()),
+                                 "params_tau": kendalltau(fig["params"], fig["supernets"][name])[0]}
+                          for name in fig["supernets"]
+                          for tau, p in [kendalltau(fig["supernets"][name], mean_truth)]}}
 
 
 def recipe_words(recipe: str) -> str:
@@ -126,17 +143,17 @@ def plot(fig: dict, t: dict, path: Path) -> None:
     truth = fig["truth"]
     mean_truth = [statistics.mean(x) for x in truth]
     spread = [[m - min(x) for m, x in zip(mean_truth, truth)], [max(x) - m for m, x in zip(mean_truth, truth)]]
-    panels = [("params count alone (baseline)", [p / 1e6 for p in fig["params"]], t["params"], None,
+    panels = [("params count alone (baseline)", [p / 1e6 for p in fig["params"]], *t["params"], None,
                "params (M)")]
-    panels += [(name, inh, tau, p, "top-1, inherited supernet weights (%)")
-               for name, inh in fig["supernets"].items() for tau, p, _ in [t["supernets"][name]]]
+    panels += [(name, inh, t["supernets"][name]["tau"], t["supernets"][name]["se"], t["supernets"][name]["p"],
+                "top-1, inherited supernet weights (%)") for name, inh in fig["supernets"].items()]
     figure, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 4.2), squeeze=False, sharey=True,
                                 layout="constrained")
-    for ax, (name, x, tau, p, xlabel) in zip(axes[0], panels):
+    for ax, (name, x, tau, se, p, xlabel) in zip(axes[0], panels):
         ax.errorbar(x, mean_truth, yerr=spread if len(fig["seeds"]) > 1 else None, fmt="o", ms=4,
                     color="tab:gray" if p is None else "tab:blue", ecolor="0.75", elinewidth=1)
         ax.set_xlabel(xlabel, fontsize=9)
-        stat = f"Kendall tau {tau:.2f}" + ("" if p is None else f" (p = {p:.2g})")
+        stat = f"Kendall tau {tau:.2f} +- {se:.2f}" + ("" if p is None else f" (p = {p:.2g})")
         ax.set_title(textwrap.fill(name, 34) + "\n" + stat, fontsize=9)
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel(f"standalone top-1 (%)\n{recipe_words(fig['recipe'])}, "
@@ -160,9 +177,11 @@ def report(rows: list[dict], figures: list[str], plots: Path) -> None:
               f"seeds {fig['seeds']}")
         for (a, b), tau in zip(itertools.combinations(fig["seeds"], 2), t["seed_vs_seed"]):
             print(f"  standalone seed {a} vs seed {b} (noise ceiling): {tau:.3f}")
-        print(f"  params count alone: {t['params']:.3f}")
-        for name, (tau, p, params_tau) in t["supernets"].items():
-            print(f"  {name}: {tau:.3f} (p = {p:.3g}; its tau with params {params_tau:.3f})")
+        print(f"  params count alone: {t['params'][0]:.3f} +- {t['params'][1]:.3f}")
+        for name, r in t["supernets"].items():
+            print(f"  {name}: {r['tau']:.3f} +- {r['se']:.3f} (p = {r['p']:.3g}); minus params "
+                  f"{r['gain']:+.3f} +- {r['gain_se']:.3f}; its tau with params {r['params_tau']:.3f}")
+        print("  (+- bootstrap SE over the archs; 'minus params' paired on the same resamples)")
         path = plots / f"ranking_fidelity_{figure}.png"
         plot(fig, t, path)
         print(f"  plot: {path}")
