@@ -147,17 +147,22 @@ def plot(fig: dict, t: dict, path: Path) -> None:
                "params (M)")]
     panels += [(name, inh, t["supernets"][name]["tau"], t["supernets"][name]["se"], t["supernets"][name]["p"],
                 "top-1, inherited supernet weights (%)") for name, inh in fig["supernets"].items()]
-    figure, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 4.2), squeeze=False, sharey=True,
+    cols = min(len(panels), 3)
+    nrows = -(-len(panels) // cols)
+    figure, axes = plt.subplots(nrows, cols, figsize=(4.0 * cols, 3.9 * nrows), squeeze=False, sharey=True,
                                 layout="constrained")
-    for ax, (name, x, tau, se, p, xlabel) in zip(axes[0], panels):
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
+    ylabel = f"standalone top-1 (%)\n{recipe_words(fig['recipe'])}, mean of {len(fig['seeds'])} seed(s)"
+    for ax, (name, x, tau, se, p, xlabel) in zip(axes.flat, panels):
         ax.errorbar(x, mean_truth, yerr=spread if len(fig["seeds"]) > 1 else None, fmt="o", ms=4,
                     color="tab:gray" if p is None else "tab:blue", ecolor="0.75", elinewidth=1)
         ax.set_xlabel(xlabel, fontsize=9)
         stat = f"Kendall tau {tau:.2f} +- {se:.2f}" + ("" if p is None else f" (p = {p:.2g})")
         ax.set_title(textwrap.fill(name, 34) + "\n" + stat, fontsize=9)
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel(f"standalone top-1 (%)\n{recipe_words(fig['recipe'])}, "
-                          f"mean of {len(fig['seeds'])} seed(s)", fontsize=9)
+        if ax.get_subplotspec().is_first_col():
+            ax.set_ylabel(ylabel, fontsize=9)
     ceiling = (f"; seed vs seed (noise ceiling): tau {statistics.mean(t['seed_vs_seed']):.2f}"
                if t["seed_vs_seed"] else "")
     figure.suptitle(f"Ranking fidelity: {len(fig['archs'])} archs{ceiling}", fontsize=10)
