@@ -246,10 +246,20 @@ def main() -> None:
 
     def record(arch, run: dict) -> None:
         append_row(args.rows, COLUMNS, {**base, "arch": str(arch), "params": constraints.cost(arch)["params"],
-                                        "source": STANDALONE, "seed": run["seed"], "test_top1": f"{run['top1']:.2f}"})
+                                        "source": STANDALONE, "seed": run["seed"], "test_top1": run["top1"]})
 
-    jobs = [(a, s) for a in archs for s in args.seeds if (args.figure, str(a), STANDALONE, str(s)) not in held]
-    train_all(jobs, recipe, args.standalone_root, parallel=args.jobs, finished=record)
+    # a standalone run another figure holds (same recipe, arch and seed) is copied, not trained again
+    trained = {(r["recipe"], r["arch"], r["seed"]): r["test_top1"] for r in rows if r["source"] == STANDALONE}
+    jobs = []
+    for a, seed in ((a, s) for a in archs for s in args.seeds):
+        if (args.figure, str(a), STANDALONE, str(seed)) in held:
+            continue
+        if (recipe.name, str(a), str(seed)) in trained:
+            record(a, {"seed": seed, "top1": trained[recipe.name, str(a), str(seed)]})
+        else:
+            jobs.append((a, seed))
+    train_all(jobs, recipe, args.standalone_root, parallel=args.jobs,
+              finished=lambda arch, run: record(arch, {**run, "top1": f"{run['top1']:.2f}"}))
 
     dm = FashionMNISTDataModule(eval_batch_size=500)
     dm.setup()
