@@ -120,11 +120,12 @@ def taus(fig: dict, resamples: int = 2000) -> dict:
         for name, x in scores.items():
             boot[name].append(kendalltau(x[idx], mean_truth[idx])[0])
     boot = {name: np.nan_to_num(np.array(b)) for name, b in boot.items()}  # a resample of ties only: tau 0
+    params_tau = kendalltau(fig["params"], mean_truth)[0]
     return {"seed_vs_seed": [kendalltau([t[a] for t in fig["truth"]], [t[b] for t in fig["truth"]])[0]
                              for a, b in itertools.combinations(range(len(fig["seeds"])), 2)],
-            "params": (kendalltau(fig["params"], mean_truth)[0], float(boot["params"].std())),
+            "params": (params_tau, float(boot["params"].std())),
             "supernets": {name: {"tau": tau, "p": p, "se": float(boot[name].std()),
-                                 "gain": tau - kendalltau(fig["params"], mean_truth)[0],
+                                 "gain": tau - params_tau,
                                  "gain_se": float((boot[name] - boot["params"]).std()),
                                  "params_tau": kendalltau(fig["params"], fig["supernets"][name])[0]}
                           for name in fig["supernets"]
@@ -224,7 +225,7 @@ def main() -> None:
     groups = [(label, [checkpoint(path)]) for label, path in args.supernet]
     for group in args.few_shot:
         label, first = labelled(group[0])
-        groups.append((label if "=" in group[0] else f"few-shot ({len(group)})",
+        groups.append((label if first != group[0] else f"few-shot ({len(group)})",
                        [checkpoint(first), *map(checkpoint, group[1:])]))
     if not groups:
         p.error("give at least one --supernet or --few-shot")
@@ -261,14 +262,14 @@ def main() -> None:
     train_all(jobs, recipe, args.standalone_root, parallel=args.jobs,
               finished=lambda arch, run: record(arch, {**run, "top1": f"{run['top1']:.2f}"}))
 
-    dm = FashionMNISTDataModule(eval_batch_size=500)
-    dm.setup()
-    test = None
+    test = None  # the test split, decoded only if some supernet has archs left to score
     for label, paths in groups:
         todo = [a for a in archs if (args.figure, str(a), label, "") not in held]
         if not todo:
             continue
         if test is None:
+            dm = FashionMNISTDataModule(eval_batch_size=500)
+            dm.setup()
             test = CachedSplit.from_loader(dm.val_dataloader())
         try:
             members = [SupernetCheckpoint.read(path).check("--supernet", space, 10).build() if len(paths) == 1 else

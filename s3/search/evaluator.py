@@ -126,7 +126,8 @@ class CandidateEvaluator:
         # (top1, loss) per new arch; a row is filled by the one rank that measures it, zeros elsewhere,
         # so the sum over ranks is every measured value exactly (x + 0.0 == x in float64)
         measured = torch.zeros(len(todo), 2, dtype=torch.float64, device=self.device)
-        for i in range(rank, len(todo), world):
+        mine = range(rank, len(todo), world)
+        for i in mine:
             m = self.measure(todo[i])
             measured[i, 0], measured[i, 1] = m["top1"], m["loss"]
             if progress:  # rank zero's bar: its own archs as they come...
@@ -134,7 +135,7 @@ class CandidateEvaluator:
         if world > 1 and todo:  # every rank holds the same cache, so all of them skip together
             measured = self.fabric.all_reduce(measured, reduce_op="sum")
             if progress:  # ...and the other ranks' once summed: every candidate counted once
-                progress(len(todo) - len(range(rank, len(todo), world)))
+                progress(len(todo) - len(mine))
         for a, (top1, loss) in zip(todo, measured.tolist()):
             self._cache[a] = {"arch": a, **costs[a], "top1": top1, "loss": loss}
         return [self._cache[a] for a in archs]
