@@ -84,7 +84,7 @@ def train_all(jobs: Sequence[tuple[Arch, int]], recipe: Recipe, root: str | Path
     `finished(arch, run)` is called as each one ends, so a caller can record it at once."""
     if parallel < 1:
         raise ValueError(f"parallel={parallel}: must be >= 1")
-    threads = max(1, (os.cpu_count() or 1) // parallel)
+    threads = max(1, len(os.sched_getaffinity(0)) // parallel)  # the cores this process may use (taskset, SLURM)
     with concurrent.futures.ThreadPoolExecutor(parallel) as pool:
         futures = {pool.submit(_run, arch, seed, recipe, Path(root), threads): arch for arch, seed in jobs}
         for future in concurrent.futures.as_completed(futures):
