@@ -36,8 +36,8 @@ def main(demo: Path) -> None:
     evo = json.loads((demo / "3_evolution" / "result.json").read_text())
     ev = json.loads((demo / "5_evaluate" / "evaluation.json").read_text())
     pick = evo["picks"][0]
-    t = Table(title="2. Found architecture")
-    for col in ("params", "FLOPs (MACs)", "search top-1 (inherited)", "test top-1 (retrained)", "test top-5"):
+    t = Table(title="2. Found architecture (top-1 and top-5 in %)")
+    for col in ("params", "MACs", "search top-1 (inherited)", "test top-1 (retrained)", "test top-5"):
         t.add_column(col)
     t.add_row(f"{ev['params']:,}", f"{ev['flops']:,}", f"{pick['top1']:.2f}", f"{ev['top1']:.2f}",
               f"{ev['top5']:.2f}")
