@@ -172,6 +172,23 @@ def plot(fig: dict, t: dict, path: Path) -> None:
     plt.close(figure)
 
 
+def ground_truth_agreement(rows: list[dict], fig: dict, figure: str) -> list[tuple[str, float, int]]:
+    """Kendall tau between this figure's standalone ground truth and that of every other figure
+    trained with another recipe on at least 3 of the same archs: how much of the order a longer (or
+    shorter) standalone budget keeps."""
+    mine = dict(zip(fig["archs"], (statistics.mean(t) for t in fig["truth"])))
+    out = []
+    for other in dict.fromkeys(r["figure"] for r in rows):
+        theirs = figure_of(rows, other)
+        if other == figure or theirs["recipe"] == fig["recipe"]:
+            continue
+        truth = dict(zip(theirs["archs"], (statistics.mean(t) for t in theirs["truth"])))
+        shared = [a for a in fig["archs"] if a in truth]
+        if len(shared) >= 3:
+            out.append((other, kendalltau([mine[a] for a in shared], [truth[a] for a in shared])[0], len(shared)))
+    return out
+
+
 def report(rows: list[dict], figures: list[str], plots: Path) -> None:
     for figure in figures:
         fig = figure_of(rows, figure)
@@ -188,6 +205,8 @@ def report(rows: list[dict], figures: list[str], plots: Path) -> None:
             print(f"  {name}: {r['tau']:.3f} +- {r['se']:.3f} (p = {r['p']:.3g}); minus params "
                   f"{r['gain']:+.3f} +- {r['gain_se']:.3f}; its tau with params {r['params_tau']:.3f}")
         print("  (+- bootstrap SE over the archs; 'minus params' paired on the same resamples)")
+        for other, tau, n in ground_truth_agreement(rows, fig, figure):
+            print(f"  its ground truth vs {other}'s ({n} shared archs): {tau:.3f}")
         path = plots / f"ranking_fidelity_{figure}.png"
         plot(fig, t, path)
         print(f"  plot: {path}")
