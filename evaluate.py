@@ -1,4 +1,4 @@
-"""Evaluate one architecture: top-1/top-5/loss, params, FLOPs and throughput, as a table and JSON.
+"""Evaluate one architecture: top-1/top-5/loss, params, MACs and throughput, as a table and JSON.
 
     python evaluate.py model=s3_t ckpt_path=S3-T.pth data=imagenet data.root=/path/to/imagenet
     python evaluate.py arch=top1.yaml ckpt_path=logs/retrain/runs/.../checkpoints/last.ckpt
