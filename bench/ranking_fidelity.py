@@ -154,7 +154,8 @@ def plot(fig: dict, t: dict, path: Path) -> None:
                                 layout="constrained")
     for ax in axes.flat[len(panels):]:
         ax.set_visible(False)
-    ylabel = f"standalone top-1 (%)\n{recipe_words(fig['recipe'])}, mean of {len(fig['seeds'])} seed(s)"
+    seeds = f"mean of {len(fig['seeds'])} seeds" if len(fig["seeds"]) > 1 else f"seed {fig['seeds'][0]}"
+    ylabel = f"standalone top-1 (%)\n{recipe_words(fig['recipe'])}, {seeds}"
     for ax, (name, x, tau, se, p, xlabel) in zip(axes.flat, panels):
         ax.errorbar(x, mean_truth, yerr=spread if len(fig["seeds"]) > 1 else None, fmt="o", ms=4,
                     color="tab:gray" if p is None else "tab:blue", ecolor="0.75", elinewidth=1)
@@ -177,14 +178,15 @@ def ground_truth_agreement(rows: list[dict], fig: dict, figure: str) -> list[tup
     trained with another recipe on at least 3 of the same archs: how much of the order a longer (or
     shorter) standalone budget keeps."""
     mine = dict(zip(fig["archs"], (statistics.mean(t) for t in fig["truth"])))
-    out = []
+    out, seen = [], set()
     for other in dict.fromkeys(r["figure"] for r in rows):
         theirs = figure_of(rows, other)
         if other == figure or theirs["recipe"] == fig["recipe"]:
             continue
         truth = dict(zip(theirs["archs"], (statistics.mean(t) for t in theirs["truth"])))
         shared = [a for a in fig["archs"] if a in truth]
-        if len(shared) >= 3:
+        if len(shared) >= 3 and (theirs["recipe"], tuple(shared)) not in seen:  # one figure per same comparison
+            seen.add((theirs["recipe"], tuple(shared)))
             out.append((other, kendalltau([mine[a] for a in shared], [truth[a] for a in shared])[0], len(shared)))
     return out
 
