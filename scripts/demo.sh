@@ -23,7 +23,7 @@ stage "1/5 space search: supernet training + E-T Error + significant shifts, per
 if [ ! -f "$DEMO/1_space/result.json" ]; then
   $PY search.py search=space space=wide $DATA constraints=$CONSTRAINTS $POOL \
     search.iterations=2 search.threshold=0.5 \
-    search.train_epochs=2 search.finetune_epochs=1 hydra.run.dir="$DEMO/1_space" resume=true
+    search.train_epochs=2 search.finetune_epochs=1 hydra.run.dir="$DEMO/1_space"
 fi
 
 stage "2/5 supernet training on the searched space, and its E-T Error ($DEMO/2_supernet, $DEMO/2_score)"
@@ -40,7 +40,7 @@ stage "3/5 evolutionary search under constraints=$CONSTRAINTS ($DEMO/3_evolution
 if [ ! -f "$DEMO/3_evolution/result.json" ]; then
   $PY search.py search=evolution "$SPACE_CONF" space=searched $DATA supernet="$DEMO/2_supernet/checkpoints/last.ckpt" \
     constraints=$CONSTRAINTS search.population=16 search.generations=8 search.parents=5 \
-    search.mutations=6 search.crossovers=6 hydra.run.dir="$DEMO/3_evolution" resume=true
+    search.mutations=6 search.crossovers=6 hydra.run.dir="$DEMO/3_evolution"
 fi
 
 stage "4/5 retraining the best architecture from scratch ($DEMO/4_retrain)"
