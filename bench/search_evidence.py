@@ -10,7 +10,17 @@ Per search seed s (`--seeds`):
   evaluations of S3's space-search pools and its evolution together;
 - `random`: random search on the AutoFormer supernet with the same evaluations;
 - `random_searched`: random search on S3's searched-space supernet with S3's evolution's
-  evaluations: the space without the algorithm.
+  evaluations: the space without the algorithm;
+- `autoformer_faithful`: AutoFormer's evolution as published (population 50, 10 parents, 25
+  mutations with probabilities 0.2 / 0.4, 25 crossovers), only its generations scaled to S3's
+  evaluations (ceil(E / 50)), on the AutoFormer supernet;
+- `band_random`, `band_evolution`: random search and `autoformer_faithful`'s evolution on the band
+  supernet: the initial space trained for S3's total epochs on archs inside the budget only
+  (`model.sampling.constraints`), the control that separates the searched space from training on
+  the band.
+The pre-registered study (bench/README.md, "Pre-registered study (issue 43)") runs seeds 3-14 with
+`STUDY_METHODS`; the pilot seeds 0-2 ran `PILOT_METHODS`. Per seed also `band`: `--band-per-seed`
+archs drawn in the budget from the initial space (draws 4s to 4s+3 of the sequence `band:0`).
 Without seeds: `hand` (Swin-style: depths 1:1:3:1, widths C, 2C, 4C, 8C, MLP ratio 4, head dim 32)
 and `band` (archs drawn uniformly in the budget from the initial space). `searched`: archs drawn
 in the budget from each seed's searched space (the space claim, beside `band`).
@@ -22,7 +32,8 @@ search split (the split the searches rank on) a row of bench/results/search_fide
 already there is never recomputed; the searches and supernets are cached under `--out` and an
 interrupted stage resumes.
 
-    python bench/search_evidence.py [--seeds 0 1 2] [--retrain-seeds 0 1]   # runs what the rows lack
+    python bench/search_evidence.py [--seeds 3 4 ...] [--retrain-seeds 0 1]  # runs what the rows lack
+    python bench/search_evidence.py --seeds 0 1 2 --methods s3 autoformer random random_searched  # the pilot
     python bench/search_evidence.py --report                                  # figures + plots from the rows
 """
 
@@ -45,7 +56,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from rows import append_row, read_rows  # noqa: E402
-from scipy.stats import kendalltau, ttest_ind, ttest_rel  # noqa: E402
+from scipy.stats import kendalltau, t, ttest_ind, ttest_rel, wilcoxon  # noqa: E402
 from standalone import ROOT, Recipe, constraints_of, sample_archs, train_all  # noqa: E402
 
 from s3.search.constraints import Constraints  # noqa: E402
@@ -57,7 +68,10 @@ FIDELITY = RESULTS / "search_fidelity.csv"
 COLUMNS = ["method", "search_seed", "retrain_seed", "arch", "params", "macs", "test_top1", "evaluations",
            "supernet_epochs", "recipe"]
 FIDELITY_COLUMNS = ["search_seed", "supernet", "arch", "params", "macs", "search_top1"]
-SEARCHED_METHODS = ("s3", "autoformer", "random", "random_searched")
+PILOT_METHODS = ("s3", "autoformer", "random", "random_searched")  # seeds 0-2
+STUDY_METHODS = ("s3", "random", "random_searched", "autoformer_faithful", "band_random", "band_evolution")
+SEARCHED_METHODS = tuple(dict.fromkeys([*PILOT_METHODS, *STUDY_METHODS]))
+STUDY_SEEDS = tuple(range(3, 15))  # the pre-registered 12 (bench/README.md)
 DATA = ["data.max_train=12000", "data.max_val=2000"]  # make demo's data
 # make demo's space search and evolution (scripts/demo.sh), the method as it ships
 POOL, TRAIN_EPOCHS, FINETUNE_EPOCHS = 160, 2, 1  # archs per space-search iteration; its supernet epochs
@@ -71,6 +85,9 @@ def space_search_args() -> list[str]:
 
 
 EVOLUTION = {"population": 16, "generations": 8, "parents": 5, "mutations": 6, "crossovers": 6}
+# AutoFormer's published evolution (its search script's defaults); only `generations` (20) is scaled
+AUTOFORMER = {"population": 50, "parents": 10, "mutations": 25, "crossovers": 25, "mutation_prob": 0.2,
+              "stage_mutation_prob": 0.4}
 
 
 # -- the stages ------------------------------------------------------------------------------------
@@ -92,8 +109,27 @@ def evolution_args(population: int, generations: int, random: bool = False) -> l
     return ["search=random" if random else "search=evolution"] + [f"search.{k}={e[k]}" for k in keys]
 
 
+def autoformer_args(evaluations: int) -> list[str]:
+    """AutoFormer's evolution with ceil(evaluations / 50) generations: population x generations evaluations."""
+    gens = math.ceil(evaluations / AUTOFORMER["population"])
+    return ["search=evolution", f"search.generations={gens}", *(f"search.{k}={v}" for k, v in AUTOFORMER.items())]
+
+
+def autoformer_evaluations(evaluations: int) -> int:
+    return AUTOFORMER["population"] * math.ceil(evaluations / AUTOFORMER["population"])
+
+
+def band_overrides(constraints: str) -> list[str]:
+    """`model.sampling.constraints` = the bounds of `conf/constraints/<constraints>.yaml`."""
+    import yaml
+
+    c = yaml.safe_load((ROOT / "conf" / "constraints" / f"{constraints}.yaml").read_text())
+    return [f"model.sampling.constraints.{k}.{b}={float(v)!r}" for k in ("params", "flops")
+            for b, v in (c.get(k) or {}).items() if v is not None]
+
+
 class Seed:
-    """The four searches of one search seed, in `out/seed<s>/`."""
+    """The searches of one search seed, in `out/seed<s>/`."""
 
     def __init__(self, seed: int, out: Path, constraints: str):
         self.seed, self.dir, self.constraints = seed, out / f"seed{seed}", constraints
@@ -126,6 +162,13 @@ class Seed:
              out=self.dir / "autoformer_supernet", done="finished.json")
         return self.dir / "autoformer_supernet" / "checkpoints" / "last.ckpt"
 
+    def band_supernet(self) -> Path:
+        """The initial space's supernet for S3's total epochs, trained only on archs in the budget."""
+        epochs, _ = self.budget()
+        call("train.py", "space=wide", *DATA, f"seed={self.seed}", f"trainer.max_epochs={epochs}",
+             *band_overrides(self.constraints), out=self.dir / "band_supernet", done="finished.json")
+        return self.dir / "band_supernet" / "checkpoints" / "last.ckpt"
+
     def search(self, method: str) -> Path:
         """The run directory of `method`'s search (its top/top1.yaml is the found arch)."""
         _, evaluations = self.budget()
@@ -136,6 +179,12 @@ class Seed:
         elif method == "random_searched":
             args = [*self.searched_conf, f"supernet={self.s3_supernet()}",
                     *evolution_args(p, EVOLUTION["generations"], random=True)]
+        elif method == "autoformer_faithful":
+            args = ["space=wide", f"supernet={self.autoformer_supernet()}", *autoformer_args(evaluations)]
+        elif method == "band_evolution":
+            args = ["space=wide", f"supernet={self.band_supernet()}", *autoformer_args(evaluations)]
+        elif method == "band_random":
+            args = ["space=wide", f"supernet={self.band_supernet()}", *evolution_args(p, math.ceil(evaluations / p), True)]
         else:  # autoformer, random: the initial space, the same total evaluations as S3
             args = ["space=wide", f"supernet={self.autoformer_supernet()}",
                     *evolution_args(p, math.ceil(evaluations / p), random=method == "random")]
@@ -146,12 +195,13 @@ class Seed:
         self.s3_space()
         return SearchSpace.from_yaml(self.dir / "s3_space" / "searched_space.yaml")
 
-    def supernets(self) -> dict[str, Path]:
+    def supernets(self, methods=PILOT_METHODS) -> dict[str, Path]:
         """Every supernet a method of this seed searched with: S3's per iteration and of its
-        searched space, and AutoFormer's."""
+        searched space, AutoFormer's, and the band supernet when a band method ran."""
         nets = {f"s3_iter{it['iteration']}": self.dir / "s3_space" / f"iter{it['iteration']}" / "checkpoints" / "last.ckpt"
                 for it in self.s3_space()["iterations"]}
-        return {**nets, "s3_searched": self.s3_supernet(), "autoformer": self.autoformer_supernet()}
+        band = {"band": self.band_supernet()} if any(m.startswith("band_") for m in methods) else {}
+        return {**nets, "s3_searched": self.s3_supernet(), "autoformer": self.autoformer_supernet(), **band}
 
 
 def hand_design(constraints: Constraints, space: SearchSpace, head_dim: int = 32) -> Arch:
@@ -188,7 +238,7 @@ def retrain(method: str, seed: int | str, archs: list[Arch], retrain_seeds: list
                                    "recipe": recipe.name, **(extra or {})})
 
 
-def score_supernets(seed: Seed, archs: list[Arch], constraints: Constraints) -> None:
+def score_supernets(seed: Seed, archs: list[Arch], constraints: Constraints, methods=PILOT_METHODS) -> None:
     """Inherited top-1 on the search split (bf16 autocast, as the search scores) of every arch of
     `archs` that a supernet's space holds, for each supernet `seed` searched with."""
     import torch
@@ -198,7 +248,7 @@ def score_supernets(seed: Seed, archs: list[Arch], constraints: Constraints) -> 
     from s3.search.evaluator import CachedSplit, CandidateEvaluator
 
     have = {(r["search_seed"], r["supernet"], r["arch"]) for r in read_rows(FIDELITY)}
-    nets = seed.supernets()
+    nets = seed.supernets(methods)
     dm = FashionMNISTDataModule(search_per_class=100, split_seed=0, max_train=12000, max_val=2000, eval_batch_size=500)
     dm.setup("fit")
     split = CachedSplit.from_loader(dm.search_dataloader())
@@ -223,6 +273,20 @@ def found_in_rows(rows: list[dict], method: str, seed: int | str, retrain_seeds:
     return None
 
 
+def band_chunk(initial: SearchSpace, constraints: Constraints, seed: int, n: int) -> list[Arch]:
+    """Draws n*seed to n*seed+n-1 of the fixed sequence `band:0` of in-budget archs of the initial
+    space: seed s's `band` archs (seeds 0-2's are the 12 archs of `--band 12`)."""
+    return sample_archs(initial, constraints, n * (seed + 1), "band:0")[n * seed:]
+
+
+def evaluations_of(method: str, evaluations: int) -> int:
+    if method in ("autoformer_faithful", "band_evolution"):
+        return autoformer_evaluations(evaluations)
+    if method == "random_searched":
+        return EVOLUTION["population"] * EVOLUTION["generations"]
+    return evaluations  # s3, autoformer, random, band_random
+
+
 def run(args) -> None:
     initial = SearchSpace.from_yaml(ROOT / "conf" / "space" / "wide.yaml")
     constraints = constraints_of(args.constraints, initial)
@@ -231,21 +295,28 @@ def run(args) -> None:
     hand = hand_design(constraints, initial)
     for s in args.seeds:
         seed, rows = Seed(s, Path(args.out), args.constraints), read_rows(ROWS)
-        found = {m: found_in_rows(rows, m, s, args.retrain_seeds) for m in SEARCHED_METHODS}
-        if all(found.values()) and len([r for r in rows if r["method"] == "searched" and r["search_seed"] == str(s)]) \
-                >= args.searched and any(r["search_seed"] == str(s) for r in read_rows(FIDELITY)):
+        banded = {r["arch"] for r in rows if r["method"] == "band"}
+        chunk = [a for a in band_chunk(initial, constraints, s, args.band_per_seed) if str(a) not in banded]
+        found = {m: found_in_rows(rows, m, s, args.retrain_seeds) for m in args.methods}
+        if all(found.values()) and not chunk and len([r for r in rows if r["method"] == "searched" and
+                                                      r["search_seed"] == str(s)]) >= args.searched \
+                and any(r["search_seed"] == str(s) for r in read_rows(FIDELITY)):
             continue  # this seed is measured: nothing of it is recomputed (its logs may be gone)
+        print(f"[{time.strftime('%H:%M:%S')}] search seed {s}: {', '.join(args.methods)}", flush=True)
         found = {m: a or Arch.from_yaml(seed.search(m) / "top" / "top1.yaml") for m, a in found.items()}
         epochs, evaluations = seed.budget()
         searched = seed.searched_space()
         samples = sample_archs(searched, constraints_of(args.constraints, searched), args.searched, f"searched:{s}")
         if not any(r["search_seed"] == str(s) for r in read_rows(FIDELITY)):
-            score_supernets(seed, list(dict.fromkeys([*found.values(), hand, *band, *samples])), constraints)
+            score_supernets(seed, list(dict.fromkeys([*found.values(), hand, *band, *chunk, *samples])), constraints,
+                            args.methods)
+        print(f"[{time.strftime('%H:%M:%S')}] search seed {s}: retraining", flush=True)
         for method, arch in found.items():
             retrain(method, s, [arch], args.retrain_seeds, recipe, constraints, args.jobs,
-                    {"evaluations": evaluations if method in ("s3", "autoformer", "random")
-                     else EVOLUTION["population"] * EVOLUTION["generations"], "supernet_epochs": epochs})
+                    {"evaluations": evaluations_of(method, evaluations), "supernet_epochs": epochs})
         retrain("searched", s, samples, args.retrain_seeds[:1], recipe, constraints, args.jobs)
+        retrain("band", s, chunk, args.retrain_seeds[:1], recipe, constraints, args.jobs)
+        print(f"[{time.strftime('%H:%M:%S')}] search seed {s}: done", flush=True)
     retrain("hand", "", [hand], args.retrain_seeds, recipe, constraints, args.jobs)
     retrain("band", "", band, args.retrain_seeds[:1], recipe, constraints, args.jobs)
 
@@ -404,25 +475,111 @@ def report(out: Path) -> None:
     print(f"\nplots: {out / 'methods.png'}" + (f", {out / 'space_claim.png'}" if searched else ""))
 
 
+# -- the pre-registered tests (bench/README.md, "Pre-registered study (issue 43)") ----------------------
+HYPOTHESES = (("H1", "s3", "random", "greater"), ("H2", "s3", "autoformer_faithful", "greater"),
+              ("H3", "searched", "band", "greater"), ("C1", "band_random", "random", "two-sided"),
+              ("C2", "s3", "band_random", "two-sided"), ("C3", "band_evolution", "autoformer_faithful", "two-sided"),
+              ("C4", "s3", "band_evolution", "two-sided"), ("C5", "random_searched", "random", "two-sided"))
+
+
+def space_per_seed(rows: list[dict], constraints: str, per_seed_n: int) -> tuple[dict, dict]:
+    """H3's two sides per search seed: the mean top-1 of the seed's `searched` archs and of its
+    `band` archs (draws n*s.. of `band:0`, looked up by arch whatever seed their row carries)."""
+    initial = SearchSpace.from_yaml(ROOT / "conf" / "space" / "wide.yaml")
+    c = constraints_of(constraints, initial)
+    band = {r["arch"]: float(r["test_top1"]) for r in rows if r["method"] == "band" and r["retrain_seed"] == "0"}
+    searched, initial_side = {}, {}
+    for s in sorted({r["search_seed"] for r in rows if r["method"] == "searched"}, key=int):
+        mine = [float(r["test_top1"]) for r in rows if r["method"] == "searched" and r["search_seed"] == s]
+        chunk = [band.get(str(a)) for a in band_chunk(initial, c, int(s), per_seed_n)]
+        if len(mine) >= per_seed_n and None not in chunk:
+            searched[s], initial_side[s] = statistics.mean(mine), statistics.mean(chunk)
+    return searched, initial_side
+
+
+def complete_seeds(rows: list[dict], scores: dict[str, dict[str, float]], retrain_seeds: list[int]) -> list[str]:
+    """Search seeds from 3 on that hold every study method's retrainings and H3's archs, in order."""
+    out = []
+    for s in sorted({r["search_seed"] for r in rows if r["search_seed"]}, key=int):
+        if int(s) < STUDY_SEEDS[0]:
+            continue
+        if all(found_in_rows(rows, m, s, retrain_seeds) for m in STUDY_METHODS) and all(s in v for v in scores.values()):
+            out.append(s)
+    return out
+
+
+def test_row(name: str, a: dict, b: dict, seeds: list[str], alternative: str) -> dict:
+    d = [a[s] - b[s] for s in seeds]
+    row = {"name": name, "n": len(d), "diff": statistics.mean(d) if d else math.nan, "se": math.nan,
+           "lo": math.nan, "hi": math.nan, "t_p": math.nan, "w_p": math.nan}
+    if len(d) >= 2 and statistics.stdev(d) > 0:
+        m, se = mean_se(d)
+        q = t.ppf(0.975, len(d) - 1)
+        row.update(se=se, lo=m - q * se, hi=m + q * se,
+                   t_p=float(ttest_rel([a[s] for s in seeds], [b[s] for s in seeds], alternative=alternative).pvalue))
+        try:
+            row["w_p"] = float(wilcoxon(d, alternative=alternative, method="exact").pvalue)
+        except ValueError:
+            pass
+    return row
+
+
+def holm(ps: list[float]) -> list[float]:
+    """Holm-adjusted p-values; nan (a test without data) stays nan and does not count."""
+    order = sorted((i for i in range(len(ps)) if not math.isnan(ps[i])), key=lambda i: ps[i])
+    out, running = [math.nan] * len(ps), 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(order) - rank) * ps[i]))
+        out[i] = running
+    return out
+
+
+def preregistered(rows: list[dict], constraints: str, n: int, per_seed_n: int, retrain_seeds: list[int]) -> None:
+    """The study's tests on its first `n` complete seeds from 3 on; H1 also over every seed (the pilot's too)."""
+    searched, initial_side = space_per_seed(rows, constraints, per_seed_n)
+    scores = {m: per_seed(rows, m) for m in STUDY_METHODS}
+    seeds = complete_seeds(rows, {**scores, "searched": searched}, retrain_seeds)[:n]
+    print(f"\nPre-registered tests (bench/README.md): {len(seeds)} of {n} complete search seeds "
+          f"({', '.join(seeds) or 'none yet'}); one-sided for H1-H3, two-sided for C1-C5")
+    print("| | comparison | seeds | difference (points) | SE | 95 % interval | paired t p | Wilcoxon p | Holm p (H1-H3) |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    scores = {**scores, "searched": searched, "band": initial_side}
+    out = [test_row(name, scores[a], scores[b], seeds, alt) | {"a": a, "b": b} for name, a, b, alt in HYPOTHESES]
+    adjusted = holm([r["t_p"] for r in out[:3]])
+    for i, r in enumerate(out):
+        h = f"{adjusted[i]:.3g}" if i < 3 else ""
+        print(f"| {r['name']} | {r['a']} - {r['b']} | {r['n']} | {r['diff']:+.2f} | {r['se']:.2f} | "
+              f"[{r['lo']:+.2f}, {r['hi']:+.2f}] | {r['t_p']:.3g} | {r['w_p']:.3g} | {h} |")
+    pilot = {m: per_seed(rows, m) for m in ("s3", "random")}
+    every = [s for s in pilot["s3"] if s in pilot["random"] and (int(s) < STUDY_SEEDS[0] or s in seeds)]
+    r = test_row("H1, pilot seeds too", pilot["s3"], pilot["random"], every, "greater")
+    print(f"\nH1 over seeds {', '.join(every)} (secondary): {r['diff']:+.2f} +- {r['se']:.2f} points, "
+          f"paired t p = {r['t_p']:.3g}, Wilcoxon p = {r['w_p']:.3g}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--report", action="store_true", help="only recompute the figures and plots from the rows")
     p.add_argument("--out", default="logs/bench/search_evidence", help="searches and supernets (a cache)")
     p.add_argument("--plots", default=str(ROOT / "docs" / "search_evidence"), help="where --report draws")
     p.add_argument("--constraints", default="band_1m_macs", help="a conf/constraints/ file: every method's budget")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="search seeds")
+    p.add_argument("--seeds", type=int, nargs="+", default=list(STUDY_SEEDS), help="search seeds")
+    p.add_argument("--methods", nargs="+", default=list(STUDY_METHODS), choices=SEARCHED_METHODS,
+                   help="the searches run per seed (the pilot seeds 0-2 ran s3 autoformer random random_searched)")
+    p.add_argument("--band-per-seed", type=int, default=4, help="initial-space archs in the budget per seed (H3)")
+    p.add_argument("--study-seeds", type=int, default=len(STUDY_SEEDS),
+                   help="--report: the first N complete seeds from 3 on that the pre-registered tests use")
     p.add_argument("--retrain-seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--band", type=int, default=12, help="archs drawn in the budget from the initial space")
     p.add_argument("--searched", type=int, default=4, help="archs drawn in the budget from each searched space")
     p.add_argument("--epochs", type=int, default=2, help="standalone recipe: epochs")
     p.add_argument("--max-train", default="20000", help="standalone recipe: images per epoch, or 'all'")
-    p.add_argument("--jobs", type=int, default=2, help="standalone runs side by side")
+    p.add_argument("--jobs", type=int, default=2, help="standalone runs side by side (1 per core)")
     args = p.parse_args()
-    if args.report:
-        report(Path(args.plots))
-    else:
+    if not args.report:
         run(args)
-        report(Path(args.plots))
+    report(Path(args.plots))
+    preregistered(read_rows(ROWS), args.constraints, args.study_seeds, args.band_per_seed, args.retrain_seeds)
 
 
 if __name__ == "__main__":

@@ -100,21 +100,45 @@ class LossConfig(Options):
             raise ValueError(f"model.loss.label_smoothing={self.label_smoothing}: must be in [0, 1)")
 
 
+def _no_bounds() -> dict:
+    return {"params": {"min": None, "max": None}, "flops": {"min": None, "max": None}}
+
+
 @dataclass
 class SamplingConfig(Options):
     """The subnets of a supernet training step: `subnets_per_step` (the mean loss of several before
     one optimizer step, the paper's fused gradients), `sandwich` (largest + smallest +
-    `subnets_per_step` random) and `distill` (with `sandwich`: in-place distillation from the largest)."""
+    `subnets_per_step` random), `distill` (with `sandwich`: in-place distillation from the largest)
+    and `constraints` (`{params, flops}: {min, max}` as `conf/constraints/`: every random subnet is
+    redrawn from its own seeded generator until it meets them, so training sees only the budget band;
+    all null: no restriction)."""
 
     subnets_per_step: int = 1
     sandwich: bool = False
     distill: bool = False
+    constraints: dict = dataclasses.field(default_factory=_no_bounds)
 
     GROUP: ClassVar[str] = "sampling"
     POSITIVE: ClassVar[frozenset[str]] = frozenset({"subnets_per_step"})
 
+    def _check(self, name: str, value, default) -> None:
+        if name != "constraints":
+            return super()._check(name, value, default)
+        ok = isinstance(value, Mapping) and set(value) <= {"params", "flops"} and all(
+            isinstance(b, Mapping) and set(b) <= {"min", "max"} and all(v is None or _number(v) for v in b.values())
+            for b in value.values() if b is not None)
+        if not ok:
+            raise ValueError(f"model.sampling.constraints={value!r}: must be {{params, flops}}: {{min, max}} "
+                             "with numbers or null")
+
+    @property
+    def bounded(self) -> bool:
+        """Whether `constraints` restricts anything."""
+        return any(v is not None for b in self.constraints.values() if b for v in b.values())
+
     def __post_init__(self) -> None:
         super().__post_init__()
+        self.constraints = {k: dict(b or {}) for k, b in self.constraints.items()}
         if self.distill and not self.sandwich:
             raise ValueError("model.sampling.distill=true: needs model.sampling.sandwich=true (the largest subnet is "
                              "the teacher)")

@@ -10,9 +10,11 @@ from timm.loss import SoftTargetCrossEntropy
 from s3.lit.base import RecipeModule
 from s3.lit.recipe import SamplingConfig
 from s3.models import Supernet
+from s3.search.constraints import Constraints
 from s3.space import Arch, SearchSpace
 
 VALIDATION_SUBNETS = ("largest", "smallest", "random")
+MAX_DRAWS = 10_000  # draws of one subnet before `sampling.constraints` counts as unmeetable
 
 
 class SupernetModule(RecipeModule):
@@ -21,9 +23,13 @@ class SupernetModule(RecipeModule):
     `distill` (with `sandwich`: in-place distillation as in BigNAS, the largest subnet learns from
     the labels and every other subnet of the step from the largest's detached predictions).
 
+    With `constraints` (params and/or MACs bounds), every random subnet is redrawn until it meets
+    them (rejection sampling: uniform over the space's archs inside the band); the sandwich's
+    largest and smallest stay as they are.
+
     The subnet of a step is a pure function of (seed, global step, micro-batch, k), so every
     data-parallel rank trains the same subnet without communication, and a resumed run samples
-    exactly what the uninterrupted one would have.
+    exactly what the uninterrupted one would have: the redraws come from that same generator.
     """
 
     def __init__(self, space: dict, net: dict, optim: dict | None = None, loss: dict | None = None,
@@ -35,6 +41,14 @@ class SupernetModule(RecipeModule):
         self.distill_criterion = SoftTargetCrossEntropy()
         self.space = SearchSpace.from_dict(space)
         self.model = Supernet(self.space, **net)
+        self.band = None
+        if self.sampling.bounded:
+            self.band = Constraints(self.space, **self.sampling.constraints, num_classes=net["num_classes"],
+                                    in_chans=net.get("in_chans", 3), head_dim=net.get("head_dim", 32))
+            try:
+                self.band.check_feasible(self.space)
+            except ValueError as e:
+                raise ValueError(f"model.sampling.{e}") from None
         self.val_subnets = {
             "largest": self.space.largest(),
             "smallest": self.space.smallest(),
@@ -45,9 +59,20 @@ class SupernetModule(RecipeModule):
 
     def sample_archs(self, step: int, micro: int = 0) -> list[Arch]:
         archs = [self.space.largest(), self.space.smallest()] if self.sampling.sandwich else []
-        archs += [self.space.sample(random.Random(f"s3:{self.seed}:{step}:{micro}:{k}"))
+        archs += [self.draw(random.Random(f"s3:{self.seed}:{step}:{micro}:{k}"))
                   for k in range(self.sampling.subnets_per_step)]
         return archs
+
+    def draw(self, rng: random.Random) -> Arch:
+        """A uniform subnet of the space; with `sampling.constraints`, the first draw of `rng` that meets them."""
+        arch = self.space.sample(rng)
+        if self.band is None:
+            return arch
+        for _ in range(MAX_DRAWS):
+            if self.band.satisfied(arch):
+                return arch
+            arch = self.space.sample(rng)
+        raise ValueError(f"model.sampling.constraints: no subnet of {MAX_DRAWS} draws meets {self.band}")
 
     def subnets_loss(self, x: torch.Tensor, y: torch.Tensor, archs: list[Arch]) -> torch.Tensor:
         """Mean training loss of `archs` on one (mixed) batch; with `distill`, `archs[0]` (the
