@@ -5,10 +5,12 @@
     python evaluate.py arch=top1.yaml ckpt_path=supernet/last.ckpt     # inherited supernet weights
 """
 
+import sys
+
 import hydra
 from omegaconf import DictConfig
 
-from s3.cli import apply_extras, quiet_library_noise, user_errors_exit
+from s3.cli import apply_extras, null_as_none, quiet_library_noise, user_errors_exit
 from s3.evaluate import prepare, run
 
 
@@ -23,4 +25,5 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    sys.argv = null_as_none(sys.argv)  # logger=null works as logger=none
     main()

@@ -7,10 +7,12 @@
     python search.py -m search=evolution constraints.params.max=30e6,50e6,70e6
 """
 
+import sys
+
 import hydra
 from omegaconf import DictConfig
 
-from s3.cli import apply_extras, quiet_library_noise, user_errors_exit
+from s3.cli import apply_extras, null_as_none, quiet_library_noise, user_errors_exit
 from s3.search.session import SearchSession
 
 
@@ -26,4 +28,5 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    sys.argv = null_as_none(sys.argv)  # logger=null works as logger=none
     main()

@@ -6,10 +6,12 @@
     python train.py -m hydra/launcher=submitit_slurm ...
 """
 
+import sys
+
 import hydra
 from omegaconf import DictConfig
 
-from s3.cli import apply_extras, fail, quiet_library_noise, user_errors_exit
+from s3.cli import apply_extras, fail, null_as_none, quiet_library_noise, user_errors_exit
 from s3.train import fit, prepare
 
 
@@ -29,4 +31,5 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    sys.argv = null_as_none(sys.argv)  # logger=null works as logger=none
     main()

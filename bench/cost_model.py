@@ -1,11 +1,11 @@
-"""Cost-model throughput: analytic params+FLOPs calls per second on sampled S3-T-space archs,
+"""Cost-model throughput: analytic params+MACs calls per second on sampled S3-T-space archs,
 side by side with counting the parameters of an instantiated model (what it replaces)."""
 
 import time
 
 import torch
 
-from s3.cost import count_flops, count_params
+from s3.cost import count_macs, count_params
 from s3.models import S3Transformer
 from s3.space import SearchSpace
 
@@ -18,13 +18,13 @@ def main(n: int = 100_000) -> None:
     for i in range(n):
         a = archs[i % len(archs)]
         count_params(a)
-        count_flops(a)
+        count_macs(a)
     analytic = (time.perf_counter() - t0) / n
     t0 = time.perf_counter()
     for a in archs[:5]:
         sum(p.numel() for p in S3Transformer(a).parameters())
     built = (time.perf_counter() - t0) / 5
-    print(f"cost model: {1 / analytic:,.0f} archs/s (params + FLOPs), {n:,} calls in {analytic * n:.2f}s")
+    print(f"cost model: {1 / analytic:,.0f} archs/s (params + MACs), {n:,} calls in {analytic * n:.2f}s")
     print(f"instantiating the model to count params: {built * 1e3:.0f} ms/arch -> analytic is {built / analytic:,.0f}x faster")
 
 

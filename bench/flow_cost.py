@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from s3.cost import count_flops  # noqa: E402
+from s3.cost import count_macs  # noqa: E402
 from s3.search.constraints import Constraints  # noqa: E402
 from s3.search.pool import sample_pool  # noqa: E402
 from s3.space import Arch, SearchSpace  # noqa: E402
@@ -33,7 +33,7 @@ RELEASED = {"t": "S3-T", "s": "S3-S", "b": "S3-B"}
 
 
 def mean_macs(archs) -> float:
-    return statistics.fmean(count_flops(a) for a in archs)
+    return statistics.fmean(count_macs(a) for a in archs)
 
 
 def main() -> None:
@@ -42,7 +42,7 @@ def main() -> None:
     p.add_argument("--overhead", type=float, default=1.04, help="supernet / standalone training step")
     p.add_argument("--draws", type=int, default=2000)
     args = p.parse_args()
-    train_s_per_mac = 1 / (SWIN_B_TRAIN_IMAGES_PER_S * count_flops(SWIN_B))  # node-seconds per training MAC
+    train_s_per_mac = 1 / (SWIN_B_TRAIN_IMAGES_PER_S * count_macs(SWIN_B))  # node-seconds per training MAC
     rows = []
     for size in args.sizes:
         space_cfg = compose_cfg([f"experiment=space_{size}"], ROOT / "logs" / "flow_cost", config_name="search")
@@ -67,7 +67,7 @@ def main() -> None:
              * band_macs / 3),
             ("supernet of the searched space", final_cfg.trainer.max_epochs * IMAGENET_TRAIN * final_macs * args.overhead),
             ("evolution", evo_cfg.search.population * evo_cfg.search.generations * search_images * band_macs / 3),
-            ("retraining the found arch", retrain_cfg.trainer.max_epochs * IMAGENET_TRAIN * count_flops(released)),
+            ("retraining the found arch", retrain_cfg.trainer.max_epochs * IMAGENET_TRAIN * count_macs(released)),
         ]
         hours = [(name, macs * train_s_per_mac * 8 / 3600) for name, macs in stages]  # 8 GPUs per node
         rows.append((size, hours, supernet_macs, final_macs, band_macs, s))

@@ -5,7 +5,7 @@ For each workload (the standalone S3-T at 224, the embedded benchmark's `model=s
 32, a random subnet of the tiny supernet run through the supernet) and each mode (inference, a
 training step with AdamW), all measured in one run:
 
-1. **Achieved MAC/s**: the exact cost model's multiply-accumulates (`s3.cost.count_flops`) per
+1. **Achieved MAC/s**: the exact cost model's multiply-accumulates (`s3.cost.count_macs`) per
    image times the batch, divided by the median time (`torch.utils.benchmark.Timer` on all
    threads). A training step counts as 3x the forward (forward, and backward's two products per
    matmul); the traced count of fwd+bwd is printed beside it as a check.
@@ -52,7 +52,7 @@ from torch.utils import benchmark
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
-from s3.cost import count_flops
+from s3.cost import count_macs
 from s3.models import transformer
 from s3.precision import cpu_supports_bf16
 from s3.space import Arch, SearchSpace
@@ -75,7 +75,7 @@ class Workload:
         self.model = self.build(transformer)
 
     def macs_per_image(self) -> int:
-        return count_flops(self.arch, self.img_size, self.patch_size, self.num_classes, self.model.in_chans)
+        return count_macs(self.arch, self.img_size, self.patch_size, self.num_classes, self.model.in_chans)
 
 
 def fmnist_arch() -> Arch:

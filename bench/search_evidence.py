@@ -124,7 +124,7 @@ def band_overrides(constraints: str) -> list[str]:
     import yaml
 
     c = yaml.safe_load((ROOT / "conf" / "constraints" / f"{constraints}.yaml").read_text())
-    return [f"model.sampling.constraints.{k}.{b}={float(v)!r}" for k in ("params", "flops")
+    return [f"model.sampling.constraints.{k}.{b}={float(v)!r}" for k in ("params", "macs")
             for b, v in (c.get(k) or {}).items() if v is not None]
 
 
@@ -234,7 +234,7 @@ def retrain(method: str, seed: int | str, archs: list[Arch], retrain_seeds: list
     for (arch, r), run in zip(todo, train_all(todo, recipe, parallel=jobs)):
         cost = constraints.cost(arch)
         append_row(ROWS, COLUMNS, {"method": method, "search_seed": seed, "retrain_seed": r, "arch": str(arch),
-                                   "params": cost["params"], "macs": cost["flops"], "test_top1": f"{run['top1']:.2f}",
+                                   "params": cost["params"], "macs": cost["macs"], "test_top1": f"{run['top1']:.2f}",
                                    "recipe": recipe.name, **(extra or {})})
 
 
@@ -261,7 +261,7 @@ def score_supernets(seed: Seed, archs: list[Arch], constraints: Constraints, met
                 continue
             cost = constraints.cost(a)
             append_row(FIDELITY, FIDELITY_COLUMNS, {"search_seed": seed.seed, "supernet": name, "arch": str(a),
-                                                    "params": cost["params"], "macs": cost["flops"],
+                                                    "params": cost["params"], "macs": cost["macs"],
                                                     "search_top1": f"{evaluator.measure(a)['top1']:.2f}"})
 
 

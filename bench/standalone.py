@@ -96,7 +96,7 @@ def train_all(jobs: Sequence[tuple[Arch, int]], recipe: Recipe, root: str | Path
 def constraints_of(name: str | None, space: SearchSpace) -> Constraints:
     """The budget of a `conf/constraints/<name>.yaml` file (None: unconstrained), for Fashion-MNIST."""
     c = yaml.safe_load((ROOT / "conf" / "constraints" / f"{name}.yaml").read_text()) if name else {}
-    return Constraints(space, c.get("params"), c.get("flops"), num_classes=10)
+    return Constraints(space, c.get("params"), c.get("macs"), num_classes=10)
 
 
 def sample_archs(space: SearchSpace, constraints: Constraints, n: int, seed: str) -> list[Arch]:

@@ -16,6 +16,8 @@ from lightning.fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig
 from omegaconf.errors import MissingMandatoryValue
 
+from s3.config import register_config_resolvers
+from s3.console import quiet_library_noise  # noqa: F401  (the entry points' import)
 from s3.lit.recipe import register_recipe_defaults
 from s3.lock import LOCK_FILE, OWNER_FILE
 from s3.precision import register_resolvers
@@ -30,11 +32,27 @@ def register_configs() -> None:
     point imports this module: a submitit worker composes its job's config too, and it imports this
     module (unpickling the job) but never runs the entry point's own module code."""
     register_resolvers()
+    register_config_resolvers()
     register_search_schemas()
     register_recipe_defaults()
 
 
 register_configs()
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+
+
+def null_as_none(argv: list[str], conf: Path = CONF) -> list[str]:
+    """`logger=null` (the lightning-hydra-template's habit) as `logger=none`: Hydra refuses a null
+    choice for a group that has a default. A group without a `none` option is removed (`~group`)."""
+    out = []
+    for arg in argv:
+        group, _, value = arg.partition("=")
+        if value == "null" and group.isidentifier() and (conf / group).is_dir():
+            arg = f"{group}=none" if (conf / group / "none.yaml").is_file() else f"~{group}"
+        out.append(arg)
+    return out
+
 
 USER_ERRORS = (ValueError, FileNotFoundError, MisconfigurationException, MissingMandatoryValue)
 
@@ -84,6 +102,11 @@ def remove_if_left_empty() -> None:
             return
         logging.shutdown()  # closes Hydra's handle on the log file
         shutil.rmtree(out)
+        parent = out.parent  # `<task>/runs/` (and `<task>/`) if this start made them and they hold nothing else
+        if parent.name in ("runs", "multiruns") and not any(parent.iterdir()):
+            parent.rmdir()
+            if not any(parent.parent.iterdir()):
+                parent.parent.rmdir()
     except OSError:
         pass
 
@@ -108,20 +131,6 @@ def apply_extras(cfg: DictConfig) -> None:
             text = OmegaConf.to_yaml(value, resolve=False) if isinstance(value, DictConfig) else str(value)
             tree.add(str(key)).add(rich.syntax.Syntax(text, "yaml"))
         rich.print(tree)
-
-
-def quiet_library_noise() -> None:
-    """Silence what every run printed and no user acts on: Lightning's litlogger tip, its warning
-    that checkpoints/ is not empty (this project keeps config.yaml there by design, for
-    `supernet=latest`), the model summary's bf16 size caveat, and a LeafSpec deprecation inside
-    Lightning's own pytree helper (Lightning's code meeting this torch, nothing to change here)."""
-    import warnings
-
-    for message in (r"Checkpoint directory .* exists and is not empty", r"Precision .* is not supported by the model summary",
-                    r"`isinstance\(treespec, LeafSpec\)` is deprecated"):
-        warnings.filterwarnings("ignore", message=message)
-    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
-        lambda record: not str(record.msg).startswith("💡 Tip"))
 
 
 def user_error_message(e: BaseException) -> str:

@@ -5,8 +5,12 @@ beside its outputs."""
 from __future__ import annotations
 
 import contextlib
+import netrc
+import os
+import socket
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlparse
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
@@ -24,6 +28,37 @@ def _integer(value) -> bool:
 def trains_supernet(cfg: DictConfig) -> bool:
     """Whether a (composed or saved) config trains a supernet rather than one architecture."""
     return str(OmegaConf.select(cfg, "model._target_", default="")).endswith("SupernetModule")
+
+
+def val_metric(*, _root_: DictConfig) -> str:
+    """`${val_metric:}`: the validation top-1 the run's module logs, what early stopping, a sweeper
+    and `finished.json` readers watch: the largest subnet's for a supernet, else the arch's."""
+    return "val/largest/top1" if trains_supernet(_root_) else "val/top1"
+
+
+GPU_ACCELERATORS = ("gpu", "cuda")
+SLURM_MEM_GB = {"gpu": 60, "cpu": 16}  # per task: what an ImageNet data loader and a model step need
+
+
+def slurm_request(key: str, *, _root_: DictConfig) -> int:
+    """`${slurm:KEY}` in conf/hydra/launcher/slurm.yaml: what SLURM is asked for, from the trainer
+    (nodes, one task per device, a GPU per task only on a GPU accelerator, memory per task)."""
+    t = OmegaConf.select(_root_, "trainer", default=None) or {}
+    devices = t.get("devices", 1)
+    tasks = len(devices) if isinstance(devices, (list, ListConfig)) else devices if _integer(devices) and devices > 0 else 1
+    kind = "gpu" if str(t.get("accelerator", "cpu")) in GPU_ACCELERATORS else "cpu"
+    request = {"nodes": int(t.get("num_nodes", 1) or 1), "tasks_per_node": tasks,
+               "gpus_per_node": tasks if kind == "gpu" else 0, "mem_gb": SLURM_MEM_GB[kind] * tasks}
+    if key not in request:
+        raise ValueError(f"${{slurm:{key}}}: allowed {sorted(request)}")
+    return request[key]
+
+
+def register_config_resolvers() -> None:
+    if not OmegaConf.has_resolver("val_metric"):
+        OmegaConf.register_new_resolver("val_metric", val_metric)
+    if not OmegaConf.has_resolver("slurm"):
+        OmegaConf.register_new_resolver("slurm", slurm_request)
 
 
 def check_run_config(cfg: DictConfig) -> None:
@@ -45,6 +80,57 @@ def check_run_config(cfg: DictConfig) -> None:
         value = t.get(key)
         if value is not None and (not _integer(value) or value < -1):
             raise ValueError(f"trainer.{key}={value!r}: must be an integer >= 0, or -1 (or null) for no limit")
+    if t.get("max_epochs") == 0 or t.get("max_steps") == 0:  # would leave finished.json beside an untrained model
+        key = "max_epochs" if t.get("max_epochs") == 0 else "max_steps"
+        raise ValueError(f"trainer.{key}=0: nothing would be trained; give an integer >= 1, or -1 (or null) for no "
+                         f"limit")
+    check_wandb(cfg)
+
+
+WANDB_OFF = ("offline", "dryrun", "disabled")
+
+
+def wandb_online(conf: DictConfig) -> bool:
+    """Whether a W&B logger config would talk to a server: not offline, and not switched off by the
+    environment (`WANDB_MODE`, `WANDB_DISABLED`)."""
+    if conf.get("offline") or os.environ.get("WANDB_MODE", "").lower() in WANDB_OFF:
+        return False
+    return os.environ.get("WANDB_DISABLED", "").lower() not in ("true", "1", "yes")
+
+
+def wandb_host() -> tuple[str, int]:
+    url = urlparse(os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai")
+    return url.hostname or "api.wandb.ai", url.port or (80 if url.scheme == "http" else 443)
+
+
+def wandb_has_key(host: str) -> bool:
+    """An API key in `WANDB_API_KEY` or in the netrc file `wandb login` writes."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        return netrc.netrc(os.environ.get("NETRC")).authenticators(host) is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
+
+
+def check_wandb(cfg: DictConfig) -> None:
+    """An online W&B logger needs an API key and its server: without either, W&B fails after a minute
+    or two of training (and a requeued job fails again). Said now, with the offline route."""
+    conf = next((c for c in (cfg.get("logger") or {}).values()
+                 if isinstance(c, DictConfig) and "Wandb" in str(c.get("_target_", ""))), None)
+    if conf is None or not wandb_online(conf):
+        return
+    host, port = wandb_host()
+    offline = ("or log offline with logger.wandb.offline=true (or WANDB_MODE=offline) and upload later with "
+               "`wandb sync <run dir>/wandb/offline-run-*`")
+    if not wandb_has_key(host):
+        raise ValueError(f"logger=wandb is online but no W&B API key is configured for {host}: run `wandb login` "
+                         f"or set WANDB_API_KEY, {offline}")
+    try:
+        socket.create_connection((host, port), timeout=5).close()
+    except OSError as e:
+        raise ValueError(f"logger=wandb is online but the W&B server {host}:{port} cannot be reached "
+                         f"({e.strerror or e}): {offline}") from None
 
 
 def available_memory() -> int | None:
@@ -107,13 +193,24 @@ def sweep_group() -> str | None:
 
 
 def run_name(cfg: DictConfig, name: str) -> str:
-    """A W&B run's name: `name`, and in a multirun the job's number and overrides, so that the
-    runs of a sweep can be told apart (`search [1] seed=2`)."""
-    if sweep_group() is None:
+    """A W&B run's name. The default (the task's name) grows the experiment and the command's
+    overrides (`train tiny`, `train experiment=retrain_tiny,arch=top1.yaml`), so that runs outside
+    a sweep can be told apart; in a multirun, the job's number too (`search [1] seed=2`). A name
+    given with `logger.wandb.name=...` is kept."""
+    if not HydraConfig.initialized():
         return name
-    job = HydraConfig.get().job
-    overrides = job.override_dirname if "override_dirname" in job else ""
-    return f"{name} [{job.num}] {overrides}".strip()[:128]
+    hydra = HydraConfig.get()
+    overrides = hydra.job.override_dirname if "override_dirname" in hydra.job else ""
+    parts = [name]
+    if name == cfg.get("task_name"):
+        experiment = hydra.runtime.choices.get("experiment")
+        if experiment and f"experiment={experiment}" not in overrides:
+            parts.append(str(experiment))
+    if sweep_group() is not None:
+        parts.append(f"[{hydra.job.num}]")
+    if name == cfg.get("task_name") or sweep_group() is not None:
+        parts.append(overrides)
+    return " ".join(p for p in parts if p)[:128]
 
 
 def build_loggers(cfg: DictConfig, group: str | None = None) -> list:

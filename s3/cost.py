@@ -1,6 +1,6 @@
-"""Analytic parameter and FLOP counts of an `Arch`, without building a model.
+"""Analytic parameter and MAC (multiply-accumulate) counts of an `Arch`, without building a model.
 
-FLOPs are multiply-accumulates (the convention of the paper and of timm): every matmul and the
+MACs are multiply-accumulates (what the paper and timm call FLOPs): every matmul and the
 patch-embedding convolution, including the two attention products; norms, softmax, activations
 and additions are not counted. Cheap enough for the constraint checks of a search.
 """
@@ -33,7 +33,7 @@ def count_params(arch: Arch, img_size: int = 224, patch_size: int = 4, num_class
     return total + 2 * c + c * num_classes + num_classes
 
 
-def count_flops(arch: Arch, img_size: int = 224, patch_size: int = 4, num_classes: int = 1000,
+def count_macs(arch: Arch, img_size: int = 224, patch_size: int = 4, num_classes: int = 1000,
                 in_chans: int = 3, head_dim: int = 32) -> int:
     """Multiply-accumulates of one forward pass of one image."""
     geometry = arch.check_geometry(img_size, patch_size)

@@ -13,12 +13,12 @@ import lightning as L
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
-from rich.console import Console
 from rich.table import Table
 from torch.utils import benchmark
 
 from s3.config import resolve_arch
-from s3.cost import count_flops, count_params
+from s3.console import print_table
+from s3.cost import count_macs, count_params
 from s3.io import atomic_write_text
 from s3.lit import StandaloneModule
 from s3.models.checkpoint import SupernetCheckpoint, load_state_dict, read_checkpoint, to_native
@@ -69,6 +69,11 @@ def throughput(model: torch.nn.Module, img_size: int, batch_size: int, repeats: 
         return batch_size / timer.timeit(repeats).mean
 
 
+def images_per_second(rate: float) -> str:
+    """Three significant digits: a large model on a CPU runs below one image a second."""
+    return f"{rate:,.0f}" if rate >= 100 else f"{rate:.3g}"
+
+
 def run(cfg: DictConfig, datamodule, module: StandaloneModule, trainer: L.Trainer) -> dict[str, Any]:
     datamodule.setup("validate" if cfg.split == "val" else "fit")
     loader = datamodule.val_dataloader() if cfg.split == "val" else datamodule.search_dataloader()
@@ -82,7 +87,7 @@ def run(cfg: DictConfig, datamodule, module: StandaloneModule, trainer: L.Traine
     result = {
         "arch": arch.to_dict(), "ckpt_path": str(cfg.ckpt_path), "split": cfg.split, "images": len(loader.dataset),
         "top1": metrics["val/top1"], "top5": metrics["val/top5"], "loss": metrics["val/loss"],
-        "params": count_params(arch, **geometry), "flops": count_flops(arch, **geometry),
+        "params": count_params(arch, **geometry), "macs": count_macs(arch, **geometry),
         "throughput": throughput(net, net.img_size, t.batch_size, t.repeats, trainer.strategy.root_device,
                                  "bf16" in str(trainer.precision)),
         "throughput_batch": t.batch_size, "device": str(trainer.strategy.root_device),
@@ -92,8 +97,8 @@ def run(cfg: DictConfig, datamodule, module: StandaloneModule, trainer: L.Traine
     for col in ("split", "images", "top-1 (%)", "top-5 (%)", "loss", "params (M)", "MACs (G)", "images/s"):
         table.add_column(col, justify="right")
     table.add_row(cfg.split, f"{result['images']:,}", f"{result['top1']:.2f}", f"{result['top5']:.2f}",
-                  f"{result['loss']:.4f}", f"{result['params'] / 1e6:.2f}", f"{result['flops'] / 1e9:.3f}",
-                  f"{result['throughput']:.0f} (batch {t.batch_size}, {result['device']})")
-    Console().print(table)
+                  f"{result['loss']:.4f}", f"{result['params'] / 1e6:.2f}", f"{result['macs'] / 1e9:.3f}",
+                  f"{images_per_second(result['throughput'])} (batch {t.batch_size}, {result['device']})")
+    print_table(table)
     log.info("results: %s", out)
     return result

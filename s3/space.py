@@ -10,6 +10,7 @@ plus the input geometry (`Geometry`: image and patch size) that decides which wi
 
 from __future__ import annotations
 
+import math
 import random
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -149,7 +150,7 @@ class Arch:
             return list(values)
 
         def number(name: str, x, cast):
-            if isinstance(x, bool) or not isinstance(x, (int, float)) or (cast is int and x != int(x)):
+            if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x) or (cast is int and x != int(x)):
                 kind = "an integer" if cast is int else "a number"
                 raise ValueError(f"{name}={x!r}: must be {kind}")
             return cast(x)
@@ -319,6 +320,8 @@ def _parse_choices(value, where: str, cast) -> tuple:
         raise ValueError(f"{where}: empty choice list; give at least one value")
     out = []
     for v in values:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise ValueError(f"{where}: {v!r} is not a finite number")
         c = cast(round(v, 6)) if cast is float else cast(v)
         if cast is int and c != v:
             raise ValueError(f"{where}: {v} is not an integer")

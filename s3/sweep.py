@@ -53,10 +53,10 @@ def job_row(out: Path, job: int, overrides: list[str]) -> dict[str, Any]:
         pick = (result.get("picks") or [{}])[0]
         top1 = pick.get("top1", result.get("best_search_top1"))
         return {**row, "status": "done", "arch": pick.get("arch", ""), "params": pick.get("params", ""),
-                "macs": pick.get("flops", ""), "top1": f"{top1:.2f}" if isinstance(top1, float) else ""}
+                "macs": pick.get("macs", ""), "top1": f"{top1:.2f}" if isinstance(top1, float) else ""}
     if evaluation := read("evaluation.json"):
         return {**row, "status": "done", "arch": str(Arch.from_dict(evaluation["arch"])),
-                "params": evaluation.get("params", ""), "macs": evaluation.get("flops", ""),
+                "params": evaluation.get("params", ""), "macs": evaluation.get("macs", ""),
                 "top1": f"{evaluation.get('top1', float('nan')):.2f}"}
     if finished := read("finished.json"):  # a training: its final validation top-1 (a fraction there), in %
         top1 = finished.get("val/largest/top1", finished.get("val/top1"))
@@ -114,7 +114,9 @@ class SweepSummary(Callback):
     at the end, names the failed jobs and exits non-zero if there are any."""
 
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs) -> None:
-        hydra = job_return.hydra_cfg.hydra if job_return.hydra_cfg is not None else None
+        # the job's whole config: `job_return.hydra_cfg` holds the hydra node alone, where the sweep
+        # directory's `${paths.log_dir}` has nothing to resolve against
+        hydra = config.get("hydra")
         if hydra is None or hydra.mode != RunMode.MULTIRUN:
             return
         num, out = int(hydra.job.num), Path(hydra.runtime.output_dir)
@@ -126,6 +128,9 @@ class SweepSummary(Callback):
         sweep_dir = Path(str(config.hydra.sweep.dir))
         if not sweep_dir.is_dir():
             return
+        stray = sweep_dir / ".submitit" / "%j"  # made by submitit's local executor from its folder pattern, left empty
+        if stray.is_dir() and not any(stray.iterdir()):
+            stray.rmdir()
         rows = sweep_rows(sweep_dir)
         write_summary(sweep_dir, rows)
         log.info("sweep summary: %s", sweep_dir / "summary.md")

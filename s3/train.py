@@ -244,6 +244,7 @@ def _fit(cfg: DictConfig, datamodule, module, trainer, resume_from: str | None) 
         atomic_write_text(Path(cfg.paths.output_dir) / FINISHED, json.dumps({"global_step": trainer.global_step,
                                                                             **metrics}))
     if cfg.get("test"):  # the template's test=true: the final weights on the data module's test split
+        log.info("test=true: the final weights on %s", getattr(datamodule, "test_split", "the test split"))
         tested = trainer.test(module, datamodule=datamodule, verbose=False)
         metrics.update({k: float(v) for k, v in (tested[0] if tested else {}).items()})
     ckpt = trainer.checkpoint_callback

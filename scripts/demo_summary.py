@@ -8,6 +8,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from s3.console import print_table
 from s3.space import SearchSpace
 
 
@@ -29,7 +30,7 @@ def main(demo: Path) -> None:
     if score.is_file():
         e = json.loads(score.read_text())["et_error"]
         t.add_row("searched (its stage-2 supernet)", f"{e['q']:.2f}", f"{e['q_e']:.2f}", f"{e['q_t']:.2f}", "-", "-")
-    console.print(t)
+    print_table(t)
     for name, s in spaces:  # depth / embed dim choices per stage
         desc = " | ".join(f"d{list(st.depth)} c{list(st.embed_dim)}" for st in SearchSpace.from_dict(s).stages)
         console.print(f"  {name}: {desc}", soft_wrap=True)
@@ -39,9 +40,9 @@ def main(demo: Path) -> None:
     t = Table(title="2. Found architecture (top-1 and top-5 in %)")
     for col in ("params", "MACs", "search top-1 (inherited)", "test top-1 (retrained)", "test top-5"):
         t.add_column(col)
-    t.add_row(f"{ev['params']:,}", f"{ev['flops']:,}", f"{pick['top1']:.2f}", f"{ev['top1']:.2f}",
+    t.add_row(f"{ev['params']:,}", f"{ev['macs']:,}", f"{pick['top1']:.2f}", f"{ev['top1']:.2f}",
               f"{ev['top5']:.2f}")
-    console.print(t)
+    print_table(t)
     console.print(f"found: {pick['arch']}", soft_wrap=True)
     console.print(f"outputs: {demo}/\n"
                   f"  1_space/     searched_space.yaml, report.md, et_error.png, iter*/dimensions.png\n"

@@ -14,7 +14,7 @@ from s3.train import build_module
 from tests.helpers import compose_cfg
 
 # conf/constraints/band_1m_macs.yaml
-BAND = {"params": {"min": 7.5e5, "max": 1.0e6}, "flops": {"min": 2.0e7, "max": 3.0e7}}
+BAND = {"params": {"min": 7.5e5, "max": 1.0e6}, "macs": {"min": 2.0e7, "max": 3.0e7}}
 BAND_OVERRIDES = [f"model.sampling.constraints.{k}.{b}={v:g}" for k, bounds in BAND.items() for b, v in bounds.items()]
 STEPS = 40
 

@@ -3,7 +3,7 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from s3.cost import count_flops, count_params
+from s3.cost import count_macs, count_params
 from s3.models import S3Transformer
 from s3.space import Arch, SearchSpace
 from tests.conftest import SPACES, released_arch
@@ -35,7 +35,7 @@ def test_params_exact_and_flops_match_the_flop_counter(space, kw):
         with counter, torch.no_grad(), sdpa_kernel(SDPBackend.MATH):
             model(torch.randn(1, 3, kw["img_size"], kw["img_size"]))
         measured = counter.get_total_flops() / 2
-        assert count_flops(arch, **kw) == measured  # exact, as the README says
+        assert count_macs(arch, **kw) == measured  # exact, as the README says
 
 
 def test_released_model_costs():
@@ -43,7 +43,7 @@ def test_released_model_costs():
     assert count_params(released_arch("S3-S")) == 49_737_298
     assert count_params(released_arch("S3-B")) == 71_125_762
     # exact MACs of the counter-checked cost model (the paper reports 4.7G for S3-T)
-    assert [count_flops(released_arch(n)) for n in ("S3-T", "S3-S", "S3-B")] == [4_623_332_352, 9_404_703_744,
+    assert [count_macs(released_arch(n)) for n in ("S3-T", "S3-S", "S3-B")] == [4_623_332_352, 9_404_703_744,
                                                                                13_655_012_352]
 
 
@@ -51,4 +51,4 @@ def test_illegal_window_is_reported():
     arch = Arch.create([1, 1, 1, 1], [8, 8, 8, 8], [1.0] * 4, [1] * 4, [5, 2, 2, 2])
     with pytest.raises(ValueError, match=r"Arch.window_sizes\[0\]\[0\] .*: window_size=5 neither divides the stage "
                                          r"resolution 16 nor covers it; legal: \[1, 2, 4, 8, 16\]"):
-        count_flops(arch, img_size=32, patch_size=2)
+        count_macs(arch, img_size=32, patch_size=2)

@@ -1,5 +1,6 @@
 import csv
 import json
+import logging
 import os
 import random
 import subprocess
@@ -445,10 +446,14 @@ def _rows(path: Path) -> list[dict]:
     return list(csv.DictReader(open(path)))
 
 
-def test_evolution_search_writes_its_outputs(tmp_path, supernet_ckpt):
+def test_evolution_search_writes_its_outputs(tmp_path, supernet_ckpt, capsys, caplog):
     out = tmp_path / "evo"
-    result = _search(out, "search=evolution", f"supernet={supernet_ckpt}", "constraints.params.max=9e5", *SMALL)
+    with caplog.at_level(logging.INFO, logger="s3"):
+        result = _search(out, "search=evolution", f"supernet={supernet_ckpt}", "constraints.params.max=9e5", *SMALL)
+    assert "validating the 2 picks" in capsys.readouterr().out  # the phase after the search's bar shows progress
+    assert "next: retrain the best arch with\n  python train.py experiment=retrain_tiny arch=" in caplog.text
     rows = _rows(out / "archs.csv")
+    assert "macs" in rows[0] and "flops" not in rows[0]
     assert len(rows) == result["evaluated"] == 18 and all(int(r["params"]) <= 9e5 for r in rows)
     assert [float(r["top1"]) for r in rows] == sorted((float(r["top1"]) for r in rows), reverse=True)
     top1 = Arch.from_yaml(out / "top" / "top1.yaml")
@@ -578,7 +583,7 @@ def test_random_search_on_two_processes_equals_one(tmp_path, supernet_ckpt):
         assert proc.returncode == 0, proc.stderr[-3000:]
         outs[trainer] = _rows(out / "archs.csv")
     assert len(outs["cpu"]) == 18
-    strip = lambda rows: [(r["arch"], r["top1"], r["params"], r["flops"]) for r in rows]  # noqa: E731
+    strip = lambda rows: [(r["arch"], r["top1"], r["params"], r["macs"]) for r in rows]  # noqa: E731
     assert strip(outs["ddp_cpu"]) == strip(outs["cpu"])
 
 
@@ -796,7 +801,7 @@ def test_multirun_one_search_per_budget_finishes_its_feasible_jobs_and_summarise
         pick = json.loads((tmp_path / job / "result.json").read_text())["picks"][0]
         row = summary[int(job)]
         assert (row["arch"], int(row["params"]), int(row["macs"]), float(row["top1"])) == (
-            pick["arch"], pick["params"], pick["flops"], round(pick["top1"], 2))
+            pick["arch"], pick["params"], pick["macs"], round(pick["top1"], 2))
     assert (tmp_path / "summary.md").read_text().count("\n") == 2 + 3
 
 
@@ -878,14 +883,13 @@ def test_wandb_runs_of_a_sweep_are_named_by_job_and_overrides(tmp_path):
     from s3.config import build_loggers, run_name
 
     cfg = compose_cfg(["logger=wandb", "logger.wandb.offline=true", "seed=2"], tmp_path, config_name="search")
-    assert run_name(cfg, "search") == "search"  # a single run keeps the task's name
     with read_write(cfg.hydra), open_dict(cfg.hydra):
         cfg.hydra.mode, cfg.hydra.job.num, cfg.hydra.job.override_dirname = RunMode.MULTIRUN, 1, "seed=2"
         cfg.hydra.sweep.dir = str(tmp_path / "sweep")
     HydraConfig.instance().set_config(cfg)
-    assert run_name(cfg, "search") == "search [1] seed=2"
+    assert run_name(cfg, "search") == "search tiny [1] seed=2"
     (logger,) = build_loggers(cfg)
-    assert logger._wandb_init["name"] == "search [1] seed=2" and logger._wandb_init["group"] == "sweep"
+    assert logger._wandb_init["name"] == "search tiny [1] seed=2" and logger._wandb_init["group"] == "sweep"
     assert logger._wandb_init["tags"] == ["dev"]
 
 

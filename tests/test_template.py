@@ -21,7 +21,7 @@ def _run(tmp_path, *overrides):  # (debug=default's anomaly detection is checked
 @pytest.mark.parametrize("debug, extra, steps, finished", [
     ("fdr", [], 1, False),                            # one batch; a fast_dev_run is never a finished run
     ("limit", ["data.max_train=960", "trainer.detect_anomaly=false"], 20, True),  # 20 of the epoch's 30 batches
-    ("profiler", ["data.max_train=96", "trainer.detect_anomaly=false"], 3, True),
+    ("profiler", ["data.max_train=96"], 3, True),  # profiles without debug=default's anomaly detection
 ])
 def test_debug_configs_run_as_the_template_has_them(tmp_path, debug, extra, steps, finished):
     cfg, trainer, _ = _run(tmp_path, f"debug={debug}", *extra)
@@ -104,29 +104,6 @@ def _arch(tmp_path):
         tmp_path / "arch.yaml")
 
 
-def test_train_help_lists_the_groups_train_py_uses(tmp_path):
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    from tests.conftest import ROOT
-
-    out = subprocess.run([sys.executable, str(ROOT / "train.py"), "--help"], cwd=tmp_path, capture_output=True,
-                         text=True, timeout=120).stdout
-    listing = out.split("== Configuration groups")[1].split("== Config ==")[0]
-    groups = {line.split(":")[0] for line in listing.splitlines() if ": " in line}
-    assert {"data", "space", "model", "trainer", "logger", "experiment", "debug"} <= groups
-    assert not groups & {"search", "constraints"}  # search.py's groups
-    for group in groups - {"hydra/launcher"}:  # every listed option exists, every existing one is listed
-        listed = next(line for line in out.splitlines() if line.startswith(f"{group}: ")).split(": ", 1)[1]
-        files = {p.stem for p in (Path(ROOT) / "conf" / group).glob("*.yaml")}
-        if group == "experiment":  # the search-only and shared-base files are not train.py's to pick
-            files = {f for f in files if not f.startswith("space") and not f.endswith("_imagenet")}
-        if group == "trainer":
-            files -= {"default"}  # the base the others extend
-        assert set(listed.split(", ")) == files, group
-
-
 def test_callbacks_compose_from_their_own_files(tmp_path):
     from pathlib import Path
 
@@ -142,7 +119,7 @@ def test_callbacks_compose_from_their_own_files(tmp_path):
     # early stopping on top of the default set: an improvement of 100 points never comes, so it stops after 2 epochs
     # (of 4), and the run counts as finished: re-running the command does not continue it
     cfg, trainer, _ = _run(tmp_path / "early", "callbacks=[default,early_stopping,model_summary]", "trainer.max_epochs=4",
-                           "callbacks.early_stopping.monitor=val/largest/top1", "callbacks.early_stopping.patience=1",
+                           "callbacks.early_stopping.patience=1",  # its monitor: what the supernet logs
                            "callbacks.early_stopping.min_delta=100")
     kinds = [type(c) for c in trainer.callbacks]
     assert {EarlyStopping, RichModelSummary, ModelCheckpoint, PreemptionCheckpoint, SampledArchLog} <= set(kinds)
@@ -161,10 +138,10 @@ def test_the_model_summary_counts_the_forwards_flops_from_one_example_image(tmp_
     (FLOPs = 2 x multiply-accumulates, torch's flop counter) equals the cost model's MACs twice over."""
     from lightning.pytorch.utilities.model_summary import ModelSummary
 
-    from s3.cost import count_flops
+    from s3.cost import count_macs
     from s3.train import build_module
 
     module = build_module(compose_cfg(FAST, tmp_path))
     model = module.model
-    macs = count_flops(model.arch, model.img_size, model.patch_size, model.num_classes, model.in_chans, model.head_dim)
+    macs = count_macs(model.arch, model.img_size, model.patch_size, model.num_classes, model.in_chans, model.head_dim)
     assert ModelSummary(module, max_depth=1).total_flops == 2 * macs

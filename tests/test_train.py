@@ -11,7 +11,7 @@ import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 
-from s3.cost import count_flops, count_params
+from s3.cost import count_macs, count_params
 from s3.lit import StandaloneModule, SupernetModule
 from s3.models import S3Transformer, load_checkpoint, load_supernet
 from s3.space import Arch
@@ -617,7 +617,7 @@ def test_long_fashion_mnist_recipe_erases_patches_of_training_images_only(tmp_pa
     assert str(found.arch) == ("Arch(d4 c64 r4.0/4.0/4.0/2.0 h2/1/1/2 w2/2/4/2 | d1 c64 r2.0 h3 w4 | d1 c64 r3.0 h2 w2 "
                                "| d1 c384 r1.0 h4 w2)")  # contender (a) of bench/README.md
     assert sum(p.numel() for p in found.model.parameters()) == count_params(found.arch, 32, 2, 10) == 883_409
-    assert count_flops(found.arch, 32, 2, 10) == 49_889_024
+    assert count_macs(found.arch, 32, 2, 10) == 49_889_024
     images = [(torch.full((1, 32, 32), 200, dtype=torch.uint8), torch.tensor(0))] * 64
     plain = BatchTransform((0.5,), (0.5,), train=True, pad=0, flip=False)(images)[0]
     random.seed(0)  # timm's RandomErasing draws from Python's generator

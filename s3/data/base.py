@@ -107,6 +107,9 @@ class ClassificationDataModule(L.LightningDataModule):
 
     num_classes: int
     img_size: int
+    # What `trainer.test` (train.py's test=true) evaluates on: the validation loader. Named so that a
+    # result called test/top1 says which images it is (subclasses name their data set's split).
+    test_split = "the validation split (this data set has no separate test split)"
     per_sample_random = False  # whether the data set's own per-image transform draws random numbers
 
     def __init__(self, batch_size: int = 128, eval_batch_size: int | None = None, num_workers: int = 0,

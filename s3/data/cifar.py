@@ -1,4 +1,4 @@
-"""CIFAR-10/100 through torchvision (downloaded when `download=true`), kept in memory."""
+"""CIFAR-10/100 through torchvision (downloaded only when asked: `data.download=true`), kept in memory."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import torch
 
 from s3.data.memory import BatchTransform, InMemoryDataModule
 
+FOLDERS = {10: "cifar-10-batches-py", 100: "cifar-100-python"}  # what torchvision reads under data.root
 STATS = {10: ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
          100: ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762))}
 
@@ -27,11 +28,16 @@ class CIFARDataModule(InMemoryDataModule):
         cls = torchvision.datasets.CIFAR10 if self.num_classes == 10 else torchvision.datasets.CIFAR100
         try:
             return cls(self.root, train=train, download=self.download)
-        except RuntimeError as e:
+        except RuntimeError:
             raise FileNotFoundError(
-                f"CIFAR-{self.num_classes} not found under data.root={self.root} ({e}); "
-                f"set data.download=true (needs internet) or point data.root at the extracted data"
-            ) from None
+                f"data.root={self.root}: CIFAR-{self.num_classes} is not there (torchvision's "
+                f"{FOLDERS[self.num_classes]}/ folder); point data.root at the directory that holds it, or set "
+                f"data.download=true to download it there (needs internet)") from None
+        except OSError as e:  # the download itself: no network, a proxy, a full disk
+            reason = getattr(e, "reason", None) or e.strerror or e
+            raise FileNotFoundError(
+                f"data.download=true: CIFAR-{self.num_classes} could not be downloaded into data.root={self.root} "
+                f"({reason}); download it where there is internet and point data.root at it") from None
 
     def check(self, stage: str | None = None) -> None:
         if not self.download:

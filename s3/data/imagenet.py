@@ -13,6 +13,7 @@ class ImageNetDataModule(ClassificationDataModule):
     """`verify=true` decodes every image of train/ and val/ before training and lists the files
     that cannot be read; without it, such a file stops training with one line naming it (last.ckpt
     holds the steps before it)."""
+    test_split = "val/ (ILSVRC-2012's evaluation split, which is also the validation split)"
 
     per_sample_random = True  # RandAugment, random resized crop and erasing run per image
 

@@ -67,6 +67,8 @@ class BatchTransform:
 class InMemoryDataModule(ClassificationDataModule):
     """A data set small enough to hold as uint8 tensors, augmented per batch by `collate`.
     Subclasses implement `_load(train) -> (images, labels)`."""
+    test_split = ("the official test split, which is also the validation split (these data sets have no "
+                  "separate validation split)")
 
     def _load(self, train: bool) -> tuple[Tensor, Tensor]:
         raise NotImplementedError

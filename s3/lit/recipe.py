@@ -101,7 +101,7 @@ class LossConfig(Options):
 
 
 def _no_bounds() -> dict:
-    return {"params": {"min": None, "max": None}, "flops": {"min": None, "max": None}}
+    return {"params": {"min": None, "max": None}, "macs": {"min": None, "max": None}}
 
 
 @dataclass
@@ -109,7 +109,7 @@ class SamplingConfig(Options):
     """The subnets of a supernet training step: `subnets_per_step` (the mean loss of several before
     one optimizer step, the paper's fused gradients), `sandwich` (largest + smallest +
     `subnets_per_step` random), `distill` (with `sandwich`: in-place distillation from the largest)
-    and `constraints` (`{params, flops}: {min, max}` as `conf/constraints/`: every random subnet is
+    and `constraints` (`{params, macs}: {min, max}` as `conf/constraints/`: every random subnet is
     redrawn from its own seeded generator until it meets them, so training sees only the budget band;
     all null: no restriction)."""
 
@@ -124,11 +124,11 @@ class SamplingConfig(Options):
     def _check(self, name: str, value, default) -> None:
         if name != "constraints":
             return super()._check(name, value, default)
-        ok = isinstance(value, Mapping) and set(value) <= {"params", "flops"} and all(
+        ok = isinstance(value, Mapping) and set(value) <= {"params", "macs"} and all(
             isinstance(b, Mapping) and set(b) <= {"min", "max"} and all(v is None or _number(v) for v in b.values())
             for b in value.values() if b is not None)
         if not ok:
-            raise ValueError(f"model.sampling.constraints={value!r}: must be {{params, flops}}: {{min, max}} "
+            raise ValueError(f"model.sampling.constraints={value!r}: must be {{params, macs}}: {{min, max}} "
                              "with numbers or null")
 
     @property

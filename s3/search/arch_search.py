@@ -4,6 +4,7 @@ variation), resumable per generation, ending with the picks' validation top-1 an
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from s3.search.evaluator import ArchRecord, CandidateEvaluator
@@ -23,6 +24,26 @@ if TYPE_CHECKING:
     from s3.search.session import SearchSession
 
 log = logging.getLogger(__name__)
+
+# The retraining experiment that fits the experiment a search ran under: the embedded default's short
+# recipe, or the ImageNet size preset's; any other falls back to the generic (300-epoch) `retrain`.
+RETRAIN_EXPERIMENT = {"tiny": "retrain_tiny", "tiny_ranked": "retrain_tiny",
+                      **{f"{kind}_{size}": f"retrain_{size}" for kind in ("supernet", "space") for size in "tsb"}}
+# The search's own overrides that a retraining of its arch needs too: its data and input geometry.
+RETRAIN_KEEPS = ("data", "data.root", "data.num_classes", "space", "hydra.searchpath")
+
+
+def retrain_command(arch_yaml: str | Path) -> str:
+    """`python train.py ...` that retrains `arch_yaml` as the search that found it was run: the
+    retraining experiment of its experiment, and its data and geometry overrides."""
+    from hydra.core.hydra_config import HydraConfig
+
+    experiment, kept = "retrain", []
+    if HydraConfig.initialized():
+        hydra = HydraConfig.get()
+        experiment = RETRAIN_EXPERIMENT.get(hydra.runtime.choices.get("experiment"), "retrain")
+        kept = [o for o in hydra.overrides.task if o.split("=", 1)[0].lstrip("+") in RETRAIN_KEEPS]
+    return " ".join(["python train.py", f"experiment={experiment}", f"arch={arch_yaml}", *kept])
 
 
 def run_arch_search(run: SearchSession) -> dict:
@@ -52,8 +73,13 @@ def run_arch_search(run: SearchSession) -> dict:
 
 def finish(run: SearchSession, evaluator: CandidateEvaluator, evo: Evolution, picks: list[ArchRecord]) -> dict:
     """Validation top-1 of the picks only, then the files: top-k YAMLs, CSVs, plots, result.json."""
-    val = run.split("val")
-    picks = [{**r, "val_top1": evaluator.measure(r["arch"], val)["top1"]} for r in picks]
+    measured = []
+    with progress_bar(f"validating the {len(picks)} picks", len(picks), enabled=run.zero) as advance:
+        val = run.split("val")  # decoded once, while the bar shows the phase has begun
+        for r in picks:
+            measured.append({**r, "val_top1": evaluator.measure(r["arch"], val)["top1"]})
+            advance(1)
+    picks = measured
     if not run.zero:
         return {}
     work, name = run.work, run.search.kind
@@ -66,22 +92,25 @@ def finish(run: SearchSession, evaluator: CandidateEvaluator, evo: Evolution, pi
     drawn_in = {}  # the generation that drew each arch: the evaluator's cache is in evaluation order
     for i, arch in enumerate(r["arch"] for r in evaluator.records()):
         drawn_in[arch] = next((h["generation"] for h in evo.history if i < h["evaluated"]), evo.generation)
+    picked_by = "top-1" if evo.config.objective == "accuracy" else evo.config.pareto_cost
     plots = [plot_pareto(work / "pareto.png", ranked, picks, [drawn_in[r["arch"]] for r in ranked],
-                         evo.constraints.ranges),
+                         evo.constraints.ranges, picked_by=picked_by,
+                         title=f"{name} search: {len(ranked)} archs evaluated, constraints {evo.constraints}"),
              plot_history(work / "history.png", evo.history, f"{name} search")]
     result = {
         "search": name, "objective": evo.config.objective, "evaluated": len(evaluator),
         "constraints": str(evo.constraints), "best_search_top1": ranked[0]["top1"],
         "picks": [{"yaml": y, "top1": r["top1"], "val_top1": r["val_top1"], "params": r["params"],
-                   "flops": r["flops"], "arch": str(r["arch"])} for y, r in zip(paths, picks)],
+                   "macs": r["macs"], "arch": str(r["arch"])} for y, r in zip(paths, picks)],
     }
     run.write_result(result)
     pick_rows = [{"rank": i + 1, "top1": r["top1"], "val_top1": r["val_top1"], "params": r["params"],
-                  "macs": r["flops"], "arch": str(r["arch"])} for i, r in enumerate(picks)]
+                  "macs": r["macs"], "arch": str(r["arch"])} for i, r in enumerate(picks)]
     log_to_wandb(run.loggers, {"search/archs": [{c: r[c] for c in RECORD_COLUMNS} for r in rows],
                                "search/picks": pick_rows}, "search/plots", plots)
     log.info("best archs (search split top-1, validation top-1):\n%s",
-             arch_table(picks, ("top1", "val_top1", "params", "flops")))
-    log.info("outputs: %s (top-k YAMLs in %s; retrain with `python train.py experiment=retrain arch=%s`)",
-             work, work / "top", paths[0] if paths else "...")
+             arch_table(picks, ("top1", "val_top1", "params", "macs")))
+    log.info("outputs: %s (top-k YAMLs in %s)", work, work / "top")
+    if paths:
+        log.info("next: retrain the best arch with\n  %s", retrain_command(paths[0]))
     return result

@@ -1,4 +1,4 @@
-"""Resource constraints of a search: [min, max] ranges of params and/or FLOPs (MACs).
+"""Resource constraints of a search: [min, max] ranges of params and/or MACs (multiply-accumulates).
 
 Costs come from the analytic model in `s3.cost`, so a candidate is accepted or rejected before
 any forward pass. Both costs grow with every dimension of the space, so the cost range of a space
@@ -7,10 +7,11 @@ is [cost(smallest), cost(largest)], which lets an impossible budget fail before 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from s3.cost import count_flops, count_params
+from s3.cost import count_macs, count_params
 from s3.space import Arch, SearchSpace
 
 
@@ -40,25 +41,31 @@ class Range:
 
 
 class Constraints:
-    """`constraints.params.{min,max}` and `constraints.flops.{min,max}` for one input geometry."""
+    """`constraints.params.{min,max}` and `constraints.macs.{min,max}` for one input geometry."""
 
-    def __init__(self, space: SearchSpace, params: Mapping | None = None, flops: Mapping | None = None,
+    def __init__(self, space: SearchSpace, params: Mapping | None = None, macs: Mapping | None = None,
                  num_classes: int = 1000, in_chans: int = 3, head_dim: int = 32):
         self.ranges = {}
-        for name, bounds in (("params", params), ("flops", flops)):
+        for name, bounds in (("params", params), ("macs", macs)):
             bounds = dict(bounds or {})
             unknown = sorted(set(bounds) - {"min", "max"})
             if unknown:
                 raise ValueError(f"constraints.{name}: unknown keys {unknown}; allowed: min, max")
+            values = []
+            for k in ("min", "max"):
+                v = bounds.get(k)
+                if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)):
+                    raise ValueError(f"constraints.{name}.{k}={v!r}: must be a finite number >= 0, or null for no bound")
+                values.append(None if v is None else float(v))
             try:
-                self.ranges[name] = Range(*(None if bounds.get(k) is None else float(bounds[k]) for k in ("min", "max")))
+                self.ranges[name] = Range(*values)
             except ValueError as e:
                 raise ValueError(f"constraints.{name}: {e}") from None
         self.geometry = dict(img_size=space.img_size, patch_size=space.patch_size, num_classes=num_classes,
                              in_chans=in_chans, head_dim=head_dim)
 
     def cost(self, arch: Arch) -> dict[str, int]:
-        return {"params": count_params(arch, **self.geometry), "flops": count_flops(arch, **self.geometry)}
+        return {"params": count_params(arch, **self.geometry), "macs": count_macs(arch, **self.geometry)}
 
     def violations(self, cost: Mapping[str, float]) -> list[str]:
         return [f"{k}={_human(cost[k])} outside {r}" for k, r in self.ranges.items() if cost[k] not in r]

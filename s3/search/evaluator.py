@@ -77,13 +77,13 @@ class ArchRecord(TypedDict):
 
     arch: Arch
     params: int
-    flops: int
+    macs: int
     top1: float  # % on the evaluated split, with weights inherited from the supernet
     loss: float  # mean cross-entropy there
 
 
 class CandidateEvaluator:
-    """`evaluate(archs)` -> one record per arch: params, flops, top1 (%), loss on `split`. With
+    """`evaluate(archs)` -> one record per arch: params, MACs, top1 (%), loss on `split`. With
     `fabric` (launched, one process per device) the ranks share the work; without it, one process."""
 
     def __init__(self, supernet: Supernet, split: CachedSplit, constraints: Constraints, batch_size: int = 256,

@@ -56,8 +56,8 @@ class EvolutionConfig:
                 raise ValueError(f"search.{name}={getattr(self, name)}: must be in [0, 1]")
         if self.objective not in OBJECTIVES:
             raise ValueError(f"search.objective={self.objective}: allowed {list(OBJECTIVES)}")
-        if self.pareto_cost not in ("params", "flops"):
-            raise ValueError(f"search.pareto_cost={self.pareto_cost}: allowed ['params', 'flops']")
+        if self.pareto_cost not in ("params", "macs"):
+            raise ValueError(f"search.pareto_cost={self.pareto_cost}: allowed ['params', 'macs']")
 
 
 def mutate(arch: Arch, space: SearchSpace, rng: random.Random, block_prob: float, stage_prob: float) -> Arch:
@@ -172,7 +172,7 @@ class Evolution:
             best = self.ranked()[0]
             self.history.append({"generation": self.generation, "evaluated": len(self.evaluator),
                                  "candidates": len(self.candidates), "best_top1": best["top1"],
-                                 "best_params": best["params"], "best_flops": best["flops"],
+                                 "best_params": best["params"], "best_macs": best["macs"],
                                  "mean_top1": sum(self.evaluator.record(a)["top1"] for a in self.candidates)
                                  / len(self.candidates), **self.made})
             self.generation += 1

@@ -16,7 +16,7 @@ from s3.io import atomic_path, atomic_write_text
 from s3.search.et_error import DimensionFit
 from s3.space import DIMENSIONS, SearchSpace
 
-RECORD_COLUMNS = ("rank", "top1", "loss", "params", "flops", "arch", "arch_json")
+RECORD_COLUMNS = ("rank", "top1", "loss", "params", "macs", "arch", "arch_json")
 
 
 def read_csv(path: str | Path) -> list[dict]:
@@ -65,16 +65,18 @@ def _save(fig, path: str | Path) -> Path:
 
 
 def plot_pareto(path: str | Path, records: Sequence[dict], picks: Sequence[dict],
-                generations: Sequence[int] | None = None, budget: dict | None = None) -> Path:
+                generations: Sequence[int] | None = None, budget: dict | None = None,
+                picked_by: str = "top-1", title: str = "") -> Path:
     """Search-split top-1 against params and against MACs: every evaluated arch coloured by the
-    generation that drew it, each axis's Pareto front as a line, the picks starred, the budget's
-    band shaded; the legend below the axes, off the points."""
-    fig = Figure(figsize=(11, 4.6))
+    generation that drew it, each axis's Pareto front as a line, the picks starred and named by
+    how they were picked (`picked_by`: the highest top-1, or the NSGA-II front), the budget's band
+    shaded; the legend below the axes, off the points."""
+    fig = Figure(figsize=(11, 4.9))
     axes = fig.subplots(1, 2, sharey=True)
-    for ax, key, unit in zip(axes, ("params", "flops"), ("params (M)", "MACs (M)")):
+    for ax, key, unit in zip(axes, ("params", "macs"), ("params (M)", "MACs (M)")):
         x = lambda rs, key=key: [r[key] / 1e6 for r in rs]  # noqa: E731
-        points = ax.scatter(x(records), [r["top1"] for r in records], s=10, alpha=0.6, label="evaluated",
-                            c=generations if generations is not None else "C0", cmap="viridis")
+        colour = {"c": generations, "cmap": "viridis"} if generations is not None else {"color": "C0"}
+        points = ax.scatter(x(records), [r["top1"] for r in records], s=10, alpha=0.6, label="evaluated", **colour)
         band, (left, right) = (budget or {}).get(key), ax.get_xlim()
         if band is not None and (band.min is not None or band.max is not None):  # within the data's range
             lo = max(left, band.min / 1e6) if band.min is not None else left
@@ -86,11 +88,14 @@ def plot_pareto(path: str | Path, records: Sequence[dict], picks: Sequence[dict]
             if not best or r["top1"] > best[-1]["top1"]:
                 best.append(r)
         ax.step(x(best), [r["top1"] for r in best], where="post", color="C1", label="Pareto front")
-        ax.scatter(x(picks), [r["top1"] for r in picks], marker="*", s=120, color="C3", label="picks", zorder=3)
+        label = (f"picks: the {len(picks)} highest top-1" if picked_by == "top-1"
+                 else f"picks: the {len(picks)} archs of the accuracy/{picked_by} front")
+        ax.scatter(x(picks), [r["top1"] for r in picks], marker="*", s=120, color="C3", label=label, zorder=3)
         ax.set_xlabel(unit)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("top-1 on the search split (%)")
     axes[0].legend(loc="upper center", bbox_to_anchor=(1.0, -0.14), ncol=4, frameon=False)
+    fig.suptitle(title or f"{len(records)} evaluated archs: top-1 against params and MACs")
     if generations is not None:
         fig.colorbar(points, ax=list(axes), label="generation", pad=0.01, ticks=MaxNLocator(integer=True))
     return _save(fig, path)
@@ -120,6 +125,7 @@ def plot_et_error(path: str | Path, iterations: Sequence[dict]) -> Path:
         ax.plot(t, [it["et_error"][key] for it in iterations], marker="o", label=label)
     ax.set_xlabel("space iteration")
     ax.set_ylabel("top-1 error on the search split (%)")
+    ax.set_title("E-T Error of the space, per iteration (lower is better)", fontsize=11)
     ax.set_xticks(t)
     ax.grid(alpha=0.3)
     ax.legend()
@@ -132,8 +138,13 @@ def plot_dimensions(path: str | Path, fits: Sequence[DimensionFit], decisions: S
     interval, the fitted change and the decision (a moved dimension is drawn thick, with an arrow)."""
     stages = sorted({f.stage for f in fits})
     decided = {(d["stage"], d["dimension"]): d for d in decisions}
-    fig = Figure(figsize=(4.2 * len(DIMENSIONS), 4.2))
-    axes = fig.subplots(1, len(DIMENSIONS))
+    columns = 3  # panels in rows of three, each large enough to read its legend
+    rows = -(-len(DIMENSIONS) // columns)
+    fig = Figure(figsize=(5.2 * columns, 5.4 * rows), layout="constrained")
+    grid = fig.subplots(rows, columns, squeeze=False).ravel()
+    for extra in grid[len(DIMENSIONS):]:
+        extra.set_axis_off()
+    axes = grid[:len(DIMENSIONS)]
     for ax, dim in zip(axes, DIMENSIONS):
         ticks = set()
         for f in (f for f in fits if f.dimension == dim):
@@ -152,8 +163,9 @@ def plot_dimensions(path: str | Path, fits: Sequence[DimensionFit], decisions: S
             yerr = [1.96 * e if e is not None and np.isfinite(e) else 0.0 for e in errs]
             ax.errorbar(xs, ys, yerr=yerr, marker="o", capsize=3, lw=2.6 if moved else 1.2,
                         color=f"C{stages.index(f.stage)}", label=label)
-        ax.set_title(dim.replace("_", " "), fontsize=11)
+        ax.set_title(dim.replace("_", " "), fontsize=12)
         ax.set_xlabel("choice")
+        ax.set_ylabel("E-T Error (%)")
         if dim == "embed_dim" and ticks and min(ticks) > 0:
             ax.set_xscale("log", base=2)  # widths span 16-512: evenly spread ticks
             ax.minorticks_off()
@@ -161,12 +173,9 @@ def plot_dimensions(path: str | Path, fits: Sequence[DimensionFit], decisions: S
             ax.set_xticks(sorted(ticks), [f"{int(t)}" for t in sorted(ticks)], rotation=45 if len(ticks) > 9 else 0,
                           fontsize=8)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.17), ncol=1, frameon=False,
-                  title="change across range (95%)", title_fontsize=7)
-    axes[0].set_ylabel("E-T Error (%)")
-    if title:
-        fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
+        ax.legend(fontsize=9, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, frameon=False,
+                  title="change of the E-T Error across the range (95 % interval)", title_fontsize=9)
+    fig.suptitle(title or "E-T Error of each choice, per dimension and stage", fontsize=13)
     return _save(fig, path)
 
 
@@ -262,8 +271,11 @@ def observations(iterations: Sequence[dict], final: SearchSpace, head_dim: int) 
     return "\n".join(lines) + "\n"
 
 
-def arch_table(records: Sequence[dict], columns=("top1", "params", "flops")) -> str:
-    rows = ["| rank | " + " | ".join(columns) + " | arch |", "|---" * (len(columns) + 2) + "|"]
+HEADERS = {"top1": "top-1 (%)", "val_top1": "val top-1 (%)", "params": "params", "macs": "MACs"}
+
+
+def arch_table(records: Sequence[dict], columns=("top1", "params", "macs")) -> str:
+    rows = ["| rank | " + " | ".join(HEADERS.get(c, c) for c in columns) + " | arch |", "|---" * (len(columns) + 2) + "|"]
     for i, r in enumerate(records):
         vals = [f"{r[c]:.2f}" if isinstance(r[c], float) else f"{r[c]:,}" for c in columns]
         rows.append(f"| {i + 1} | " + " | ".join(vals) + f" | {r['arch']} |")

@@ -179,7 +179,7 @@ def check_split_unseen(ckpt: SupernetCheckpoint, path: Path, dm) -> None:
 
 def build_constraints(cfg: DictConfig, space: SearchSpace) -> Constraints:
     c = cfg.get("constraints") or {}
-    constraints = Constraints(space, c.get("params"), c.get("flops"), num_classes=cfg.data.num_classes,
+    constraints = Constraints(space, c.get("params"), c.get("macs"), num_classes=cfg.data.num_classes,
                               head_dim=cfg.model.net.head_dim)
     constraints.check_feasible(space)
     return constraints
