@@ -276,6 +276,7 @@ def test_wandb_runs_outside_a_sweep_are_named_by_task_experiment_and_overrides(t
     assert run_name(cfg, cfg.task_name) == f"{cfg.task_name} tiny seed=2"
     (logger,) = build_loggers(cfg)
     assert logger._wandb_init["name"] == f"{cfg.task_name} tiny seed=2"
+    assert "anonymous" not in logger._wandb_init  # W&B warns "the anonymous setting has no effect" at every run
 
 
 def test_debug_profiler_profiles_without_anomaly_detection(tmp_path):
@@ -351,3 +352,18 @@ def test_the_dimensions_plot_is_laid_out_for_reading(tmp_path):
     path = plot_dimensions(tmp_path / "dimensions.png", fits)
     width, height = Image.open(path).size
     assert width / height < 2.5 and height > 800, (width, height)
+
+
+def test_a_short_train_and_search_print_no_warning_that_carries_no_information(tmp_path):
+    small = ["data.max_train=320", "data.max_val=128", "data.batch_size=32", "data.search_per_class=4",
+             "trainer.max_epochs=1", f"paths.log_dir={tmp_path / 'logs'}"]
+    train = _entry("train.py", *small, f"hydra.run.dir={tmp_path / 'supernet'}", cwd=tmp_path)
+    search = _entry("search.py", *small, f"supernet={tmp_path / 'supernet' / 'checkpoints' / 'last.ckpt'}",
+                    "search.population=4", "search.generations=2", "search.parents=2", "search.mutations=1",
+                    "search.crossovers=1", "search.top_k=1", f"hydra.run.dir={tmp_path / 'search'}", cwd=tmp_path)
+    for run in (train, search):
+        assert run.returncode == 0, run.stderr
+        console = (run.stdout + run.stderr).lower()
+        for noise in ("warning", "warn(", "tip", "no cuda runtime", "seed set to", "will have no effect",
+                      "loading `train_dataloader`", "…"):
+            assert noise not in console, (noise, console)

@@ -1,4 +1,4 @@
-"""Loggers that survive a resumed run."""
+"""Loggers that survive a resumed run, and one that keeps W&B quiet."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 
 from lightning.fabric.loggers.logger import rank_zero_experiment
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers import WandbLogger as LightningWandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 
 
@@ -34,3 +35,14 @@ class ResumableCSVLogger(CSVLogger):
             writer.metrics[:0] = [r for r in self._previous if step is None or float(r["step"]) < step]
             self._previous = None
         super().log_metrics(metrics, step)
+
+
+class WandbLogger(LightningWandbLogger):
+    """Lightning's WandbLogger, without the `anonymous=None` it passes to `wandb.init`: W&B warns
+    that the setting has no effect at every run. `_wandb_init` is Lightning's private record of the
+    arguments; tests/test_first_hour.py fails if it disappears, and this class can then go."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self._wandb_init.get("anonymous") is None:
+            self._wandb_init.pop("anonymous", None)
