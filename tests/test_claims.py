@@ -141,7 +141,10 @@ def test_resume_true_continues_the_newest_unfinished_search(tmp_path):
     assert resume_dir(cfg) == runs / "newer"
     cfg.resume = False
     assert resume_dir(cfg) == out
-    cfg.resume = True
+    named = compose_cfg([f"paths.log_dir={tmp_path / 'logs'}", "resume=true", f"hydra.run.dir={out}"], out,
+                        config_name="search")
+    assert resume_dir(named) == out  # a directory named on the command line is the one continued
+    cfg = compose_cfg([f"paths.log_dir={tmp_path / 'logs'}", "resume=true"], out, config_name="search")
     _touch(out / STATE_FILE, 500)  # the output directory's own state wins, however old
     assert resume_dir(cfg) == out
 

@@ -161,3 +161,25 @@ def test_evaluate_composes_cifar_data(tmp_path):
     assert isinstance(instantiate(cfg.data), CIFARDataModule) and cfg.data.img_size == 32  # was: unexpected img_size
     with pytest.raises(ValueError, match=r"data.img_size=224: CIFAR images are 32x32"):
         CIFARDataModule(img_size=224)
+
+
+def test_a_second_evaluation_into_one_directory_is_refused(tmp_path, supernet_run, capsys):
+    """Two evaluate.py runs aimed at one directory would both write evaluation.json and its log:
+    a finished one is refused without overwrite=true, a running one by its lock."""
+    args = [f"arch={ARCH.to_yaml(tmp_path / 'arch.yaml')}", f"ckpt_path={supernet_run / 'checkpoints' / 'last.ckpt'}"]
+    _evaluate(tmp_path / "done", *args)
+    cfg = compose_cfg([*FAST, *args], tmp_path / "done", config_name="evaluate")
+    assert "holds a finished evaluation (evaluation.json); pass overwrite=true" in user_error(capsys, prepare, cfg)
+    prepare(compose_cfg([*FAST, *args, "overwrite=true"], tmp_path / "done", config_name="evaluate"))
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from filelock import FileLock; "
+                               "lock = FileLock(sys.argv[1]); lock.acquire(); print('held', flush=True); time.sleep(120)",
+                               str(busy / ".lock")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        cfg = compose_cfg([*FAST, *args], busy, config_name="evaluate")
+        assert "is in use by another run" in user_error(capsys, prepare, cfg)
+        assert not (busy / "evaluation.json").exists()
+    finally:
+        holder.kill()

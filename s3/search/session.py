@@ -57,11 +57,25 @@ SEARCH_SPEED_KEYS = frozenset(f.name for f in fields(Evaluation))
 
 
 # -- the run directory -----------------------------------------------------------------------------
+def explicit_run_dir() -> bool:
+    """Whether the command named its run directory: `hydra.run.dir=...`, or a multirun's job (its
+    sweep subdirectory is its own)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized():
+        return False
+    hydra = HydraConfig.get()
+    return hydra.mode == RunMode.MULTIRUN or any(o.split("=", 1)[0].lstrip("+") == "hydra.run.dir"
+                                                 for o in hydra.overrides.hydra)
+
+
 def resume_dir(cfg: DictConfig) -> Path:
-    """Where the search runs: the output dir, or with `resume=true` the newest run of this task
-    that left an unfinished search state (so `python search.py resume=true` just continues)."""
+    """Where the search runs: the output dir, or with `resume=true` and no run directory named on
+    the command line, the newest run of this task that left an unfinished search state (so
+    `python search.py resume=true` just continues). A named directory is always the one continued."""
     out = Path(cfg.paths.output_dir)
-    if not cfg.get("resume") or (out / STATE_FILE).is_file():
+    if not cfg.get("resume") or (out / STATE_FILE).is_file() or explicit_run_dir():
         return out
     for state in sorted(Path(cfg.paths.log_dir).glob(f"{cfg.task_name}/runs/*/{STATE_FILE}"),
                         key=lambda p: p.stat().st_mtime, reverse=True):
