@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test demo lint bench clean
+.PHONY: install test test-fast demo lint bench clean
 
 install: $(STAMP)
 
@@ -14,6 +14,9 @@ $(STAMP): pyproject.toml
 
 test: install
 	$(PY) -m pytest -q -n 2 --dist loadgroup   # 2 workers, 1 thread each, in random order (pytest-randomly)
+
+test-fast: install
+	$(PY) -m pytest -q -n 2 --dist loadgroup -m "not slow"   # the loop between edits: no whole-process tests
 
 demo: install
 	bash scripts/demo.sh

@@ -85,6 +85,7 @@ def test_official_checkpoint_loads_into_the_model_preset(tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))
 
 
+@pytest.mark.slow  # a whole entry-point process (make test-fast skips it)
 def test_imagenet_validation_needs_only_val(tmp_path):
     """evaluate.py data=imagenet (split=val) reads val/ alone: no train/ to list or split."""
     from PIL import Image
@@ -163,6 +164,7 @@ def test_evaluate_composes_cifar_data(tmp_path):
         CIFARDataModule(img_size=224)
 
 
+@pytest.mark.slow  # a whole entry-point process (make test-fast skips it)
 def test_a_second_evaluation_into_one_directory_is_refused(tmp_path, supernet_run, capsys):
     """Two evaluate.py runs aimed at one directory would both write evaluation.json and its log:
     a finished one is refused without overwrite=true, a running one by its lock."""

@@ -68,6 +68,7 @@ def test_the_printed_next_step_is_the_retraining_that_fits_the_search(tmp_path, 
     assert all(o in printed for o in overrides if not o.startswith("experiment="))
 
 
+@pytest.mark.slow  # a whole entry-point process (make test-fast skips it)
 def test_logger_null_works_as_the_template_writes_it(tmp_path):
     from s3.cli import null_as_none
 
@@ -172,6 +173,7 @@ def test_a_full_disk_under_the_log_file_gives_the_one_line_and_nothing_before_it
     assert e.value.code == 2 and err == "error: the disk is full\n", err
 
 
+@pytest.mark.slow  # a whole entry-point process (make test-fast skips it)
 def test_a_refused_start_leaves_no_empty_run_folder(tmp_path):
     run = _entry("train.py", f"paths.log_dir={tmp_path / 'logs'}", "data=cifar10",
                  f"data.root={tmp_path / 'nowhere'}", cwd=tmp_path)
@@ -306,11 +308,13 @@ def test_the_slurm_preset_follows_the_trainer(tmp_path, overrides, request_):
     assert {k: launcher[k] for k in request_} == request_
 
 
+@pytest.mark.slow  # a whole entry-point process (make test-fast skips it)
 def test_the_hydra_config_resolves_on_its_own(tmp_path):
     run = _entry("train.py", "hydra/launcher=slurm", "--cfg", "hydra", "--resolve", cwd=tmp_path)
     assert run.returncode == 0 and "gpus_per_node: 0" in run.stdout, run.stderr
 
 
+@pytest.mark.slow  # a whole entry-point process (make test-fast skips it)
 def test_the_help_lists_every_config_group_hydra_finds(tmp_path):
     out = _entry("train.py", "--help", cwd=tmp_path).stdout
     listed = dict(line.split(": ", 1) for line in out.split("== Configuration groups ==")[1].split("== Config ==")[0]
@@ -354,6 +358,7 @@ def test_the_dimensions_plot_is_laid_out_for_reading(tmp_path):
     assert width / height < 2.5 and height > 800, (width, height)
 
 
+@pytest.mark.slow  # a whole entry-point process (make test-fast skips it)
 def test_a_short_train_and_search_print_no_warning_that_carries_no_information(tmp_path):
     small = ["data.max_train=320", "data.max_val=128", "data.batch_size=32", "data.search_per_class=4",
              "trainer.max_epochs=1", f"paths.log_dir={tmp_path / 'logs'}"]

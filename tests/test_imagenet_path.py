@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from s3.models import load_supernet
@@ -26,6 +27,7 @@ def _entry(script: str, cwd: Path, *overrides: str) -> subprocess.CompletedProce
     return proc
 
 
+@pytest.mark.slow  # a whole entry-point process (make test-fast skips it)
 def test_supernet_t_trains_searches_and_evaluates_on_a_fake_imagenet(tmp_path):
     data = [f"data.root={fake_imagenet(tmp_path / 'imagenet')}", *DATA]
     train, search, evaluate = tmp_path / "train", tmp_path / "search", tmp_path / "evaluate"

@@ -82,6 +82,7 @@ def test_every_command_of_the_readme_composes_as_written(command, tmp_path):
     OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
 
 
+@pytest.mark.slow  # a whole entry-point process (make test-fast skips it)
 @pytest.mark.parametrize("index", range(len(blocks("python"))))
 def test_every_python_block_of_the_readme_runs(index, tmp_path):
     import torch

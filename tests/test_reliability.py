@@ -110,6 +110,7 @@ def test_imagenet_composes_with_the_default_experiment(tmp_path):
     assert (len(dm.train_set), len(dm.search_set)) == (8, 2)  # max_train counts training images only
 
 
+@pytest.mark.slow  # a whole entry-point process (make test-fast skips it)
 def test_an_unreadable_image_is_one_line_and_the_fixed_run_continues_exactly(tmp_path):
     root = _fake_imagenet(tmp_path / "imagenet")
     data = [*SMALL_IMAGENET, f"data.root={root}"]
@@ -212,6 +213,7 @@ def _hold_lock(directory: Path) -> subprocess.Popen:
     return holder
 
 
+@pytest.mark.slow  # a whole entry-point process (make test-fast skips it)
 @pytest.mark.parametrize("script", ["train.py", "search.py"])
 def test_a_refused_run_writes_nothing_into_the_holders_directory(tmp_path, script):
     held = tmp_path / "held"
@@ -355,6 +357,7 @@ def test_bad_training_input_is_one_line_before_any_data_is_read(tmp_path, overri
     assert e.value.code == 2 and message in err and len(err.strip().splitlines()) == 1, err
 
 
+@pytest.mark.slow  # a whole entry-point process (make test-fast skips it)
 def test_unwritable_run_directory_is_one_line_before_hydra_writes_there(tmp_path):
     proc = _cli("train.py", Path("/dev/null/run"), *FAST)
     _one_line(proc, "hydra.run.dir=/dev/null/run: cannot write there (/dev/null is not a writable directory)")

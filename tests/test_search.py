@@ -519,6 +519,7 @@ def test_search_resume_equals_uninterrupted(tmp_path, supernet_ckpt, monkeypatch
     assert _rows(tmp_path / "resumed" / "archs.csv") == _rows(tmp_path / "full" / "archs.csv")
 
 
+@pytest.mark.slow  # a whole entry-point process (make test-fast skips it)
 def test_a_killed_search_process_continues_on_the_identical_command(tmp_path, supernet_ckpt):
     import signal
     import time
@@ -572,6 +573,7 @@ def test_a_strategy_fabric_cannot_take_is_refused_before_anything_is_written(tmp
     assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())
 
 
+@pytest.mark.slow  # a whole entry-point process (make test-fast skips it)
 def test_random_search_on_two_processes_equals_one(tmp_path, supernet_ckpt):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     outs = {}
@@ -625,6 +627,7 @@ def test_the_e_t_error_of_a_space_on_its_supernet_is_the_pools_by_hand(tmp_path,
     assert len(errors) == 12 and result["et_error"] == et_error(errors, 3).to_dict()
 
 
+@pytest.mark.slow  # a whole entry-point process (make test-fast skips it)
 def test_space_search_stopped_mid_pool_and_mid_training_continues_and_gives_each_training_its_own_wandb_run(
         tmp_path, monkeypatch):
     from s3.lit.supernet import SupernetModule
@@ -691,6 +694,7 @@ def _search_cli(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, cwd=tmp_path.parent, env=env, capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.slow  # a whole entry-point process (make test-fast skips it)
 def test_unsatisfiable_constraints_fail_before_any_evaluation(tmp_path):
     proc = _search_cli(tmp_path / "bad", "constraints.params.max=1e5", "supernet=/nonexistent.ckpt")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
@@ -783,6 +787,7 @@ def test_wandb_offline_gets_the_evaluated_archs_table(tmp_path, supernet_ckpt, m
     assert sorted(p.name.rsplit("_", 2)[0] for p in plots) == ["history", "pareto"]  # one key per figure
 
 
+@pytest.mark.slow  # a whole entry-point process (make test-fast skips it)
 def test_multirun_one_search_per_budget_finishes_its_feasible_jobs_and_summarises_them(tmp_path, supernet_ckpt):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     cmd = [sys.executable, str(ROOT / "search.py"), "-m", *FAST, f"supernet={supernet_ckpt}", *SMALL,

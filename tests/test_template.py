@@ -56,6 +56,7 @@ def test_logger_none_tags_test_split_and_print_config(tmp_path, capsys):
     assert "config" in out and "model" in out and "SupernetModule" in out  # the rich tree of the composed config
 
 
+@pytest.mark.slow  # a whole entry-point process (make test-fast skips it)
 def test_train_py_returns_the_optimized_metric_to_a_sweeper(tmp_path):
     import subprocess
     import sys
@@ -74,6 +75,7 @@ def test_train_py_returns_the_optimized_metric_to_a_sweeper(tmp_path):
     assert f"{finished['val/largest/top1']:.2f}" in summary
 
 
+@pytest.mark.slow  # a whole entry-point process (make test-fast skips it)
 def test_hparams_search_tunes_the_retraining_recipe_with_optuna(tmp_path):
     import subprocess
     import sys

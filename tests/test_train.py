@@ -222,6 +222,7 @@ def test_wandb_offline_writes_its_run_directory(tmp_path, monkeypatch):
     assert len(runs) == 1 and any(runs[0].rglob("*.wandb"))
 
 
+@pytest.mark.slow  # a whole entry-point process (make test-fast skips it)
 def test_tensorboard_logger(tmp_path):
     _run(tmp_path, "logger=tensorboard", "data.max_train=128")
     assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
@@ -233,6 +234,7 @@ def _train_cli(tmp_path: Path, *overrides: str, timeout: int = 300) -> subproces
     return subprocess.run(cmd, cwd=tmp_path.parent, env=env, capture_output=True, text=True, timeout=timeout)
 
 
+@pytest.mark.slow  # a whole entry-point process (make test-fast skips it)
 def test_two_process_ddp_ranks_train_identical_subnets(tmp_path):
     out = tmp_path / "ddp"
     proc = _train_cli(out, "trainer=ddp_cpu", "data.max_train=296", "model.sampling.sandwich=true")
@@ -259,6 +261,7 @@ def test_bad_input_is_one_clear_line(tmp_path, overrides, message, capsys):
     assert message in user_error(capsys, prepare, cfg)
 
 
+@pytest.mark.slow  # a whole entry-point process (make test-fast skips it)
 def test_bad_input_through_the_command_line_is_exit_2_and_one_line(tmp_path):
     proc = _train_cli(tmp_path / "bad", "model.sampling.subnets_per_step=0", timeout=120)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
@@ -306,6 +309,7 @@ def test_sweep_runs_share_a_wandb_group(tmp_path):
     assert build_loggers(cfg)[0]._wandb_init["group"] == "sweep-2026"
 
 
+@pytest.mark.slow  # a whole entry-point process (make test-fast skips it)
 def test_submitit_local_multirun(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "WANDB_SILENT": "true"}
     cmd = [sys.executable, str(ROOT / "train.py"), "-m", "hydra/launcher=submitit_local", *FAST, "data.max_train=128",
@@ -381,6 +385,7 @@ def test_bf16_cpu_training_step_and_the_supernet_equals_its_extracted_subnet(tmp
         torch.testing.assert_close(extracted.float(), exact, atol=0.1, rtol=0.05)
 
 
+@pytest.mark.slow  # a whole entry-point process (make test-fast skips it)
 def test_compiled_standalone_model_equals_eager_and_keeps_its_checkpoint_keys(tmp_path):
     arch = Arch.create([1, 1, 1, 1], [32, 64, 96, 128], [2.0] * 4, [1, 1, 2, 2], [4, 4, 2, 2])
     net = dict(img_size=32, patch_size=2, num_classes=10, drop_path_rate=0.0)
@@ -479,6 +484,7 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 """
 
 
+@pytest.mark.slow  # a whole entry-point process (make test-fast skips it)
 @pytest.mark.xdist_group("uninterrupted")  # one worker trains the shared run once
 def test_submitit_requeue_signal_saves_the_step_then_hands_over_to_submitit(tmp_path, uninterrupted):
     import json
@@ -580,6 +586,7 @@ def test_resuming_from_a_checkpoint_of_another_run_is_one_clear_line(tmp_path):
     prepare(compose_cfg([*FAST, f"ckpt_path={supernet}"], tmp_path / "again"))  # the same run's: accepted
 
 
+@pytest.mark.slow  # a whole entry-point process (make test-fast skips it)
 def test_ddp_training_on_two_processes_equals_one_process_with_the_global_batch(tmp_path):
     """2 gloo ranks x batch 16 vs 1 process x batch 32: the same samples per step (the sampler
     deals one shuffled order to the ranks), the same subnets, averaged gradients, so the same
@@ -630,6 +637,7 @@ def test_long_fashion_mnist_recipe_erases_patches_of_training_images_only(tmp_pa
         FashionMNISTDataModule(reprob=1.5)
 
 
+@pytest.mark.slow  # a whole entry-point process (make test-fast skips it)
 def test_a_second_writer_of_a_run_directory_is_refused_until_the_first_one_ends(tmp_path):
     from s3.search.session import SearchSession
 
@@ -649,6 +657,7 @@ def test_a_second_writer_of_a_run_directory_is_refused_until_the_first_one_ends(
     prepare(compose_cfg(FAST, run_dir))
 
 
+@pytest.mark.slow  # a whole entry-point process (make test-fast skips it)
 @pytest.mark.xdist_group("uninterrupted")  # one worker trains the shared run once
 def test_a_stopped_multirun_continues_each_job_in_its_sweep_subdirectory(tmp_path, uninterrupted):
     import signal
@@ -679,6 +688,7 @@ def test_slurm_preset_requeues_on_time_limits_with_the_signal_training_checkpoin
     assert instantiate(cfg.callbacks.preemption).signum.name == "SIGUSR2"  # submitit's default warning signal
 
 
+@pytest.mark.slow  # a whole entry-point process (make test-fast skips it)
 def test_slurm_preset_asks_for_the_nodes_tasks_and_gpus_the_trainer_uses(tmp_path):
     """The sbatch script the `slurm` preset submits, recorded by a stand-in `sbatch` on PATH."""
     import time
