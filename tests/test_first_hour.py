@@ -372,3 +372,18 @@ def test_a_short_train_and_search_print_no_warning_that_carries_no_information(t
         for noise in ("warning", "warn(", "tip", "no cuda runtime", "seed set to", "will have no effect",
                       "loading `train_dataloader`", "…"):
             assert noise not in console, (noise, console)
+
+
+def test_a_bound_written_as_yaml_1_1_text_still_counts():
+    """PyYAML reads `7.5e5` as the string '7.5e5' (YAML 1.1 wants `7.5e+5`): a bound read that way counts."""
+    import yaml
+
+    from s3.search.constraints import Constraints
+    from s3.space import SearchSpace
+
+    bounds = yaml.safe_load("params: {min: 7.5e5, max: 1.0e6}")["params"]
+    assert bounds["min"] == "7.5e5"
+    c = Constraints(SearchSpace.from_yaml(SPACES / "tiny.yaml"), bounds)
+    assert (c.ranges["params"].min, c.ranges["params"].max) == (7.5e5, 1e6)
+    with pytest.raises(ValueError, match=r"constraints.params.max='fast': must be a finite number"):
+        Constraints(SearchSpace.from_yaml(SPACES / "tiny.yaml"), {"max": "fast"})

@@ -22,6 +22,17 @@ def _human(v: float) -> str:
     return f"{v:.3g}"
 
 
+def _bound(key: str, value) -> float:
+    """A finite number; YAML 1.1 reads `7.5e5` (no sign in the exponent) as a string, so numeric text counts."""
+    try:
+        number = float("nan") if isinstance(value, bool) else float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if not math.isfinite(number):
+        raise ValueError(f"{key}={value!r}: must be a finite number >= 0, or null for no bound")
+    return number
+
+
 @dataclass(frozen=True)
 class Range:
     min: float | None = None
@@ -54,9 +65,7 @@ class Constraints:
             values = []
             for k in ("min", "max"):
                 v = bounds.get(k)
-                if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)):
-                    raise ValueError(f"constraints.{name}.{k}={v!r}: must be a finite number >= 0, or null for no bound")
-                values.append(None if v is None else float(v))
+                values.append(None if v is None else _bound(f"constraints.{name}.{k}", v))
             try:
                 self.ranges[name] = Range(*values)
             except ValueError as e:
