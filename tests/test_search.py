@@ -604,11 +604,20 @@ def test_space_search_writes_iterations_and_a_loadable_space(tmp_path):
         assert _png_size(out / name)[0] > 600, name
     assert torch.load(out / "iter0" / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 10
     record = json.loads((out / "iter0" / "et_error.json").read_text())
-    assert record["null"]["permutations"] == 100 and record["null"]["rule_mean"] >= 0
-    assert record["null"]["threshold_rule_mean"] >= record["null"]["rule_mean"]  # threshold 0: the plain rule moves more
+    # under the null (the errors shuffled across the archs) the significant rule, family-wise at 0.05, expects
+    # well under one move; the plain rule at threshold 0 moves every dimension whose fit is not flat
+    assert record["null"]["permutations"] == 100 and record["null"]["rule_mean"] <= 1.0
+    assert record["null"]["threshold_rule_mean"] > 5
     tested = [d for d in record["decisions"] if d["slope"] is not None]
-    assert tested and all(d["se"] >= 0 and d["ci_low"] <= d["change"] <= d["ci_high"] + 1e-9 and
-                          0 <= d["p"] <= d["p_adjusted"] <= 1 and sum(d["counts"]) <= 12 for d in tested)
+    assert tested and all(d["ci_low"] <= d["change"] <= d["ci_high"] + 1e-9 and sum(d["counts"]) <= 12
+                          for d in tested)
+    from scipy.stats import norm
+
+    testable = [d for d in tested if d["se"] > 0 and d["p"] < 1]  # (too few archs per choice: p = 1, not tested)
+    assert len(testable) >= 3
+    for d in testable:  # each p is the z-test of the change and SE it reports, Holm-adjusted upwards
+        assert d["p"] == pytest.approx(2 * norm.sf(abs(d["change"]) / d["se"]), rel=1e-6, abs=1e-12)
+        assert d["p"] <= d["p_adjusted"] <= 1
     assert all(d["reason"] and d["action"] in ("up", "down", "below_threshold", "not_significant", "at_bound",
                                                 "single_choice", "infeasible") for d in record["decisions"])
     assert {"se", "p_adjusted", "reason", "choice_se"} <= set(_rows(out / "iter0" / "et_error.csv")[0])

@@ -291,6 +291,11 @@ def test_data_module_yields_normalised_32x32_rgb(tmp_path):
     assert x.shape == (32, 3, 32, 32) and y.shape == (32,) and x.dtype == torch.float32
     assert len(dm.search_set) == 40 and len(dm.train_set) == 320  # max_train: training images, after the split
     assert not set(dm.search_set.indices) & set(dm.train_set.indices)
+    # the whole split: the 60,000 training images are the 59,000 trained on plus the 1,000 held out, no image in both
+    whole = instantiate(compose_cfg(["data.max_train=null"], tmp_path / "whole").data)
+    whole.setup("fit")
+    search, train = set(whole.search_set.indices), set(whole.train_set.indices)
+    assert len(search) == 1_000 and len(train) == 59_000 and not search & train and search | train == set(range(60_000))
 
 
 def test_sweep_runs_share_a_wandb_group(tmp_path):
