@@ -387,3 +387,19 @@ def test_a_bound_written_as_yaml_1_1_text_still_counts():
     assert (c.ranges["params"].min, c.ranges["params"].max) == (7.5e5, 1e6)
     with pytest.raises(ValueError, match=r"constraints.params.max='fast': must be a finite number"):
         Constraints(SearchSpace.from_yaml(SPACES / "tiny.yaml"), {"max": "fast"})
+
+
+def test_a_search_phase_logs_its_progress_where_the_output_is_a_file(caplog):
+    import io
+
+    from rich.console import Console
+
+    from s3.search.progress import progress_bar
+
+    with caplog.at_level(logging.INFO, logger="s3.search.progress"):
+        with progress_bar("evolution search", 40, console=Console(file=io.StringIO())) as advance:
+            for _ in range(40):
+                advance(1)
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 10 and lines[0].startswith("evolution search: 4/40") and lines[-1].startswith(
+        "evolution search: 40/40")
