@@ -80,10 +80,6 @@ def check_run_config(cfg: DictConfig) -> None:
         value = t.get(key)
         if value is not None and (not _integer(value) or value < -1):
             raise ValueError(f"trainer.{key}={value!r}: must be an integer >= 0, or -1 (or null) for no limit")
-    if t.get("max_epochs") == 0 or t.get("max_steps") == 0:  # would leave finished.json beside an untrained model
-        key = "max_epochs" if t.get("max_epochs") == 0 else "max_steps"
-        raise ValueError(f"trainer.{key}=0: nothing would be trained; give an integer >= 1, or -1 (or null) for no "
-                         f"limit")
     check_wandb(cfg)
 
 

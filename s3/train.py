@@ -236,7 +236,11 @@ def _fit(cfg: DictConfig, datamodule, module, trainer, resume_from: str | None) 
                 callback.hand_over()  # the requeue signal: submitit requeues the job and exits
         raise SystemExit(128 + signal.SIGTERM) from None  # not 0: the job did not finish
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
-    finished = not trainer.fast_dev_run and (  # a fast_dev_run is a smoke test, never a trained model
+    trained = trainer.global_step > 0
+    if not trained and not trainer.fast_dev_run:  # trainer.max_epochs=0 (or the space search's inheritance check)
+        log.warning("nothing was trained (trainer.max_epochs=%s): the run is not marked finished, so supernet=latest "
+                    "does not take it", trainer.max_epochs)
+    finished = trained and not trainer.fast_dev_run and (  # a fast_dev_run is a smoke test, never a trained model
         (trainer.max_epochs not in (None, -1) and trainer.current_epoch >= trainer.max_epochs)
         or (trainer.max_steps not in (None, -1) and trainer.global_step >= trainer.max_steps)
         or any(isinstance(c, EarlyStopping) and c.stopped_epoch > 0 for c in trainer.callbacks))  # done by its rule
