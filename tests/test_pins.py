@@ -156,3 +156,29 @@ def test_of_two_clashing_moves_the_better_supported_one_is_kept(first_better):
     actions = {(d.stage, d.dimension): d.action for d in decisions}
     assert actions[(dropped.stage, dropped.dimension)] == "infeasible"
     assert actions[(kept.stage, kept.dimension)] == kept.action
+
+
+# -- sampling ----------------------------------------------------------------------------------------
+def test_sampling_covers_every_choice_at_every_block_and_draws_blocks_independently():
+    """At every block position a stage can have, every choice of every block dimension is drawn,
+    near its uniform share, and two blocks of one stage differ as often as independent draws would.
+    A sampler that drew one value per stage, or never reached the deepest block, fails here."""
+    space = SearchSpace.from_yaml(SPACES / "tiny.yaml")
+    g = torch.Generator().manual_seed(0)
+    archs = [space.sample(g) for _ in range(3000)]
+    fields = {"mlp_ratio": "mlp_ratios", "num_heads": "num_heads", "window_size": "window_sizes"}
+    for i, stage in enumerate(space.stages):
+        assert {a.depths[i] for a in archs} == set(stage.depth)
+        for block in range(max(stage.depth)):
+            reaching = [a for a in archs if a.depths[i] > block]
+            for dim, name in fields.items():
+                choices = stage.choices(dim)
+                seen = [getattr(a, name)[i][block] for a in reaching]
+                for c in choices:  # each choice near 1/|choices| of the archs that have this block
+                    assert abs(seen.count(c) / len(seen) - 1 / len(choices)) < 0.06, (i, block, dim, c)
+        deep = [a for a in archs if a.depths[i] >= 2]
+        for dim, name in fields.items():
+            k = len(stage.choices(dim))
+            if k > 1:  # independent blocks differ with probability 1 - 1/k
+                differ = sum(getattr(a, name)[i][0] != getattr(a, name)[i][1] for a in deep) / len(deep)
+                assert abs(differ - (1 - 1 / k)) < 0.06, (i, dim, differ)
