@@ -197,15 +197,10 @@ def run_name(cfg: DictConfig, name: str) -> str:
         return name
     hydra = HydraConfig.get()
     overrides = hydra.job.override_dirname if "override_dirname" in hydra.job else ""
-    parts = [name]
-    if name == cfg.get("task_name"):
-        experiment = hydra.runtime.choices.get("experiment")
-        if experiment and f"experiment={experiment}" not in overrides:
-            parts.append(str(experiment))
-    if sweep_group() is not None:
-        parts.append(f"[{hydra.job.num}]")
-    if name == cfg.get("task_name") or sweep_group() is not None:
-        parts.append(overrides)
+    default, sweep = name == cfg.get("task_name"), sweep_group() is not None
+    experiment = hydra.runtime.choices.get("experiment") if default else None
+    parts = [name, experiment if experiment and f"experiment={experiment}" not in overrides else "",
+             f"[{hydra.job.num}]" if sweep else "", overrides if default or sweep else ""]
     return " ".join(p for p in parts if p)[:128]
 
 

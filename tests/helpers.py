@@ -33,6 +33,17 @@ def compose_cfg(overrides: list[str], output_dir: Path | None = None, config_nam
     return cfg
 
 
+def tiny_arch_file(tmp_path: Path) -> Path:
+    """One arch of the tiny space (seed 0) as an arch YAML: what `arch=` takes."""
+    import torch
+
+    from s3.space import SearchSpace
+    from tests.conftest import SPACES
+
+    return SearchSpace.from_yaml(SPACES / "tiny.yaml").sample(torch.Generator().manual_seed(0)).to_yaml(
+        tmp_path / "arch.yaml")
+
+
 def read_archs(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 

@@ -14,16 +14,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from tests.conftest import ROOT, SPACES
-from tests.helpers import FAST, compose_cfg, user_error
-
-
-def _arch(tmp_path: Path) -> Path:
-    import torch
-
-    from s3.space import SearchSpace
-
-    return SearchSpace.from_yaml(SPACES / "tiny.yaml").sample(torch.Generator().manual_seed(0)).to_yaml(
-        tmp_path / "arch.yaml")
+from tests.helpers import FAST, compose_cfg, tiny_arch_file, user_error
 
 
 def _entry(script: str, *args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -37,7 +28,7 @@ def _entry(script: str, *args: str, cwd: Path, env: dict | None = None) -> subpr
 def test_early_stopping_watches_the_metric_the_module_logs(tmp_path):
     supernet = compose_cfg([*FAST, "callbacks=[default,early_stopping]"], tmp_path / "a")
     one_arch = compose_cfg([*FAST, "callbacks=[default,early_stopping]", "experiment=retrain_tiny",
-                            f"arch={_arch(tmp_path)}"], tmp_path / "b")
+                            f"arch={tiny_arch_file(tmp_path)}"], tmp_path / "b")
     assert supernet.callbacks.early_stopping.monitor == "val/largest/top1"
     assert one_arch.callbacks.early_stopping.monitor == "val/top1"
 
@@ -129,7 +120,7 @@ def test_a_bound_that_is_not_a_finite_number_is_refused(tmp_path, capsys, bound)
 def test_an_arch_or_space_file_holding_nan_is_refused(tmp_path):
     from s3.space import Arch, SearchSpace
 
-    arch = OmegaConf.load(_arch(tmp_path))
+    arch = OmegaConf.load(tiny_arch_file(tmp_path))
     arch.MLP_RATIO[0] = [float("nan")] * len(arch.MLP_RATIO[0])
     OmegaConf.save(arch, tmp_path / "nan.yaml")
     with pytest.raises(ValueError, match=r"mlp_ratios\[0\]\[0\]=nan: must be a number"):

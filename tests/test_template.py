@@ -6,10 +6,9 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
 from s3.train import fit, prepare
-from tests.helpers import FAST, compose_cfg
+from tests.helpers import FAST, compose_cfg, tiny_arch_file
 
 
 def _run(tmp_path, *overrides):  # (debug=default's anomaly detection is checked by fdr; it is slow)
@@ -43,7 +42,7 @@ def test_overfit_debug_drives_the_loss_down_on_three_batches(tmp_path):
 
 def test_logger_none_tags_test_split_and_print_config(tmp_path, capsys):
     cfg, trainer, metrics = _run(tmp_path / "a", "logger=none", "test=true", "experiment=retrain_tiny",
-                                 "arch=" + str(_arch(tmp_path)), "data.max_train=320")
+                                 "arch=" + str(tiny_arch_file(tmp_path)), "data.max_train=320")
     assert trainer.loggers == [] and "test/top1" in metrics and "val/top1" in metrics
     assert metrics["test/top1"] == pytest.approx(metrics["val/top1"])  # Fashion-MNIST's test split is its val split
     cfg = compose_cfg([*FAST, "logger=wandb", "logger.wandb.offline=true", "tags=[ablation,seed1]",
@@ -86,7 +85,7 @@ def test_hparams_search_tunes_the_retraining_recipe_with_optuna(tmp_path):
 
     sweep = tmp_path / "sweep"
     cmd = [sys.executable, str(ROOT / "train.py"), "-m", "hparams_search=retrain_optuna", "experiment=retrain_tiny",
-           f"arch={_arch(tmp_path)}", *FAST, "data.max_train=160", "hydra.sweeper.n_trials=3",
+           f"arch={tiny_arch_file(tmp_path)}", *FAST, "data.max_train=160", "hydra.sweeper.n_trials=3",
            "hydra.sweeper.sampler.n_startup_trials=2", f"hydra.sweep.dir={sweep}"]
     proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600,
                           env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
@@ -97,13 +96,6 @@ def test_hparams_search_tunes_the_retraining_recipe_with_optuna(tmp_path):
     best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
     assert best["name"] == "optuna" and best["best_value"] == pytest.approx(max(trials.values()))
 
-
-def _arch(tmp_path):
-    from s3.space import SearchSpace
-    from tests.conftest import SPACES
-
-    return SearchSpace.from_yaml(SPACES / "tiny.yaml").sample(torch.Generator().manual_seed(0)).to_yaml(
-        tmp_path / "arch.yaml")
 
 
 def test_callbacks_compose_from_their_own_files(tmp_path):

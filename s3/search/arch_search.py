@@ -19,6 +19,7 @@ from s3.search.report import (
     record_rows,
     write_csv,
 )
+from s3.sweep import override_key
 
 if TYPE_CHECKING:
     from s3.search.session import SearchSession
@@ -42,7 +43,7 @@ def retrain_command(arch_yaml: str | Path) -> str:
     if HydraConfig.initialized():
         hydra = HydraConfig.get()
         experiment = RETRAIN_EXPERIMENT.get(hydra.runtime.choices.get("experiment"), "retrain")
-        kept = [o for o in hydra.overrides.task if o.split("=", 1)[0].lstrip("+") in RETRAIN_KEEPS]
+        kept = [o for o in hydra.overrides.task if override_key(o) in RETRAIN_KEEPS]
     return " ".join(["python train.py", f"experiment={experiment}", f"arch={arch_yaml}", *kept])
 
 

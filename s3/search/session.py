@@ -38,6 +38,7 @@ from s3.search.configs import ETErrorSearch, Evaluation, SpaceSearch, search_con
 from s3.search.constraints import Constraints
 from s3.search.evaluator import CachedSplit, CandidateEvaluator
 from s3.space import SearchSpace, space_mismatch
+from s3.sweep import override_key
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +67,7 @@ def explicit_run_dir() -> bool:
     if not HydraConfig.initialized():
         return False
     hydra = HydraConfig.get()
-    return hydra.mode == RunMode.MULTIRUN or any(o.split("=", 1)[0].lstrip("+") == "hydra.run.dir"
-                                                 for o in hydra.overrides.hydra)
+    return hydra.mode == RunMode.MULTIRUN or any(override_key(o) == "hydra.run.dir" for o in hydra.overrides.hydra)
 
 
 def resume_dir(cfg: DictConfig) -> Path:
