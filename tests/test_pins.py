@@ -182,3 +182,65 @@ def test_sampling_covers_every_choice_at_every_block_and_draws_blocks_independen
             if k > 1:  # independent blocks differ with probability 1 - 1/k
                 differ = sum(getattr(a, name)[i][0] != getattr(a, name)[i][1] for a in deep) / len(deep)
                 assert abs(differ - (1 - 1 / k)) < 0.06, (i, dim, differ)
+
+
+# -- the data pipeline's order and resume arithmetic -------------------------------------------------
+def _epoch_batches(sampler, batch: int) -> list[list[tuple[int, int]]]:
+    items = list(sampler)
+    return [items[i:i + batch] for i in range(0, len(items) // batch * batch, batch)]  # drop_last
+
+
+@pytest.mark.parametrize("repeated_aug", [0, 3])
+@pytest.mark.parametrize("world", [1, 2, 3])
+@pytest.mark.parametrize("accumulate", [1, 2, 3])
+def test_a_run_restored_at_any_optimizer_step_trains_on_the_batches_the_uninterrupted_run_would(accumulate, world,
+                                                                                                repeated_aug):
+    """The uninterrupted run is simulated as Lightning runs it (drop_last batches, `accumulate` per
+    optimizer step, the last partial group stepping at the epoch's end, every rank stepping
+    together); a run restored after any step, from a fresh sampler that has not been told its epoch
+    yet (loader workers fetch first), must train on the rest of that epoch's batches (indices and
+    augmentation keys), and on whole epochs afterwards. Breaking the steps-per-epoch rounding, the
+    accumulation factor or the epoch taken from the step fails here."""
+    from types import SimpleNamespace
+
+    from s3.data.base import ClassificationDataModule, EpochSeededSampler, RepeatedAugmentationSampler
+
+    data, batch, epochs = list(range(103)), 4, 3
+
+    def sampler(rank: int, trainer=None):
+        dm = SimpleNamespace(batch_size=batch, trainer=trainer)
+        if repeated_aug:
+            return RepeatedAugmentationSampler(data, num_replicas=world, rank=rank, num_repeats=repeated_aug,
+                                               datamodule=dm, key_seed=5)
+        return EpochSeededSampler(data, seed=3, num_replicas=world, rank=rank, datamodule=dm, key_seed=5)
+
+    full = {}  # (rank, epoch) -> the epoch's batches
+    for rank in range(world):
+        for epoch in range(epochs):
+            s = sampler(rank)
+            s.set_epoch(epoch)
+            full[rank, epoch] = _epoch_batches(s, batch)
+    per_epoch = len(full[0, 0])
+    steps = -(-per_epoch // accumulate)  # a partial last group still steps
+    assert {len(b) for b in full.values()} == {per_epoch} and per_epoch > 2 * accumulate
+    assert len({tuple(map(tuple, full[0, e])) for e in range(epochs)}) == epochs  # each epoch its own order
+    if not repeated_aug:  # the ranks deal one shuffled order: every image once, a few padded twice
+        dealt = sorted(i for rank in range(world) for i, _ in sampler(rank))
+        assert set(dealt) == set(data) and len(dealt) - len(data) == -len(data) % world
+
+    dm = ClassificationDataModule(batch_size=batch, repeated_aug=repeated_aug)
+    dm.train_set, dm.trainer = data, SimpleNamespace(world_size=world, global_rank=0, accumulate_grad_batches=accumulate)
+    assert dm.steps_per_epoch() == steps
+
+    for step in range(epochs * steps):
+        epoch, done = divmod(step, steps)
+        # a mid-epoch checkpoint records its epoch; an epoch-end one may still record the previous epoch
+        for recorded in {epoch, epoch - 1 if done == 0 and epoch else epoch}:
+            for rank in range(world):
+                trainer = SimpleNamespace(global_step=step, current_epoch=recorded, accumulate_grad_batches=accumulate)
+                restored = sampler(rank, trainer)
+                assert _epoch_batches(restored, batch) == full[rank, epoch][done * accumulate:], (step, recorded, rank)
+                for later in range(epoch + 1, epochs):  # the skip applies to the restored epoch only
+                    trainer.global_step, trainer.current_epoch = later * steps, later
+                    restored.set_epoch(later)
+                    assert _epoch_batches(restored, batch) == full[rank, later], (step, later, rank)
