@@ -573,20 +573,56 @@ def test_a_strategy_fabric_cannot_take_is_refused_before_anything_is_written(tmp
     assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())
 
 
-@pytest.mark.slow  # a whole entry-point process (make test-fast skips it)
-def test_random_search_on_two_processes_equals_one(tmp_path, supernet_ckpt):
+def _two_runs(tmp_path: Path, *overrides: str, one: tuple = (), two: tuple = ()) -> tuple[Path, Path]:
+    """The same search.py command on one process and on two gloo processes."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    outs = {}
-    for trainer in ("cpu", "ddp_cpu"):
-        out = tmp_path / trainer
-        cmd = [sys.executable, str(ROOT / "search.py"), *FAST, "search=random", f"supernet={supernet_ckpt}",
-               *SMALL, f"trainer={trainer}", f"hydra.run.dir={out}"]
+    outs = []
+    for name, trainer, extra in (("one", "cpu", one), ("two", "ddp_cpu", two)):
+        out = tmp_path / name
+        cmd = [sys.executable, str(ROOT / "search.py"), *FAST, *overrides, *extra, f"trainer={trainer}",
+               f"hydra.run.dir={out}"]
         proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, proc.stderr[-3000:]
-        outs[trainer] = _rows(out / "archs.csv")
-    assert len(outs["cpu"]) == 18
-    strip = lambda rows: [(r["arch"], r["top1"], r["params"], r["macs"]) for r in rows]  # noqa: E731
-    assert strip(outs["ddp_cpu"]) == strip(outs["cpu"])
+        outs.append(out)
+    return outs[0], outs[1]
+
+
+def _scored(rows: list[dict]) -> list[tuple]:
+    return [(r["arch"], float(r["top1"]), round(float(r["loss"]), 4), int(r["params"]), int(r["macs"])) for r in rows]
+
+
+@pytest.mark.slow  # whole entry-point processes (make test-fast skips it)
+@pytest.mark.parametrize("method", ["random", "evolution"])
+def test_an_arch_search_on_two_processes_equals_one(tmp_path, supernet_ckpt, method):
+    """The ranks score their share of each chunk of candidates and gather them: the same records,
+    the same generations and the same found arch as one process (losses to float rounding)."""
+    one, two = _two_runs(tmp_path, f"search={method}", f"supernet={supernet_ckpt}", *SMALL)
+    assert len(_rows(one / "archs.csv")) == 18
+    assert _scored(_rows(two / "archs.csv")) == _scored(_rows(one / "archs.csv"))
+    assert _rows(two / "history.csv") == _rows(one / "history.csv")
+    picks = [[(p["arch"], p["top1"], p["val_top1"]) for p in json.loads((d / "result.json").read_text())["picks"]]
+             for d in (one, two)]
+    assert picks[1] == picks[0] and len(picks[0]) == 2
+
+
+@pytest.mark.slow  # whole entry-point processes (make test-fast skips it)
+def test_a_space_search_on_two_processes_equals_one_with_the_global_batch(tmp_path):
+    """Two gloo ranks x batch 16 train each iteration's supernet as one process x batch 32 does
+    (the same samples per step, averaged gradients), then score the pool in shares: the same
+    E-T Errors, decisions and searched space. Under the same per-rank batch the two would differ
+    by design (twice the global batch), which is why the batch is halved here."""
+    exact = ["data.augment=false", "trainer.precision=32-true", "search=space", "search.iterations=2",
+             "search.samples=12", "search.top_k=3", "search.threshold=0.0"]
+    one, two = _two_runs(tmp_path, *exact, one=("data.batch_size=32",), two=("data.batch_size=16",))
+    a, b = (json.loads((d / "search_state.json").read_text())["iterations"] for d in (one, two))
+    assert len(a) == len(b) == 2 and a[0]["moved"] > 0
+    for x, y in zip(a, b):
+        assert (y["space"], y["next_space"], y["moved"]) == (x["space"], x["next_space"], x["moved"])
+        assert [d["action"] for d in y["decisions"]] == [d["action"] for d in x["decisions"]]
+        assert y["et_error"] == pytest.approx(x["et_error"], abs=1e-6)
+        assert _scored(_rows(two / f"iter{x['iteration']}" / "archs.csv")) == \
+            _scored(_rows(one / f"iter{x['iteration']}" / "archs.csv"))
+    assert (two / "searched_space.yaml").read_text() == (one / "searched_space.yaml").read_text()
 
 
 def test_space_search_writes_iterations_and_a_loadable_space(tmp_path):
