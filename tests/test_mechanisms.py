@@ -160,6 +160,49 @@ def test_window_layouts_are_swins_roll_and_partition_and_their_gradients_the_inv
     assert layouts.move(tokens, (window, 0), (window, 0)) is tokens
 
 
+def swin_to_layout(tokens, resolution, layout):
+    """(B, H*W, C) row-major grid tokens -> `layout`'s order: Swin's roll by -shift, then windows."""
+    if layout is None:
+        return tokens
+    (window, shift), n = layout, resolution // layout[0]
+    x = torch.roll(tokens.unflatten(1, (resolution, resolution)), shifts=(-shift, -shift), dims=(1, 2))
+    return x.unflatten(1, (n, window)).unflatten(3, (n, window)).permute(0, 1, 3, 2, 4, 5).flatten(1, 4)
+
+
+def swin_to_grid(tokens, resolution, layout):
+    """The inverse: windows back into the grid (Swin's window_reverse), then the roll by +shift."""
+    if layout is None:
+        return tokens
+    (window, shift), n = layout, resolution // layout[0]
+    x = tokens.unflatten(1, (n, n, window, window)).permute(0, 1, 3, 2, 4, 5).flatten(1, 2).flatten(2, 3)
+    return torch.roll(x, shifts=(shift, shift), dims=(1, 2)).flatten(1, 2)
+
+
+@pytest.mark.parametrize("resolution,windows", [(8, (1, 2, 4)), (7, (1, 7)), (6, (2, 3))])
+def test_window_layouts_move_between_every_pair_of_layouts_as_swins_reverse_then_partition(resolution, windows):
+    """A stage moves its tokens from one block's layout to the next's by one gather (the composed
+    permutation and, for its backward, the composed inverse): for every ordered pair of layouts,
+    values and gradients equal Swin's reverse of the source followed by the destination's roll and
+    partition, written here with torch.roll and views."""
+    from s3.models.transformer import WindowLayouts
+
+    windowed = {(w, s) for w in windows for s in {0, w // 2}}
+    layouts = WindowLayouts(resolution, windowed)
+    everything = [None, *sorted(windowed)]
+    torch.manual_seed(0)
+    grid = torch.randn(2, resolution * resolution, 3, dtype=torch.float64)
+    for src in everything:
+        x = swin_to_layout(grid, resolution, src).clone().requires_grad_()
+        for dst in everything:
+            ours = layouts.move(x, src, dst)
+            swin = swin_to_layout(swin_to_grid(x, resolution, src), resolution, dst)
+            assert torch.equal(ours, swin), (src, dst)
+            weights = torch.randn_like(swin)
+            (g_ours,) = torch.autograd.grad((ours * weights).sum(), x)
+            (g_swin,) = torch.autograd.grad((swin * weights).sum(), x)
+            assert torch.equal(g_ours, g_swin), (src, dst)
+
+
 def test_the_explicit_window_attention_equals_sdpa_with_the_bias_and_shift_mask_values_and_gradients():
     """CPU runs the explicit product with the bias broadcast over the images, CUDA runs SDPA with
     it expanded; the same inputs give the same outputs and bias-table gradients."""

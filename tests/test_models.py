@@ -1,11 +1,15 @@
+import math
+import re
+
 import pytest
 import timm
 import torch
+import torch.nn.functional as F
 
 from s3.cost import count_params
 from s3.models import S3Transformer, Supernet, load_checkpoint, load_state_dict
 from s3.models.checkpoint import to_native
-from s3.space import SearchSpace
+from s3.space import Arch, SearchSpace
 from tests.conftest import RELEASED, released_arch
 
 TINY = dict(img_size=32, patch_size=2, num_classes=10)
@@ -100,6 +104,118 @@ def test_supernet_gradients_land_in_the_active_slices(tiny_space):
     assert supernet.layers[2].blocks[1].mlp.fc1.weight.grad.abs().sum() > 0
 
 
+# Parameters whose axes hold several blocks, each sliced on its own: q/k/v rows, a merge's 4 neighbours.
+GROUPS = {"qkv.weight": (3, 1), "qkv.bias": (3,), "downsample.reduction.weight": (1, 4),
+          "downsample.norm.weight": (4,), "downsample.norm.bias": (4,)}
+
+
+def shared(name: str, a: torch.Tensor, b: torch.Tensor) -> tuple[tuple[torch.Tensor, tuple], ...]:
+    """(view, meshgrid index) of each of two tensors of parameter `name` at the weights they share:
+    the leading entries of every group of every axis, and in a relative-position bias table the
+    same offsets (dy, dx) (row (dy + T - 1) * (2T - 1) + dx + T - 1 of a table for window T) and the
+    leading heads."""
+    if name.endswith("relative_position_bias_table"):
+        tables = [(math.isqrt(t.shape[0]) + 1) // 2 for t in (a, b)]
+        m = min(tables)
+        offsets, heads = torch.arange(1 - m, m), torch.arange(min(a.shape[1], b.shape[1]))
+        return tuple((t.view(2 * T - 1, 2 * T - 1, -1), torch.meshgrid(offsets + T - 1, offsets + T - 1, heads,
+                                                                         indexing="ij"))
+                     for t, T in zip((a, b), tables))
+    groups = next((g for k, g in GROUPS.items() if name.endswith(k)), (1,) * a.dim())
+    keep = [min(x, y) // g for x, y, g in zip(a.shape, b.shape, groups)]
+    return tuple((t, torch.meshgrid(*[torch.cat([torch.arange(i * n // g, i * n // g + k) for i in range(g)])
+                                      for n, k, g in zip(t.shape, keep, groups)], indexing="ij"))
+                 for t in (a, b))
+
+
+def swin_partition(x: torch.Tensor, w: int) -> torch.Tensor:
+    """(B, H, W, C) -> (B * num_windows, w * w, C), timm's window_partition."""
+    B, H, W, C = x.shape
+    return x.view(B, H // w, w, W // w, w, C).permute(0, 1, 3, 2, 4, 5).reshape(-1, w * w, C)
+
+
+def swin_reverse(windows: torch.Tensor, w: int, H: int) -> torch.Tensor:
+    """The inverse, timm's window_reverse."""
+    C = windows.shape[-1]
+    return windows.view(-1, H // w, H // w, w, w, C).permute(0, 1, 3, 2, 4, 5).reshape(-1, H, H, C)
+
+
+def swin_forward(p: dict, arch: Arch, x: torch.Tensor, patch: int, head_dim: int) -> torch.Tensor:
+    """Swin's forward written out with plain torch ops from standalone weights `p` (timm's
+    SwinTransformerBlock: roll, partition, bias gathered by offset, shift mask from slices)."""
+    x = F.conv2d(x, p["patch_embed.proj.weight"], p["patch_embed.proj.bias"], stride=patch).permute(0, 2, 3, 1)
+    x = F.layer_norm(x, x.shape[-1:], p["patch_embed.norm.weight"], p["patch_embed.norm.bias"])
+    for i in range(arch.num_stages):
+        B, H, _, C = x.shape
+        for j, (_, heads, window) in enumerate(arch.blocks(i)):
+            prefix = f"layers.{i}.blocks.{j}."
+            blk = {key.removeprefix(prefix): t for key, t in p.items() if key.startswith(prefix)}
+            w = min(window, H)
+            s = w // 2 if j % 2 and w < H else 0
+            N = w * w
+            h = F.layer_norm(x, (C,), blk["norm1.weight"], blk["norm1.bias"])
+            h = swin_partition(torch.roll(h, (-s, -s), (1, 2)), w)
+            qkv = F.linear(h, blk["attn.qkv.weight"], blk["attn.qkv.bias"]).view(-1, N, 3, heads, head_dim)
+            q, k, v = qkv.permute(2, 0, 3, 1, 4)
+            attn = (q * head_dim**-0.5) @ k.transpose(-2, -1)
+            yx = torch.stack(torch.meshgrid(torch.arange(w), torch.arange(w), indexing="ij")).flatten(1)
+            dy, dx = yx[:, :, None] - yx[:, None, :]
+            bias = blk["attn.relative_position_bias_table"][((dy + w - 1) * (2 * w - 1) + dx + w - 1).flatten()]
+            attn = attn.view(B, -1, heads, N, N) + bias.view(N, N, heads).permute(2, 0, 1)
+            if s:
+                region, spans = torch.zeros(1, H, H, 1, dtype=x.dtype), (slice(0, -w), slice(-w, -s), slice(-s, None))
+                for n, (hs, ws) in enumerate((hs, ws) for hs in spans for ws in spans):
+                    region[:, hs, ws, :] = n
+                ids = swin_partition(region, w).squeeze(-1)
+                mask = (ids[:, None, :] - ids[:, :, None]).ne(0) * -100.0
+                attn = attn + mask[None, :, None]
+            h = (attn.view(-1, heads, N, N).softmax(-1) @ v).transpose(1, 2).reshape(-1, N, heads * head_dim)
+            h = F.linear(h, blk["attn.proj.weight"], blk["attn.proj.bias"])
+            x = x + torch.roll(swin_reverse(h, w, H), (s, s), (1, 2))
+            h = F.layer_norm(x, (C,), blk["norm2.weight"], blk["norm2.bias"])
+            h = F.gelu(F.linear(h, blk["mlp.fc1.weight"], blk["mlp.fc1.bias"]))
+            x = x + F.linear(h, blk["mlp.fc2.weight"], blk["mlp.fc2.bias"])
+        if i + 1 < arch.num_stages:
+            x = torch.cat([x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2]], -1)
+            merge = f"layers.{i}.downsample."
+            x = F.layer_norm(x, (4 * C,), p[merge + "norm.weight"], p[merge + "norm.bias"])
+            x = F.linear(x, p[merge + "reduction.weight"])
+    x = F.layer_norm(x, x.shape[-1:], p["norm.weight"], p["norm.bias"]).mean(dim=(1, 2))
+    return F.linear(x, p["head.weight"], p["head.bias"])
+
+
+def test_supernet_values_and_gradients_equal_swins_forward_on_the_sliced_weights(tiny_space):
+    """The supernet's subnet against Swin written out in plain torch on the active slices (taken
+    here by index, not by the supernet's slicing): equal logits, and every parameter's gradient is
+    the reference's gradient inside the active slice and zero outside it. The extracted model runs
+    the supernet's own layouts and bias index, so this is the check that shares neither. Shifted
+    windows smaller than their block's bias table in stages 0-2 (a central crop of the table)."""
+    torch.manual_seed(0)
+    supernet = Supernet(tiny_space, num_classes=10, drop_path_rate=0.0, head_dim=8).double()
+    for p in supernet.parameters():  # away from the init's zero biases, unit norms and small tables
+        torch.nn.init.normal_(p, std=0.3)
+    arch = Arch.create([2, 2, 2, 2], [32, 64, 128, 128], [[3.0, 2.0], [4.0, 2.0], [2.0, 3.0], [2.0, 4.0]],
+                       [[1, 2], [2, 1], [3, 2], [2, 4]], [[8, 4], [8, 4], [4, 2], [2, 2]])
+    x, y = torch.randn(2, 3, 32, 32, dtype=torch.float64), torch.tensor([1, 7])
+    logits = supernet(x, arch)
+    F.cross_entropy(logits, y).backward()
+    full = dict(supernet.named_parameters())
+    standalone = S3Transformer(arch, **TINY, head_dim=8).state_dict()
+    weights = {}
+    for name, t in standalone.items():
+        (view, index), _ = shared(name, full[name], t)
+        weights[name] = view[index].reshape(t.shape).detach().requires_grad_()
+    reference = swin_forward(weights, arch, x, patch=2, head_dim=8)
+    torch.testing.assert_close(logits, reference, rtol=0, atol=1e-10)
+    grads = torch.autograd.grad(F.cross_entropy(reference, y), list(weights.values()))
+    for (name, expected), grad in zip(weights.items(), grads):
+        (view, index), _ = shared(name, full[name].grad, expected)
+        torch.testing.assert_close(view[index].reshape(expected.shape), grad, rtol=0, atol=1e-10, msg=name)
+        view[index] = 0
+        assert not full[name].grad.any(), f"{name}: gradient outside the active slice"
+    assert all(full[n].grad is None for n in full if n not in weights)  # stage 2's third block
+
+
 def test_set_arch_outside_the_space_is_rejected(tiny_space):
     supernet = Supernet(tiny_space, num_classes=10)
     with pytest.raises(ValueError, match=r"stage 1 embed_dim=128 not in \[64, 96\]"):
@@ -139,3 +255,44 @@ def test_copy_overlap_copies_overlapping_slices():
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(a(x, common), b(x, common), atol=1e-5, rtol=0)
+
+
+def test_copy_overlap_after_training_copies_every_tensors_shared_slice_and_keeps_the_rest():
+    """The space search's next supernet inherits the previous one's weights (`init_from`). After a
+    few SGD steps on random subnets moved every tensor of A off its init, each parameter of B (of a
+    space bigger in some dims, smaller in others) holds A's values on the slice they share, taken
+    here by index (bias tables: the same offsets, so a bigger table holds a smaller one in its
+    centre), and its own init everywhere else; no parameter kind is left out."""
+    def stage(depth, dim, ratio, heads, windows):
+        return {"depth": depth, "embed_dim": dim, "mlp_ratio": ratio, "num_heads": heads, "window_size": windows}
+
+    old = SearchSpace.from_dict({"img_size": 32, "patch_size": 4, "stages": [
+        stage([1, 2], [16, 32], [2.0, 3.0], [1, 2], [2, 4]), stage([1, 3], [32, 48], [2.0], [1, 3], [2, 4])]})
+    new = SearchSpace.from_dict({"img_size": 32, "patch_size": 4, "stages": [
+        stage([3], [48], [1.0], [1], [2, 8]), stage([2], [32], [4.0], [2, 4], [2])]})
+    torch.manual_seed(0)
+    a, b = Supernet(old, num_classes=5, head_dim=8), Supernet(new, num_classes=5, head_dim=8)
+    init = {n: p.detach().clone() for n, p in a.named_parameters()}
+    sgd, g = torch.optim.SGD(a.parameters(), lr=1.0), torch.Generator().manual_seed(0)
+    for arch in [old.largest(), old.sample(g), old.sample(g), old.largest()]:
+        sgd.zero_grad()
+        F.cross_entropy(a(torch.randn(4, 3, 32, 32), arch), torch.randint(5, (4,))).backward()
+        sgd.step()
+    assert not any(torch.equal(p, init[n]) for n, p in a.named_parameters()), "a tensor of A kept its init"
+    theirs, before = dict(a.named_parameters()), {n: p.detach().clone() for n, p in b.named_parameters()}
+    b.copy_overlap(a)
+    for name, mine in b.named_parameters():
+        expected = before[name].clone()
+        if name in theirs:
+            (src, i), (dst, j) = shared(name, theirs[name].detach(), expected)
+            assert not torch.equal(dst[j], src[i]), name  # the copy is visible
+            dst[j] = src[i]
+        assert torch.equal(mine, expected), name
+    kinds = {re.sub(r"^layers\.\d+\.(blocks\.\d+\.)?", "", n) for n, _ in b.named_parameters()}
+    assert kinds == {"patch_embed.proj.weight", "patch_embed.proj.bias", "patch_embed.norm.weight",
+                     "patch_embed.norm.bias", "norm1.weight", "norm1.bias", "attn.relative_position_bias_table",
+                     "attn.qkv.weight", "attn.qkv.bias", "attn.proj.weight", "attn.proj.bias", "norm2.weight",
+                     "norm2.bias", "mlp.fc1.weight", "mlp.fc1.bias", "mlp.fc2.weight", "mlp.fc2.bias",
+                     "downsample.norm.weight", "downsample.norm.bias", "downsample.reduction.weight", "norm.weight",
+                     "norm.bias", "head.weight", "head.bias"}
+    assert "layers.0.blocks.2.attn.qkv.weight" not in theirs and "layers.1.blocks.2.attn.qkv.weight" not in before
