@@ -10,6 +10,7 @@ plus the input geometry (`Geometry`: image and patch size) that decides which wi
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 import re
@@ -57,9 +58,9 @@ class Geometry:
                 f"{self.patch_size} * {2 ** (self.num_stages - 1)} = {factor} (e.g. {factor * max(1, self.img_size // factor)})"
             )
 
-    @property
+    @functools.cached_property
     def grids(self) -> tuple[int, ...]:
-        """Token-grid side length of every stage."""
+        """Token-grid side length of every stage (asked per block by the cost model: cached)."""
         return tuple(self.img_size // self.patch_size // 2**i for i in range(self.num_stages))
 
     def legal_windows(self, stage: int) -> list[int]:
@@ -79,9 +80,13 @@ class Geometry:
         """The cyclic shift of a shifted (odd) block: half its window, or 0 where it may not shift."""
         return self.window(window, stage) // 2 if self.may_shift(window, stage) else 0
 
+    def is_legal(self, window: int, stage: int) -> bool:
+        grid = self.grids[stage]
+        return window >= grid or (window >= 1 and grid % window == 0)
+
     def check_window(self, window: int, stage: int, where: str) -> None:
         grid = self.grids[stage]
-        if window < 1 or (window < grid and grid % window):
+        if not self.is_legal(window, stage):
             raise ValueError(
                 f"{where}: window_size={window} neither divides the stage resolution {grid} nor "
                 f"covers it; legal: {self.legal_windows(stage)} or any value >= {grid}"
@@ -90,10 +95,10 @@ class Geometry:
 
 def _choice(generator: Generator, options: Sequence):
     """One uniform draw from `options` with an explicit generator (never global state)."""
+    if isinstance(generator, random.Random):  # first: torch's isinstance check is the slower one
+        return options[generator.randrange(len(options))]
     if isinstance(generator, torch.Generator):
         return options[int(torch.randint(len(options), (1,), generator=generator))]
-    if isinstance(generator, random.Random):
-        return options[generator.randrange(len(options))]
     raise TypeError(f"generator must be torch.Generator or random.Random, got {type(generator).__name__}")
 
 
@@ -287,7 +292,8 @@ class Arch:
         geometry = Geometry(img_size, patch_size, self.num_stages)
         for i in range(self.num_stages):
             for j, w in enumerate(self.window_sizes[i]):
-                geometry.check_window(w, i, f"Arch.window_sizes[{i}][{j}] (img_size={img_size}, patch_size={patch_size})")
+                if not geometry.is_legal(w, i):  # (the message is built only for an illegal window)
+                    geometry.check_window(w, i, f"Arch.window_sizes[{i}][{j}] (img_size={img_size}, patch_size={patch_size})")
         return geometry
 
     def __str__(self) -> str:
@@ -464,7 +470,10 @@ class SearchSpace:
             dims.append(draw(i, "embed_dim"))
             for dim in BLOCK_DIMENSIONS:
                 blocks[dim].append([draw(i, dim) for _ in range(d)])
-        return Arch.create(depths, dims, *blocks.values())
+        # the choices were checked when the space was read: `create`'s parsing is not needed, its casts are
+        casts = {"mlp_ratio": float, "num_heads": int, "window_size": int}
+        return Arch(tuple(map(int, depths)), tuple(map(int, dims)),
+                    *(tuple(tuple(map(casts[dim], v)) for v in blocks[dim]) for dim in BLOCK_DIMENSIONS))
 
     def _extreme(self, pick) -> Arch:
         return Arch.create(
