@@ -30,6 +30,18 @@ def released_arch(name: str) -> Arch:
 
 
 @pytest.fixture(scope="session")
+def supernet_run(tmp_path_factory) -> Path:
+    """The tiny supernet run, trained once per test process (10 steps on 320 Fashion-MNIST images)
+    for the tests that read a finished supernet: they read it and never write into it."""
+    from s3.train import run
+    from tests.helpers import FAST, compose_cfg
+
+    out = tmp_path_factory.mktemp("supernet")
+    run(compose_cfg(FAST, out))
+    return out
+
+
+@pytest.fixture(scope="session")
 def tiny_space() -> SearchSpace:
     return SearchSpace.from_yaml(SPACES / "tiny.yaml")
 

@@ -10,18 +10,10 @@ import torch
 from s3.evaluate import build_classifier, prepare, run
 from s3.models import S3Transformer, load_checkpoint, load_supernet
 from s3.space import Arch
-from s3.train import run as train
 from tests.conftest import ROOT, released_arch
 from tests.helpers import FAST, compose_cfg, user_error
 
 ARCH = Arch.create([1, 1, 2, 1], [48, 64, 96, 128], [2.0, 3.0, [4.0, 2.0], 2.0], [1, 2, [2, 3], 2], [8, 4, 2, 2])
-
-
-@pytest.fixture(scope="module")
-def supernet_run(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("supernet")
-    train(compose_cfg(FAST, out))
-    return out
 
 
 def same_precision(cfg):
@@ -149,8 +141,14 @@ def test_bad_input_is_one_clear_line(tmp_path, supernet_run, capsys):
         fast = [] if "data=imagenet" in overrides else FAST
         cfg = compose_cfg([*fast, *overrides], tmp_path / "bad", config_name="evaluate")
         assert message in user_error(capsys, prepare, cfg), overrides
-    proc = _evaluate_cli(tmp_path / "bad", *cases[0][0])  # and once through the real command line
-    assert proc.returncode == 2 and cases[0][1] in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+
+
+@pytest.mark.slow  # a whole entry-point process (make test-fast skips it)
+def test_bad_input_through_the_command_line_is_exit_2_and_one_line(tmp_path):
+    arch_file = ARCH.to_yaml(tmp_path / "arch.yaml")
+    proc = _evaluate_cli(tmp_path / "bad", f"arch={arch_file}", f"ckpt_path={tmp_path / 'missing.ckpt'}")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert proc.stderr.strip().count("\n") == 0 and "missing.ckpt does not exist" in proc.stderr, proc.stderr
 
 
 def test_evaluate_composes_cifar_data(tmp_path):

@@ -36,13 +36,9 @@ class Foreign:
     """A plain object of a class the weights-only unpickler does not allow."""
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> Path:
-    from s3.train import run
-
-    out = tmp_path_factory.mktemp("supernet")
-    run(compose_cfg(FAST, out))
-    return out / "checkpoints" / "last.ckpt"
+@pytest.fixture
+def trained(supernet_run) -> Path:
+    return supernet_run / "checkpoints" / "last.ckpt"
 
 
 @pytest.mark.parametrize("payload", ["code", "foreign"])

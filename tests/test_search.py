@@ -24,7 +24,6 @@ from s3.search.session import SearchSession
 from s3.search.shift import MoveRule, evolve_space, keep_feasible, shifted
 from s3.search.significance import change_tests, holm, moves_under_null
 from s3.space import DIMENSIONS, Arch, SearchSpace
-from s3.train import run as train
 from tests.conftest import ROOT, SPACES
 from tests.helpers import FAST, compose_cfg, user_error
 
@@ -32,12 +31,10 @@ SMALL = ["search.population=6", "search.generations=3", "search.parents=3", "sea
          "search.crossovers=2", "search.top_k=2"]
 
 
-@pytest.fixture(scope="session")
-def supernet_ckpt(tmp_path_factory) -> Path:
-    """The tiny supernet, trained once on a few hundred Fashion-MNIST images."""
-    out = tmp_path_factory.mktemp("supernet")
-    train(compose_cfg(FAST, out))
-    return out / "checkpoints" / "last.ckpt"
+@pytest.fixture
+def supernet_ckpt(supernet_run) -> Path:
+    """The tiny supernet (tests/conftest.py), trained once on a few hundred Fashion-MNIST images."""
+    return supernet_run / "checkpoints" / "last.ckpt"
 
 
 def _search(out: Path, *overrides: str) -> dict:

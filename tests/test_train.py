@@ -170,26 +170,30 @@ def test_supernet_training_writes_metrics_checkpoints_and_split(tmp_path):
         torch.testing.assert_close(supernet.eval()(x, arch), supernet.extract(arch).eval()(x), atol=1e-5, rtol=0)
 
 
-def test_resumed_run_equals_uninterrupted(tmp_path):
-    exact = ["data.augment=false", "trainer.max_epochs=2"]
+@pytest.mark.parametrize("accumulate", [1, 2])
+def test_resumed_run_equals_uninterrupted(tmp_path, accumulate):
+    """Stopped after epoch 0 and continued: with gradient accumulation over 5 batches an epoch, an
+    epoch is 3 optimizer steps (the last one of a single batch), which the resume must count."""
+    exact = ["data.augment=false", "trainer.max_epochs=2", "data.max_train=160",
+             f"trainer.accumulate_grad_batches={accumulate}"]
+    steps = 5 if accumulate == 1 else 3
     _run(tmp_path / "full", *exact)
     _run(tmp_path / "part", *exact, "+callbacks.interrupt._target_=tests.helpers.Interrupt", "+callbacks.interrupt.epochs=1")
-    assert len(read_archs(tmp_path / "part" / "sampled_archs.rank0.jsonl")) == 10
+    assert len(read_archs(tmp_path / "part" / "sampled_archs.rank0.jsonl")) == 5  # one line per batch
     _run(tmp_path / "part", *exact, f"ckpt_path={tmp_path / 'part' / 'checkpoints' / 'last.ckpt'}")
     full = read_archs(tmp_path / "full" / "sampled_archs.rank0.jsonl")
     part = read_archs(tmp_path / "part" / "sampled_archs.rank0.jsonl")
-    assert [s["step"] for s in part] == list(range(20))
+    assert len(part) == 10 and sorted({s["step"] for s in part}) == list(range(2 * steps))
     assert part == full  # the resumed run sampled exactly the same subnets at the same steps
     a = torch.load(tmp_path / "full" / "checkpoints" / "last.ckpt", weights_only=True)
     b = torch.load(tmp_path / "part" / "checkpoints" / "last.ckpt", weights_only=True)
-    assert a["global_step"] == b["global_step"] == 20
+    assert a["global_step"] == b["global_step"] == 2 * steps
     for k, v in a["state_dict"].items():
         torch.testing.assert_close(b["state_dict"][k], v, rtol=0, atol=1e-6, msg=k)
 
 
-def test_retrain_from_inherited_weights(tmp_path):
-    _run(tmp_path / "supernet")
-    supernet_ckpt = tmp_path / "supernet" / "checkpoints" / "last.ckpt"
+def test_retrain_from_inherited_weights(tmp_path, supernet_run):
+    supernet_ckpt = supernet_run / "checkpoints" / "last.ckpt"
     supernet = load_supernet(supernet_ckpt)
     arch = supernet.space.sample(torch.Generator().manual_seed(3))
     arch_file = arch.to_yaml(tmp_path / "arch.yaml")
@@ -421,6 +425,7 @@ def uninterrupted(tmp_path_factory) -> Path:
     return full
 
 
+@pytest.mark.slow  # reads the whole-process training the resume tests share (make test-fast skips it)
 @pytest.mark.xdist_group("uninterrupted")  # one worker trains the shared run once
 def test_a_short_real_training_learns(uninterrupted):
     """Learning sanity: 60 steps on 960 Fashion-MNIST images, one random subnet per step."""
@@ -460,6 +465,7 @@ def _assert_continued_exactly(full: Path, part: Path) -> None:
     assert logged == read_archs(full / "sampled_archs.rank0.jsonl")
 
 
+@pytest.mark.slow  # a whole entry-point process, killed (make test-fast skips it)
 @pytest.mark.xdist_group("uninterrupted")  # one worker trains the shared run once
 def test_sigterm_mid_epoch_exits_nonzero_and_the_identical_command_continues_exactly(tmp_path, uninterrupted):
     import signal
@@ -567,11 +573,10 @@ def test_imagenet_val_classes_must_match_train_classes(tmp_path):
         dm.setup("fit")
 
 
-def test_resuming_from_a_checkpoint_of_another_run_is_one_clear_line(tmp_path):
+def test_resuming_from_a_checkpoint_of_another_run_is_one_clear_line(tmp_path, supernet_run):
     from s3.train import prepare
 
-    _run(tmp_path / "supernet")
-    supernet = tmp_path / "supernet" / "checkpoints" / "last.ckpt"
+    supernet = supernet_run / "checkpoints" / "last.ckpt"
     truncated, text = tmp_path / "truncated.ckpt", tmp_path / "notes.ckpt"
     truncated.write_bytes(supernet.read_bytes()[:1000])
     text.write_text("not a checkpoint")

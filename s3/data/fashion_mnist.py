@@ -7,6 +7,7 @@ Looks in `root` when given, else in Debian's `dataset-fashion-mnist`
 
 from __future__ import annotations
 
+import functools
 import gzip
 from pathlib import Path
 
@@ -32,7 +33,15 @@ def _find(directory: Path, name: str) -> Path | None:
 
 
 def read_idx(path: Path) -> torch.Tensor:
-    """An IDX file (the MNIST format), gzipped or not, as a uint8 tensor."""
+    """An IDX file (the MNIST format), gzipped or not, as a uint8 tensor. Decoded once per process
+    and file version (a space search sets up its data for every iteration): callers must not
+    modify the tensor in place."""
+    stat = Path(path).stat()
+    return _decode_idx(Path(path).resolve(), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=8)
+def _decode_idx(path: Path, mtime_ns: int, size: int) -> torch.Tensor:
     raw = gzip.open(path, "rb").read() if path.suffix == ".gz" else path.read_bytes()
     if len(raw) < 8 or raw[:2] != b"\x00\x00" or raw[2] != 0x08:
         raise ValueError(f"{path} is not an unsigned-byte IDX file")
