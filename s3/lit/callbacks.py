@@ -41,7 +41,7 @@ class SampledArchLog(L.Callback):
             return
         archs = pl_module.last_archs
         self.dirpath.mkdir(parents=True, exist_ok=True)
-        line = json.dumps({"step": trainer.global_step - 1, "batch": batch_idx, "archs": [a.to_dict() for a in archs]})
+        line = json.dumps({"step": pl_module.last_step, "batch": batch_idx, "archs": [a.to_dict() for a in archs]})
         with open(self.dirpath / f"sampled_archs.rank{trainer.global_rank}.jsonl", "a") as f:
             f.write(line + "\n")
 

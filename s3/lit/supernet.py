@@ -55,7 +55,10 @@ class SupernetModule(RecipeModule):
             "random": self.space.sample(random.Random(f"s3-validation:{seed}")),
         }
         self.val_metrics = torch.nn.ModuleDict({k: self.accuracy_metrics() for k in VALIDATION_SUBNETS})
-        self.last_archs: list[Arch] = []  # the subnets the last training step trained (SampledArchLog writes them)
+        # the subnets the last training batch trained, and the optimizer step it counts towards (SampledArchLog
+        # writes them; under gradient accumulation several batches share one step)
+        self.last_archs: list[Arch] = []
+        self.last_step = -1
 
     def sample_archs(self, step: int, micro: int = 0) -> list[Arch]:
         archs = [self.space.largest(), self.space.smallest()] if self.sampling.sandwich else []
@@ -91,6 +94,7 @@ class SupernetModule(RecipeModule):
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         x, y = self.mix(batch)
+        self.last_step = self.global_step
         self.last_archs = self.sample_archs(self.global_step, batch_idx % self.trainer.accumulate_grad_batches)
         loss = self.subnets_loss(x, y, self.last_archs)
         self.log("train/loss", loss, prog_bar=True, sync_dist=False)
