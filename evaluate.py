@@ -10,7 +10,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from s3.cli import apply_extras, null_as_none, quiet_library_noise, user_errors_exit
+from s3.cli import apply_extras, null_as_none, quiet_library_noise, run_errors_exit, user_errors_exit
 from s3.evaluate import prepare, run
 
 
@@ -21,7 +21,8 @@ def main(cfg: DictConfig) -> float | None:
     prepared = user_errors_exit(prepare)(cfg)  # bad input: one line, exit 2, before any evaluation
     if prepared is None:  # a sweep's job with bad input: recorded, the sweep goes on
         return None
-    return run(cfg, *prepared).get("top1")
+    result = run_errors_exit(run)(cfg, *prepared)  # an unreadable image, a full disk: one line, exit 2
+    return None if result is None else result.get("top1")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from s3.cli import apply_extras, null_as_none, quiet_library_noise, user_errors_exit
+from s3.cli import apply_extras, null_as_none, quiet_library_noise, run_errors_exit, user_errors_exit
 from s3.search.session import SearchSession
 
 
@@ -23,8 +23,8 @@ def main(cfg: DictConfig) -> float | None:
     session = user_errors_exit(SearchSession.open)(cfg)  # bad input: one line, exit 2, before any evaluation
     if session is None:  # a sweep's job with bad input: recorded, the sweep goes on
         return None
-    result = session.run()
-    return result.get("best_search_top1")
+    result = run_errors_exit(session.run)()  # an unreadable image, a full disk: one line, exit 2
+    return None if result is None else result.get("best_search_top1")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from s3.cli import apply_extras, fail, null_as_none, quiet_library_noise, user_errors_exit
+from s3.cli import apply_extras, fail, null_as_none, quiet_library_noise, run_errors_exit, user_errors_exit
 from s3.train import fit, prepare
 
 
@@ -22,7 +22,9 @@ def main(cfg: DictConfig) -> float | None:
     prepared = user_errors_exit(prepare)(cfg)  # bad input: one line, exit 2, before any training
     if prepared is None:  # a sweep's job with bad input: recorded, the sweep goes on
         return None
-    metrics = fit(cfg, *prepared)
+    metrics = run_errors_exit(fit)(cfg, *prepared)  # an unreadable image, a full disk: one line, exit 2
+    if metrics is None:  # a sweep's job that stopped: recorded, the sweep goes on
+        return None
     if cfg.optimized_metric:  # what a Hydra sweeper (e.g. hparams_search with Optuna) optimizes
         if cfg.optimized_metric not in metrics:
             fail(f"optimized_metric={cfg.optimized_metric}: not a metric of this run; it has {sorted(metrics)}")

@@ -17,6 +17,9 @@ from omegaconf import DictConfig
 from omegaconf.errors import MissingMandatoryValue
 
 from s3.config import register_config_resolvers
+from s3.data.images import BadImageError, bad_image_message
+from s3.errors import RunStopped
+from s3.io import DiskFullError
 from s3.console import quiet_library_noise  # noqa: F401  (the entry points' import)
 from s3.lit.recipe import register_recipe_defaults
 from s3.lock import LOCK_FILE, OWNER_FILE
@@ -156,6 +159,25 @@ def user_errors_exit(fn):
                     raise
                 e = e.__cause__
             message = user_error_message(e)
+            if in_sweep():
+                record_failure(report(message))
+                return None
+            fail(message)
+
+    return wrapper
+
+
+def run_errors_exit(fn):
+    """Report a run that stopped for a reason its user can fix (`RunStopped`, or an unreadable
+    image or a full disk met outside a training) as one line and exit code 2; in a sweep the job
+    records it and returns None, so that the other jobs still run."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (RunStopped, BadImageError, DiskFullError) as e:
+            message = bad_image_message(e) if isinstance(e, BadImageError) else str(e)
             if in_sweep():
                 record_failure(report(message))
                 return None

@@ -15,7 +15,6 @@ from lightning.pytorch.callbacks import EarlyStopping
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
-from s3.cli import fail
 from s3.config import (
     build_loggers,
     check_fits_in_memory,
@@ -28,6 +27,7 @@ from s3.config import (
 )
 from s3.cost import count_params
 from s3.data.images import BadImageError, bad_image_message
+from s3.errors import RunStopped
 from s3.io import DiskFullError, atomic_path, atomic_write_text, remove_orphans
 from s3.lit.callbacks import PreemptionCheckpoint
 from s3.lit.supernet import SupernetModule
@@ -225,9 +225,9 @@ def _fit(cfg: DictConfig, datamodule, module, trainer, resume_from: str | None) 
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
     except BadImageError as e:  # last.ckpt holds the steps before it (PreemptionCheckpoint)
-        fail(f"{bad_image_message(e)}; then re-run the identical command to continue")
+        raise RunStopped(f"{bad_image_message(e)}; then re-run the identical command to continue") from None
     except DiskFullError as e:
-        fail(str(e))
+        raise RunStopped(str(e)) from None
     except SIGTERMException:
         log.warning("stopped at step %d; last.ckpt holds it: re-run the identical command to continue",
                     trainer.global_step)
