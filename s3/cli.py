@@ -17,10 +17,10 @@ from omegaconf import DictConfig
 from omegaconf.errors import MissingMandatoryValue
 
 from s3.config import register_config_resolvers
+from s3.console import quiet_library_noise  # noqa: F401  (the entry points' import)
 from s3.data.images import BadImageError, bad_image_message
 from s3.errors import RunStopped
 from s3.io import DiskFullError
-from s3.console import quiet_library_noise  # noqa: F401  (the entry points' import)
 from s3.lit.recipe import register_recipe_defaults
 from s3.lock import LOCK_FILE, OWNER_FILE
 from s3.precision import register_resolvers
