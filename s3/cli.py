@@ -1,6 +1,6 @@
-"""What the entry points share: user errors become one clear line and exit code 2, the config
-resolvers (`${cpu_precision:}`), the `search` schemas and the recipe's defaults are registered, and a Hydra callback
-refuses an unwritable run directory before Hydra itself writes into it."""
+"""What the entry points share: user errors become one clear line and exit code 2, `group=null`
+reads as the template's `group=none`, and a Hydra callback refuses an unwritable run directory
+before Hydra itself writes into it. (The configs are registered by the package: `s3.registry`.)"""
 
 from __future__ import annotations
 
@@ -16,31 +16,15 @@ from lightning.fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig
 from omegaconf.errors import MissingMandatoryValue
 
-from s3.config import register_config_resolvers
 from s3.console import quiet_library_noise  # noqa: F401  (the entry points' import)
 from s3.data.images import BadImageError, bad_image_message
 from s3.errors import RunStopped
 from s3.io import DiskFullError
-from s3.lit.recipe import register_recipe_defaults
 from s3.lock import LOCK_FILE, OWNER_FILE
-from s3.precision import register_resolvers
-from s3.search.configs import register_search_schemas
 from s3.sweep import in_sweep, record_failure
 
 log = logging.getLogger("s3")
 
-
-def register_configs() -> None:
-    """What Hydra needs before it composes an entry point's config. Called here, when an entry
-    point imports this module: a submitit worker composes its job's config too, and it imports this
-    module (unpickling the job) but never runs the entry point's own module code."""
-    register_resolvers()
-    register_config_resolvers()
-    register_search_schemas()
-    register_recipe_defaults()
-
-
-register_configs()
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 

@@ -11,10 +11,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
-from s3.cli import register_configs
 from tests.conftest import ROOT
-
-register_configs()
 
 # A few hundred Fashion-MNIST images: real data, seconds per run.
 FAST = ["data.max_train=320", "data.max_val=128", "data.batch_size=32", "data.eval_batch_size=128",
