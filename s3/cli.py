@@ -20,7 +20,7 @@ from s3.console import quiet_library_noise  # noqa: F401  (the entry points' imp
 from s3.data.images import BadImageError, bad_image_message
 from s3.errors import RunStopped
 from s3.io import DiskFullError
-from s3.lock import LOCK_FILE, OWNER_FILE
+from s3.run import LOCK_FILE, OWNER_FILE
 from s3.sweep import in_sweep, record_failure
 
 log = logging.getLogger("s3")

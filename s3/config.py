@@ -17,7 +17,6 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from s3.io import atomic_write_text
 from s3.space import Arch
 
 
@@ -159,26 +158,6 @@ def resolve_arch(cfg: DictConfig) -> Arch:
         return Arch.from_dict(OmegaConf.to_container(inline))
     raise ValueError("arch=null: one architecture (model=standalone, experiment=retrain) needs arch=path/to/arch.yaml "
                      "or a model preset such as model=s3_t")
-
-
-def save_resolved_config(cfg: DictConfig, directory: str | Path) -> Path:
-    """The fully resolved config (seed, space, constraints...) next to the outputs."""
-    return atomic_write_text(Path(directory) / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-
-
-def save_hydra_files(cfg: DictConfig, directory: str | Path) -> None:
-    """Hydra's record of the run (`.hydra/config.yaml`, `hydra.yaml`, `overrides.yaml`), written by
-    the run once it holds its directory's lock. Hydra itself would write it before the task starts
-    (`hydra.output_subdir`, null in conf/hydra/default.yaml), over the files of a run that holds
-    the directory and will refuse this one."""
-    if not HydraConfig.initialized():
-        return
-    hydra = HydraConfig.get()
-    task = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]) if "hydra" in cfg else cfg
-    out = Path(directory) / ".hydra"
-    atomic_write_text(out / "config.yaml", OmegaConf.to_yaml(task))
-    atomic_write_text(out / "hydra.yaml", OmegaConf.to_yaml({"hydra": hydra}))
-    atomic_write_text(out / "overrides.yaml", OmegaConf.to_yaml(hydra.overrides.task))
 
 
 def sweep_group() -> str | None:

@@ -3,7 +3,6 @@ inherited supernet weights. Reports top-1/top-5/loss, params, MACs and inference
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -19,15 +18,13 @@ from torch.utils import benchmark
 from s3.config import resolve_arch
 from s3.console import print_table
 from s3.cost import count_macs, count_params
-from s3.io import atomic_write_text
 from s3.lit import StandaloneModule
-from s3.lock import lock_run_dir
 from s3.models.checkpoint import SupernetCheckpoint, load_state_dict, read_checkpoint, to_native
+from s3.run import EVALUATION, RunDir
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("val", "search")
-RESULT = "evaluation.json"  # in the run directory: its presence marks the evaluation done
 
 
 def build_classifier(cfg: DictConfig) -> StandaloneModule:
@@ -48,11 +45,8 @@ def prepare(cfg: DictConfig):
         raise ValueError(f"split={cfg.split}: allowed {list(SPLITS)}")
     if cfg.throughput.batch_size < 1 or cfg.throughput.repeats < 1:
         raise ValueError(f"throughput={dict(cfg.throughput)}: batch_size and repeats must be >= 1")
-    out = Path(cfg.paths.output_dir)
-    lock_run_dir(out)  # one writer per run directory, as train.py and search.py: a second one is refused here
-    if (out / RESULT).is_file() and not cfg.get("overwrite"):
-        raise ValueError(f"{out} holds a finished evaluation ({RESULT}); pass overwrite=true to evaluate again "
-                         f"there, or choose another hydra.run.dir")
+    # one writer per run directory, as train.py and search.py: a second one, or a finished one, is refused here
+    RunDir.claim(cfg.paths.output_dir, EVALUATION, overwrite=bool(cfg.get("overwrite"))).record_hydra(cfg)
     datamodule = instantiate(cfg.data)
     datamodule.check("validate" if cfg.split == "val" else None)  # the val split needs no train set
     module = build_classifier(cfg)
@@ -99,7 +93,7 @@ def run(cfg: DictConfig, datamodule, module: StandaloneModule, trainer: L.Traine
                                  "bf16" in str(trainer.precision)),
         "throughput_batch": t.batch_size, "device": str(trainer.strategy.root_device),
     }
-    out = atomic_write_text(Path(cfg.paths.output_dir) / RESULT, json.dumps(result, indent=2))
+    out = RunDir(Path(cfg.paths.output_dir), EVALUATION).finish(result)
     table = Table(title=f"{arch}")
     for col in ("split", "images", "top-1 (%)", "top-5 (%)", "loss", "params (M)", "MACs (G)", "images/s"):
         table.add_column(col, justify="right")

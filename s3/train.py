@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import signal
 from pathlib import Path
@@ -10,7 +9,6 @@ from typing import Any, NamedTuple
 
 import lightning as L
 from hydra.utils import instantiate
-from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.callbacks import EarlyStopping
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
@@ -21,19 +19,17 @@ from s3.config import (
     check_run_config,
     closing,
     resolve_arch,
-    save_hydra_files,
-    save_resolved_config,
     trains_supernet,
 )
 from s3.cost import count_params
 from s3.data.images import BadImageError, bad_image_message
 from s3.errors import RunStopped
-from s3.io import DiskFullError, atomic_path, atomic_write_text, remove_orphans
+from s3.io import DiskFullError, atomic_path
 from s3.lit.callbacks import PreemptionCheckpoint
 from s3.lit.supernet import SupernetModule
-from s3.lock import lock_run_dir
 from s3.models import Supernet, load_supernet
 from s3.models.checkpoint import SupernetCheckpoint, read_checkpoint
+from s3.run import TRAINING, RunDir, save_resolved_config
 from s3.space import Arch, SearchSpace
 
 log = logging.getLogger(__name__)
@@ -66,10 +62,6 @@ def build_module(cfg: DictConfig) -> L.LightningModule:
     return module
 
 
-FINISHED = "finished.json"  # in the run directory: the run reached its max_epochs / max_steps
-OWNED = ("checkpoints/*.ckpt", "sampled_archs.rank*.jsonl", FINISHED)  # what overwrite=true removes
-
-
 def newest_checkpoint(directory: Path) -> Path | None:
     """The complete checkpoint of `directory` with the most optimizer steps; last.ckpt on a tie. A
     kill while last.ckpt was being written leaves the epoch checkpoint saved just before it newer."""
@@ -85,28 +77,15 @@ def newest_checkpoint(directory: Path) -> Path | None:
     return best[1] if best else None
 
 
-def continue_or_start(cfg: DictConfig) -> str | None:
-    """The checkpoint the run resumes from, if any. Re-running the identical command continues the
-    run (what a SLURM requeue does): without `ckpt_path`, an unfinished run in the output directory
-    resumes from its newest complete checkpoint. A finished run is not trained over (not even from
-    a `ckpt_path`) unless `overwrite=true`, which removes what the run wrote and starts afresh."""
-    out = Path(cfg.paths.output_dir)
-    if cfg.get("overwrite"):
-        own = [p for pattern in OWNED for p in out.glob(pattern)]
-        if cfg.get("ckpt_path") and Path(cfg.ckpt_path).resolve() in {p.resolve() for p in own}:
-            raise ValueError(f"ckpt_path={cfg.ckpt_path} lies in the run directory that overwrite=true clears; "
-                             f"copy it elsewhere first, or drop overwrite=true to continue from it")
-        for stale in own:
-            stale.unlink(missing_ok=True)
-        return cfg.get("ckpt_path")
-    if (out / FINISHED).is_file():
-        raise ValueError(f"{out} holds a finished run ({out / FINISHED}); pass overwrite=true to train it again "
-                         f"from scratch, or choose another hydra.run.dir")
+def continue_or_start(cfg: DictConfig, run_dir: RunDir) -> str | None:
+    """The checkpoint the claimed run resumes from, if any: `ckpt_path`, or re-running the identical
+    command (what a SLURM requeue does) continues an unfinished run from its newest complete
+    checkpoint. (`overwrite=true` has removed the earlier run's checkpoints: it starts afresh.)"""
     if cfg.get("ckpt_path"):
         return cfg.ckpt_path
-    newest = newest_checkpoint(out / "checkpoints")
+    newest = newest_checkpoint(run_dir.path / "checkpoints")
     if newest is not None:
-        log.info("continuing the unfinished run in %s from %s", out, newest)
+        log.info("continuing the unfinished run in %s from %s", run_dir.path, newest)
         return str(newest)
     return None
 
@@ -145,16 +124,14 @@ def prepare(cfg: DictConfig):
     trainer. The run directory is locked before anything is written into it."""
     check_run_config(cfg)
     L.seed_everything(cfg.seed, workers=True)
-    out = Path(cfg.paths.output_dir)
-    lock_run_dir(out)  # first: a run refused here has written nothing into another run's directory
-    check_writable(out / "checkpoints")
-    if getattr(rank_zero_only, "rank", 0) == 0:  # the lock's holder; DDP's other ranks re-run this script
-        for orphan in remove_orphans(out) + remove_orphans(out / "checkpoints"):
-            log.warning("removed %s, left by a process killed while writing it", orphan)
-        save_hydra_files(cfg, out)
+    # first: a run refused here has written nothing into another run's directory
+    run_dir = RunDir.claim(cfg.paths.output_dir, TRAINING, overwrite=bool(cfg.get("overwrite")),
+                           keep=("ckpt_path", cfg.get("ckpt_path")))
+    check_writable(run_dir.path / "checkpoints")
+    run_dir.record_hydra(cfg)
     datamodule = instantiate(cfg.data)
     datamodule.check()
-    resume = continue_or_start(cfg)
+    resume = continue_or_start(cfg, run_dir)
     if resume and not Path(resume).is_file():
         raise FileNotFoundError(f"ckpt_path={resume}: no such checkpoint to resume from")
     module = build_module(cfg)  # bad model options fail here, before the data is listed
@@ -179,7 +156,7 @@ def train_supernet(cfg: DictConfig, *, space: SearchSpace, out_dir: Path, epochs
     runs per iteration): a new run starts from every overlapping slice of `init_from`, an
     interrupted one resumes from its newest checkpoint, a finished one is read back."""
     last = out_dir / "checkpoints" / "last.ckpt"
-    if (out_dir / FINISHED).is_file() and last.is_file():
+    if RunDir(out_dir, TRAINING).finished and last.is_file():
         return load_supernet(last)
     started = any((out_dir / "checkpoints").glob("*.ckpt"))
     changes: dict[str, Any] = {
@@ -221,7 +198,7 @@ def _fit(cfg: DictConfig, datamodule, module, trainer, resume_from: str | None) 
     for logger in trainer.loggers:
         logger.log_hyperparams(resolved)
     if trainer.is_global_zero:
-        save_resolved_config(cfg, Path(cfg.paths.output_dir) / "checkpoints")
+        save_resolved_config(cfg, Path(cfg.paths.output_dir) / "checkpoints")  # what supernet=latest reads
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
     except BadImageError as e:  # last.ckpt holds the steps before it (PreemptionCheckpoint)
@@ -245,8 +222,7 @@ def _fit(cfg: DictConfig, datamodule, module, trainer, resume_from: str | None) 
         or (trainer.max_steps not in (None, -1) and trainer.global_step >= trainer.max_steps)
         or any(isinstance(c, EarlyStopping) and c.stopped_epoch > 0 for c in trainer.callbacks))  # done by its rule
     if trainer.is_global_zero and finished:
-        atomic_write_text(Path(cfg.paths.output_dir) / FINISHED, json.dumps({"global_step": trainer.global_step,
-                                                                            **metrics}))
+        RunDir(Path(cfg.paths.output_dir), TRAINING).finish({"global_step": trainer.global_step, **metrics})
     if cfg.get("test"):  # the template's test=true: the final weights on the data module's test split
         log.info("test=true: the final weights on %s", getattr(datamodule, "test_split", "the test split"))
         tested = trainer.test(module, datamodule=datamodule, verbose=False)

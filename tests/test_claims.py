@@ -128,7 +128,10 @@ def _touch(path, mtime: float, text: str = "{}"):
 
 
 def test_resume_true_continues_the_newest_unfinished_search(tmp_path):
-    from s3.search.session import RESULT_FILE, STATE_FILE, resume_dir
+    from s3.run import SEARCH
+    from s3.search.session import resume_dir
+
+    STATE_FILE, RESULT_FILE = SEARCH.state, SEARCH.marker
 
     runs = tmp_path / "logs" / "search" / "runs"
     _touch(runs / "old" / STATE_FILE, 1_000)

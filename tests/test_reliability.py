@@ -220,7 +220,7 @@ def test_pool_scores_of_another_supernet_are_not_read_back(tmp_path, caplog):
 
 
 def _hold_lock(directory: Path) -> subprocess.Popen:
-    code = ("import sys, time; from s3.lock import lock_run_dir; lock_run_dir(sys.argv[1]); "
+    code = ("import sys, time; from s3.run import lock_run_dir; lock_run_dir(sys.argv[1]); "
             "print('locked', flush=True); time.sleep(120)")
     holder = subprocess.Popen([sys.executable, "-c", code, str(directory)], env=ENV, stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "locked"

@@ -171,7 +171,7 @@ def test_supernet_training_writes_metrics_checkpoints_and_split(tmp_path):
 
 
 @pytest.mark.parametrize("accumulate", [1, 2])
-def test_resumed_run_equals_uninterrupted(tmp_path, accumulate):
+def test_resumed_run_equals_uninterrupted(tmp_path, accumulate, monkeypatch):
     """Stopped after epoch 0 and continued: with gradient accumulation over 5 batches an epoch, an
     epoch is 3 optimizer steps (the last one of a single batch), which the resume must count."""
     exact = ["data.augment=false", "trainer.max_epochs=2", "data.max_train=160",
@@ -180,7 +180,10 @@ def test_resumed_run_equals_uninterrupted(tmp_path, accumulate):
     _run(tmp_path / "full", *exact)
     _run(tmp_path / "part", *exact, "+callbacks.interrupt._target_=tests.helpers.Interrupt", "+callbacks.interrupt.epochs=1")
     assert len(read_archs(tmp_path / "part" / "sampled_archs.rank0.jsonl")) == 5  # one line per batch
+    step, trained = SupernetModule.training_step, []
+    monkeypatch.setattr(SupernetModule, "training_step", lambda self, batch, i: trained.append(i) or step(self, batch, i))
     _run(tmp_path / "part", *exact, f"ckpt_path={tmp_path / 'part' / 'checkpoints' / 'last.ckpt'}")
+    assert trained == [0, 1, 2, 3, 4]  # epoch 1's batches only: a run started afresh would also equal `full` below
     full = read_archs(tmp_path / "full" / "sampled_archs.rank0.jsonl")
     part = read_archs(tmp_path / "part" / "sampled_archs.rank0.jsonl")
     assert len(part) == 10 and sorted({s["step"] for s in part}) == list(range(2 * steps))
@@ -300,6 +303,8 @@ def test_data_module_yields_normalised_32x32_rgb(tmp_path):
     whole.setup("fit")
     search, train = set(whole.search_set.indices), set(whole.train_set.indices)
     assert len(search) == 1_000 and len(train) == 59_000 and not search & train and search | train == set(range(60_000))
+    held_out = whole.search_set.dataset.labels[whole.search_set.indices]
+    assert held_out.bincount().tolist() == [100] * 10  # data.search_per_class=100 of every class, not any 1,000
 
 
 def test_sweep_runs_share_a_wandb_group(tmp_path):
@@ -451,6 +456,9 @@ def _stop_mid_epoch(proc: subprocess.Popen, out: Path, signum) -> None:
 
 def _assert_continued_exactly(full: Path, part: Path) -> None:
     assert _train_process(part, *LIFECYCLE).wait(300) == 0  # the identical command, as a requeue runs it
+    # it resumed (a re-run started afresh would also end on `full`'s weights and log, same seed)
+    assert f"continuing the unfinished run in {part} from {part / 'checkpoints' / 'last.ckpt'}" in \
+        (part / "train.log").read_text()
     assert sorted(p.name for p in (part / "checkpoints").glob("last*.ckpt")) == ["last.ckpt"]  # no stale last
     a = torch.load(full / "checkpoints" / "last.ckpt", weights_only=True)
     b = torch.load(part / "checkpoints" / "last.ckpt", weights_only=True)
@@ -652,7 +660,7 @@ def test_a_second_writer_of_a_run_directory_is_refused_until_the_first_one_ends(
     from s3.search.session import SearchSession
 
     run_dir = tmp_path / "run"
-    code = "import sys, time; from s3.lock import lock_run_dir; lock_run_dir(sys.argv[1]); print('locked', flush=True); time.sleep(300)"
+    code = "import sys, time; from s3.run import lock_run_dir; lock_run_dir(sys.argv[1]); print('locked', flush=True); time.sleep(300)"
     holder = subprocess.Popen([sys.executable, "-c", code, str(run_dir)], cwd=ROOT, stdout=subprocess.PIPE)
     try:
         assert holder.stdout.readline().strip() == b"locked"
@@ -682,6 +690,7 @@ def test_a_stopped_multirun_continues_each_job_in_its_sweep_subdirectory(tmp_pat
     assert 0 < stopped < 60 and not (sweep / "1").exists()
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)  # the requeue
     assert proc.returncode == 0, proc.stderr[-2000:]
+    assert f"from {sweep / '0' / 'checkpoints' / 'last.ckpt'}" in (sweep / "0" / "train.log").read_text()  # resumed
     resumed = torch.load(sweep / "0" / "checkpoints" / "last.ckpt", weights_only=True)
     full = torch.load(uninterrupted / "checkpoints" / "last.ckpt", weights_only=True)  # seed 42, one process
     for k, v in full["state_dict"].items():

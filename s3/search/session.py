@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import shutil
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -18,21 +17,18 @@ from typing import Any
 import lightning as L
 from hydra.utils import instantiate
 from lightning.fabric.strategies import STRATEGY_REGISTRY, DDPStrategy, Strategy
-from lightning.fabric.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from s3.config import (
     build_loggers,
     check_run_config,
     close_loggers,
-    save_hydra_files,
-    save_resolved_config,
     sweep_group,
     trains_supernet,
 )
-from s3.io import atomic_write_text, file_sha256, read_json, remove_orphans
-from s3.lock import lock_run_dir
+from s3.io import atomic_write_text, file_sha256, read_json
 from s3.models import Supernet, SupernetCheckpoint
+from s3.run import SEARCH, TRAINING, RunDir, save_resolved_config
 from s3.search import arch_search, space_search
 from s3.search.configs import ETErrorSearch, Evaluation, SpaceSearch, search_config
 from s3.search.constraints import Constraints
@@ -42,14 +38,7 @@ from s3.sweep import override_key
 
 log = logging.getLogger(__name__)
 
-STATE_FILE = "search_state.json"
-IDENTITY_FILE = "search_identity.json"
-RESULT_FILE = "result.json"
-# What a search writes into its run directory: overwrite=true removes all of it, so that nothing of
-# an earlier search (scored pools, iteration supernets, plots) is read back or left beside the new one.
-OWNED = (STATE_FILE, IDENTITY_FILE, RESULT_FILE, "config.yaml", "search_split.json", "*_split.*.pt", "archs.csv",
-         "history.csv", "picks.csv", "top", "pareto.png", "history.png", "iter*", "searched_space.yaml", "conf",
-         "et_error.png", "report.md")
+IDENTITY_FILE = "search_identity.json"  # (s3.run.SEARCH: what else a search writes, and what overwrite=true removes)
 STATE_KEYS = {"space": ("iterations",), "et_error": (),
               "evolution": ("seed", "generation", "space", "candidates", "history", "rng", "cache")}
 # Data settings that change only speed or placement, never which images or values a search sees.
@@ -75,34 +64,25 @@ def resume_dir(cfg: DictConfig) -> Path:
     the command line, the newest run of this task that left an unfinished search state (so
     `python search.py resume=true` just continues). A named directory is always the one continued."""
     out = Path(cfg.paths.output_dir)
-    if not cfg.get("resume") or (out / STATE_FILE).is_file() or explicit_run_dir():
+    if not cfg.get("resume") or (out / SEARCH.state).is_file() or explicit_run_dir():
         return out
-    for state in sorted(Path(cfg.paths.log_dir).glob(f"{cfg.task_name}/runs/*/{STATE_FILE}"),
+    for state in sorted(Path(cfg.paths.log_dir).glob(f"{cfg.task_name}/runs/*/{SEARCH.state}"),
                         key=lambda p: p.stat().st_mtime, reverse=True):
-        if not (state.parent / RESULT_FILE).is_file():
+        if not RunDir(state.parent, SEARCH).finished:
             log.info("resume=true: continuing %s", state.parent)
             return state.parent
     log.info("resume=true: no unfinished search under %s/%s/runs; starting afresh", cfg.paths.log_dir, cfg.task_name)
     return out
 
 
-def claim_run_dir(cfg: DictConfig) -> Path:
-    """The run directory, locked before anything is written into it. Re-running the identical
-    command continues the search saved there (what a SLURM requeue does); a finished one is refused
-    in one line; `overwrite=true` removes everything an earlier search wrote there and starts afresh."""
-    work = resume_dir(cfg)
-    lock_run_dir(work)  # first: a search refused here has written nothing into another run's directory
-    if getattr(rank_zero_only, "rank", 0) != 0:  # DDP's other ranks: the holder has claimed the directory
-        return work
-    remove_orphans(work)
-    if cfg.get("overwrite"):
-        for stale in sorted({p for pattern in OWNED for p in work.glob(pattern)}):
-            shutil.rmtree(stale) if stale.is_dir() else stale.unlink(missing_ok=True)
-    elif (work / RESULT_FILE).is_file():
-        raise ValueError(f"{work} holds a finished search ({RESULT_FILE}); pass overwrite=true to run it again, "
-                         f"or choose another hydra.run.dir")
-    save_hydra_files(cfg, work)
-    return work
+def claim_run_dir(cfg: DictConfig) -> RunDir:
+    """The search's run directory, claimed (`s3.run`): re-running the identical command continues
+    the search saved there (what a SLURM requeue does), a finished one is refused in one line, and
+    `overwrite=true` removes everything an earlier search wrote there (scored pools, iteration
+    supernets, plots), so that nothing of it is read back or left beside the new one."""
+    run_dir = RunDir.claim(resume_dir(cfg), SEARCH, overwrite=bool(cfg.get("overwrite")))
+    run_dir.record_hydra(cfg)
+    return run_dir
 
 
 def search_identity(cfg: DictConfig, search: Evaluation, supernet: Path | None) -> dict:
@@ -127,7 +107,7 @@ def check_identity(work: Path, identity: dict) -> None:
     saved = work / IDENTITY_FILE
     if not saved.is_file():
         return
-    fix = f"delete it and {STATE_FILE} to start afresh there, or pass overwrite=true"
+    fix = f"delete it and {SEARCH.state} to start afresh there, or pass overwrite=true"
     theirs = read_json(saved, "search identity", ("seed", "space", "data", "search"), fix)
     differ = sorted(k for k in set(theirs) | set(identity) if theirs.get(k) != identity.get(k))
     if differ:
@@ -140,8 +120,6 @@ def resolve_supernet(cfg: DictConfig, space: SearchSpace) -> Path:
     """`supernet=path`, or `supernet=latest`: the newest *finished* supernet run under paths.log_dir
     (its `finished.json`: not a fast_dev_run, not a stopped one) whose space contains the requested
     one (read from the config saved beside its checkpoints)."""
-    from s3.train import FINISHED
-
     if cfg.supernet != "latest":
         path = Path(cfg.supernet)
         if not path.is_file():
@@ -155,7 +133,7 @@ def resolve_supernet(cfg: DictConfig, space: SearchSpace) -> Path:
         trained = _trained_space(config_file) if ckpt.is_file() else None
         if trained is None or space_mismatch(space, trained):
             continue
-        if not (config_file.parent.parent / FINISHED).is_file():
+        if not RunDir(config_file.parent.parent, TRAINING).finished:
             unfinished.append(ckpt)
             continue
         log.info("supernet=latest: %s", ckpt)
@@ -279,7 +257,7 @@ class SearchSession:
 
     cfg: DictConfig            # this run's own config: its paths.output_dir is `work`
     search: Evaluation         # the typed `search` node: EvolutionSearch, RandomSearch, SpaceSearch, ETErrorSearch
-    work: Path
+    run_dir: RunDir
     identity: dict
     space: SearchSpace
     constraints: Constraints
@@ -301,7 +279,8 @@ class SearchSession:
         constraints = build_constraints(cfg, space)
         data = build_data(cfg)
         ckpt = None if isinstance(search, SpaceSearch) else resolve_supernet(cfg, space)
-        work = claim_run_dir(cfg)
+        run_dir = claim_run_dir(cfg)
+        work = run_dir.path
         setup_data(data, work)
         supernet = None
         if ckpt is not None:
@@ -311,7 +290,7 @@ class SearchSession:
         identity = search_identity(cfg, search, ckpt)
         check_identity(work, identity)
         own = OmegaConf.merge(cfg, {"paths": {"output_dir": str(work)}})  # resume=true may pick another directory
-        session = cls(own, search, work, identity, space, constraints, data, supernet, ckpt)
+        session = cls(own, search, run_dir, identity, space, constraints, data, supernet, ckpt)
         session.saved_state()  # a truncated or foreign state file: one line now, not after the first generation
         return session
 
@@ -344,26 +323,23 @@ class SearchSession:
     def zero(self) -> bool:
         return self.fabric is None or self.fabric.global_rank == 0
 
-    # -- resume state and result -----------------------------------------------------------------
     @property
-    def state_file(self) -> Path:
-        return self.work / STATE_FILE
+    def work(self) -> Path:
+        return self.run_dir.path
 
+    # -- resume state and result -----------------------------------------------------------------
     def saved_state(self) -> dict | None:
-        if not self.state_file.is_file():
-            return None
         kind = self.search.kind if self.search.kind in STATE_KEYS else "evolution"  # random: evolution's state
-        return read_json(self.state_file, f"{kind} search state", STATE_KEYS[kind],
-                         f"it cannot be continued: delete it (and {IDENTITY_FILE}) to start the search afresh in "
-                         f"{self.work}, or pass overwrite=true")
+        return self.run_dir.read_state(f"{kind} search state", STATE_KEYS[kind],
+                                       f"it cannot be continued: delete it (and {IDENTITY_FILE}) to start the search "
+                                       f"afresh in {self.work}, or pass overwrite=true")
 
     def save_state(self, state: dict) -> None:
-        if self.zero:
-            atomic_write_text(self.state_file, json.dumps(state))
+        self.run_dir.write_state(state)
 
     def write_result(self, result: dict) -> None:
         """result.json, last: its presence marks the search finished."""
-        atomic_write_text(self.work / RESULT_FILE, json.dumps(result, indent=2, default=str))
+        self.run_dir.finish(result)
 
     # -- loggers -----------------------------------------------------------------------------------
     @property

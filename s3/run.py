@@ -1,0 +1,162 @@
+"""A run's directory, for every entry point: one writer at a time, claiming it, the marker of a
+finished run, the resume state and the run's records.
+
+- **One writer.** Two runs in one directory would mix their checkpoints, states and results, so a
+  run takes an exclusive lock on `<dir>/.lock` (filelock: an advisory lock the operating system
+  releases when the process ends, however it ends, so a preempted run never leaves a stale lock)
+  and records its owner (pid@host) beside it for the refusal message. Only global rank zero locks:
+  the other ranks of a DDP run write into the same directory as its workers.
+- **Claiming.** The lock first (a refused run has written nothing into another run's directory),
+  then the temporaries of a killed writer are removed, and then either `overwrite=true` removes
+  everything an earlier run of this kind wrote there, or a finished run (its marker file) is
+  refused in one line. Re-running the identical command in an unfinished directory continues it.
+- **Records.** Hydra's `.hydra/` files (written here, once the lock is held, not by Hydra before
+  the task starts), the resolved `config.yaml`, the resume state and the marker, all atomic.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import socket
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock, Timeout
+from hydra.core.hydra_config import HydraConfig
+from lightning.fabric.utilities.rank_zero import rank_zero_only
+from omegaconf import DictConfig, OmegaConf
+
+from s3.io import atomic_write_text, read_json, remove_orphans
+
+log = logging.getLogger(__name__)
+
+LOCK_FILE = ".lock"
+OWNER_FILE = ".lock.owner"  # apart from the lock file, which a refused locker's open truncates
+_held: dict[Path, FileLock] = {}  # directory -> its lock, held for the process's life
+
+
+def is_rank_zero() -> bool:
+    """Global rank zero (also outside any distributed run): the process that owns the directory."""
+    return getattr(rank_zero_only, "rank", 0) == 0
+
+
+def lock_run_dir(directory: str | Path) -> None:
+    """Take the run directory's lock, or raise ValueError naming its owner (rank zero only)."""
+    directory = Path(directory).resolve()
+    if not is_rank_zero() or directory in _held:
+        return
+    lock = FileLock(directory / LOCK_FILE, is_singleton=False)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        lock.acquire(timeout=0)
+    except Timeout:
+        owner_file = directory / OWNER_FILE
+        owner = (owner_file.read_text().strip() if owner_file.is_file() else "") or "unknown"
+        raise ValueError(f"{directory} is in use by another run ({owner}); two runs in one directory would mix "
+                         f"their results: wait for it to end, or choose another hydra.run.dir") from None
+    except OSError as e:
+        raise ValueError(f"{directory}: cannot write there ({e.strerror or e}); set hydra.run.dir (or "
+                         f"paths.log_dir) to a writable directory") from None
+    atomic_write_text(directory / OWNER_FILE, f"{os.getpid()}@{socket.gethostname()}\n")
+    _held[directory] = lock
+
+
+@dataclass(frozen=True)
+class RunKind:
+    """What one entry point's run writes: `marker` (present: the run finished), `owned` (what
+    `overwrite=true` removes, glob patterns), `state` (its resume state, if it has one) and
+    `subdirs` (where it writes atomically besides the directory itself)."""
+
+    name: str
+    marker: str
+    owned: tuple[str, ...]
+    state: str | None = None
+    subdirs: tuple[str, ...] = ()
+
+
+TRAINING = RunKind("run", "finished.json", ("checkpoints/*.ckpt", "sampled_archs.rank*.jsonl", "finished.json"),
+                   subdirs=("checkpoints",))
+SEARCH = RunKind("search", "result.json", (
+    "search_state.json", "search_identity.json", "result.json", "config.yaml", "search_split.json", "*_split.*.pt",
+    "archs.csv", "history.csv", "picks.csv", "top", "pareto.png", "history.png", "iter*", "searched_space.yaml",
+    "conf", "et_error.png", "report.md"), state="search_state.json")
+EVALUATION = RunKind("evaluation", "evaluation.json", ("evaluation.json",))
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """A claimed run directory (`RunDir.claim`)."""
+
+    path: Path
+    kind: RunKind
+
+    @classmethod
+    def claim(cls, path: str | Path, kind: RunKind, overwrite: bool = False,
+              keep: tuple[str, str | Path | None] = ("", None)) -> RunDir:
+        """Lock `path` and claim it for a run of `kind`: a finished run is refused unless
+        `overwrite`, which removes what an earlier run wrote there. `keep` = (key, file) names an
+        input the run reads that must not lie among what overwrite removes (train.py's
+        `ckpt_path`)."""
+        run = cls(Path(path), kind)
+        lock_run_dir(run.path)
+        if not is_rank_zero():  # DDP's other ranks: the holder has claimed the directory
+            return run
+        for directory in (run.path, *(run.path / s for s in kind.subdirs)):
+            for orphan in remove_orphans(directory):
+                log.warning("removed %s, left by a process killed while writing it", orphan)
+        if overwrite:
+            owned = sorted({p for pattern in kind.owned for p in run.path.glob(pattern)})
+            key, kept = keep
+            if kept and Path(kept).resolve() in {p.resolve() for p in owned}:
+                raise ValueError(f"{key}={kept} lies in the run directory that overwrite=true clears; copy it "
+                                 f"elsewhere first, or drop overwrite=true to continue from it")
+            for stale in owned:
+                shutil.rmtree(stale) if stale.is_dir() else stale.unlink(missing_ok=True)
+        elif run.finished:
+            raise ValueError(f"{run.path} holds a finished {kind.name} ({kind.marker}); pass overwrite=true to run it "
+                             f"again from scratch, or choose another hydra.run.dir")
+        return run
+
+    # -- the finished marker ---------------------------------------------------------------------
+    @property
+    def finished(self) -> bool:
+        return (self.path / self.kind.marker).is_file()
+
+    def finish(self, record: dict[str, Any]) -> Path:
+        """The marker, written last and atomically: its presence says the run finished."""
+        return atomic_write_text(self.path / self.kind.marker, json.dumps(record, indent=2, default=str))
+
+    # -- the resume state ------------------------------------------------------------------------
+    def read_state(self, what: str, keys: Sequence[str], fix: str) -> dict | None:
+        """The saved resume state, None if there is none; a truncated or foreign file: one line."""
+        state = self.path / self.kind.state
+        return read_json(state, what, tuple(keys), fix) if state.is_file() else None
+
+    def write_state(self, state: dict) -> None:
+        if is_rank_zero():
+            atomic_write_text(self.path / self.kind.state, json.dumps(state))
+
+    # -- the records -----------------------------------------------------------------------------
+    def record_hydra(self, cfg: DictConfig) -> None:
+        """Hydra's record of the run (`.hydra/config.yaml`, `hydra.yaml`, `overrides.yaml`), written
+        once the run holds the lock: Hydra itself would write it before the task starts
+        (`hydra.output_subdir`, null in conf/hydra/default.yaml), over the files of a run that holds
+        the directory and will refuse this one."""
+        if not HydraConfig.initialized() or not is_rank_zero():
+            return
+        hydra = HydraConfig.get()
+        task = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]) if "hydra" in cfg else cfg
+        out = self.path / ".hydra"
+        atomic_write_text(out / "config.yaml", OmegaConf.to_yaml(task))
+        atomic_write_text(out / "hydra.yaml", OmegaConf.to_yaml({"hydra": hydra}))
+        atomic_write_text(out / "overrides.yaml", OmegaConf.to_yaml(hydra.overrides.task))
+
+
+def save_resolved_config(cfg: DictConfig, directory: str | Path) -> Path:
+    """The fully resolved config (seed, space, constraints...) next to the outputs."""
+    return atomic_write_text(Path(directory) / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
