@@ -155,7 +155,7 @@ def test_resume_true_continues_the_newest_unfinished_search(tmp_path):
 def test_supernet_latest_takes_the_newest_finished_supernet_of_the_requested_space(tmp_path):
     from omegaconf import OmegaConf
 
-    from s3.search.session import resolve_supernet
+    from s3.search.inputs import resolve_supernet
     from s3.space import SearchSpace
     from tests.conftest import SPACES
 

@@ -329,7 +329,7 @@ def test_data_max_train_counts_training_images_and_zero_is_refused(tmp_path):
 
 
 def test_supernet_latest_takes_finished_trainings_only(tmp_path):
-    from s3.search.session import resolve_supernet
+    from s3.search.inputs import resolve_supernet
     from s3.space import SearchSpace
 
     logs = tmp_path / "logs"

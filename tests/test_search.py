@@ -412,7 +412,8 @@ def test_mmap_cached_split_round_trips(tmp_path):
 def test_mmap_split_cache_is_keyed_by_what_defines_it(tmp_path):
     import lightning as L
 
-    from s3.search.session import build_data, cached_split, setup_data
+    from s3.search.devices import cached_split
+    from s3.search.inputs import build_data, setup_data
 
     fabric = L.Fabric(accelerator="cpu", devices=1)
 
@@ -553,7 +554,7 @@ def test_a_killed_search_process_continues_on_the_identical_command(tmp_path, su
     (["trainer=ddp_cpu", "trainer.strategy._target_=lightning.pytorch.strategies.FSDPStrategy"], "DDPStrategy", 2, None),
 ])
 def test_the_search_fabric_follows_the_trainer_config(tmp_path, overrides, strategy, world, backend):
-    from s3.search.session import build_fabric
+    from s3.search.devices import build_fabric
 
     fabric = build_fabric(compose_cfg([*FAST, *overrides], tmp_path, config_name="search"))
     assert type(fabric.strategy).__name__ == strategy and fabric.world_size == world
@@ -864,7 +865,7 @@ def test_random_preset_is_evolution_without_variation(tmp_path):
 @pytest.mark.parametrize("size", ["t", "s", "b"])
 def test_imagenet_space_search_starts_from_a_wide_initial_space(size, tmp_path):
     from s3.cost import count_params
-    from s3.search.session import build_constraints
+    from s3.search.inputs import build_constraints
     from tests.conftest import released_arch
 
     cfg = compose_cfg([f"experiment=space_{size}"], tmp_path, config_name="search")
@@ -891,7 +892,7 @@ def test_imagenet_space_search_starts_from_a_wide_initial_space(size, tmp_path):
 
 def test_embedded_initial_space_is_wide_and_its_budget_band_forces_trade_offs(tmp_path):
     from s3.cost import count_params
-    from s3.search.session import build_constraints
+    from s3.search.inputs import build_constraints
 
     cfg = compose_cfg(["search=space", "space=wide", "constraints=band_1m"], tmp_path, config_name="search")
     space = SearchSpace.from_dict(cfg.space)

@@ -22,7 +22,7 @@ from s3.search.report import (
 from s3.sweep import override_key
 
 if TYPE_CHECKING:
-    from s3.search.session import SearchSession
+    from s3.search.context import SearchContext
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ def retrain_command(arch_yaml: str | Path) -> str:
     return " ".join(["python train.py", f"experiment={experiment}", f"arch={arch_yaml}", *kept])
 
 
-def run_arch_search(run: SearchSession) -> dict:
+def run_arch_search(run: SearchContext) -> dict:
     """`run.search` (an EvolutionSearch: evolution, or random search) on the session's supernet."""
     cfg, work, config = run.cfg, run.work, run.search
     evaluator = run.evaluator()
@@ -72,7 +72,7 @@ def run_arch_search(run: SearchSession) -> dict:
     return finish(run, evaluator, evo, picks)
 
 
-def finish(run: SearchSession, evaluator: CandidateEvaluator, evo: Evolution, picks: list[ArchRecord]) -> dict:
+def finish(run: SearchContext, evaluator: CandidateEvaluator, evo: Evolution, picks: list[ArchRecord]) -> dict:
     """Validation top-1 of the picks only, then the files: top-k YAMLs, CSVs, plots, result.json."""
     measured = []
     with progress_bar(f"validating the {len(picks)} picks", len(picks), enabled=run.zero) as advance:

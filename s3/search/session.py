@@ -7,7 +7,6 @@ its cached splits, the evaluators and the loggers."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from dataclasses import asdict, dataclass, field, fields
@@ -15,8 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-from hydra.utils import instantiate
-from lightning.fabric.strategies import STRATEGY_REGISTRY, DDPStrategy, Strategy
 from omegaconf import DictConfig, OmegaConf
 
 from s3.config import (
@@ -24,16 +21,24 @@ from s3.config import (
     check_run_config,
     close_loggers,
     sweep_group,
-    trains_supernet,
 )
 from s3.io import atomic_write_text, file_sha256, read_json
 from s3.models import Supernet, SupernetCheckpoint
-from s3.run import SEARCH, TRAINING, RunDir, save_resolved_config
+from s3.run import SEARCH, RunDir, save_resolved_config
 from s3.search import arch_search, space_search
 from s3.search.configs import ETErrorSearch, Evaluation, SpaceSearch, search_config
 from s3.search.constraints import Constraints
+from s3.search.devices import cached_split, fabric_strategy, make_fabric
 from s3.search.evaluator import CachedSplit, CandidateEvaluator
-from s3.space import SearchSpace, space_mismatch
+from s3.search.inputs import (
+    build_constraints,
+    build_data,
+    check_split_unseen,
+    data_settings,
+    resolve_supernet,
+    setup_data,
+)
+from s3.space import SearchSpace
 from s3.sweep import override_key
 
 log = logging.getLogger(__name__)
@@ -41,8 +46,6 @@ log = logging.getLogger(__name__)
 IDENTITY_FILE = "search_identity.json"  # (s3.run.SEARCH: what else a search writes, and what overwrite=true removes)
 STATE_KEYS = {"space": ("iterations",), "et_error": (),
               "evolution": ("seed", "generation", "space", "candidates", "history", "rng", "cache")}
-# Data settings that change only speed or placement, never which images or values a search sees.
-DATA_SPEED_KEYS = frozenset({"split_dir", "batch_size", "eval_batch_size", "num_workers", "pin_memory"})
 SEARCH_SPEED_KEYS = frozenset(f.name for f in fields(Evaluation))
 
 
@@ -92,7 +95,7 @@ def search_identity(cfg: DictConfig, search: Evaluation, supernet: Path | None) 
         return OmegaConf.to_container(node, resolve=True)
 
     identity = {"seed": cfg.seed, "space": plain(cfg.space), "constraints": plain(cfg.constraints),
-                "data": {k: v for k, v in plain(cfg.data).items() if k not in DATA_SPEED_KEYS},
+                "data": data_settings(cfg),
                 "search": {"kind": search.kind,
                            **{k: v for k, v in asdict(search).items() if k not in SEARCH_SPEED_KEYS}}}
     if supernet is not None:
@@ -113,141 +116,6 @@ def check_identity(work: Path, identity: dict) -> None:
     if differ:
         raise ValueError(f"{work} holds a search started with other settings ({', '.join(differ)}): it cannot "
                          f"continue this one ({saved}); choose another hydra.run.dir, or overwrite=true to start afresh")
-
-
-# -- the inputs ------------------------------------------------------------------------------------
-def resolve_supernet(cfg: DictConfig, space: SearchSpace) -> Path:
-    """`supernet=path`, or `supernet=latest`: the newest *finished* supernet run under paths.log_dir
-    (its `finished.json`: not a fast_dev_run, not a stopped one) whose space contains the requested
-    one (read from the config saved beside its checkpoints)."""
-    if cfg.supernet != "latest":
-        path = Path(cfg.supernet)
-        if not path.is_file():
-            raise FileNotFoundError(f"supernet={path}: no such checkpoint")
-        return path
-    runs = sorted(Path(cfg.paths.log_dir).glob("*/runs/*/checkpoints/config.yaml"),
-                  key=lambda p: p.stat().st_mtime, reverse=True)
-    unfinished = []
-    for config_file in runs:
-        ckpt = config_file.parent / "last.ckpt"
-        trained = _trained_space(config_file) if ckpt.is_file() else None
-        if trained is None or space_mismatch(space, trained):
-            continue
-        if not RunDir(config_file.parent.parent, TRAINING).finished:
-            unfinished.append(ckpt)
-            continue
-        log.info("supernet=latest: %s", ckpt)
-        return ckpt
-    hint = (f" ({len(unfinished)} unfinished, e.g. {unfinished[0]}: continue its training, or pass it as "
-            f"supernet=... to search it as it is)" if unfinished else "")
-    raise FileNotFoundError(
-        f"supernet=latest: no finished supernet training for this space under {cfg.paths.log_dir}/*/runs/{hint}. "
-        f"Train one first (`python train.py`, same space and data), or pass supernet=path/to/last.ckpt"
-    )
-
-
-def _trained_space(config_file: Path) -> SearchSpace | None:
-    cfg = OmegaConf.load(config_file)
-    return SearchSpace.from_dict(cfg.space) if trains_supernet(cfg) else None
-
-
-def check_split_unseen(ckpt: SupernetCheckpoint, path: Path, dm) -> None:
-    """The search split must be the one held out when the supernet was trained: its identity is
-    stored in the checkpoint (the data module's state)."""
-    trained = ckpt.search_split
-    if trained is None:
-        log.warning("supernet=%s records no search split: cannot check that the search images are unseen", path)
-        return
-    mine = dm.split_identity()
-    if trained != mine:
-        knobs = {"data": "data", "per_class": "data.search_per_class", "seed": "data.split_seed"}
-        differ = [f"{knobs.get(k, k)} {trained.get(k)} vs {mine.get(k)}" for k in ("data", "per_class", "seed", "images")
-                  if trained.get(k) != mine.get(k)] or ["the same settings but other images (another copy of the data?)"]
-        raise ValueError(f"the search split differs from the one held out when {path} was trained "
-                         f"({'; '.join(differ)}: the supernet's, then this search's): the supernet has seen these "
-                         f"images; search with the data, data.search_per_class and data.split_seed it was trained "
-                         f"with (data.max_train does not matter)")
-
-
-def build_constraints(cfg: DictConfig, space: SearchSpace) -> Constraints:
-    c = cfg.get("constraints") or {}
-    constraints = Constraints(space, c.get("params"), c.get("macs"), num_classes=cfg.data.num_classes,
-                              head_dim=cfg.model.net.head_dim)
-    constraints.check_feasible(space)
-    return constraints
-
-
-def build_data(cfg: DictConfig):
-    """The data module, its settings and files checked; nothing is read or written yet."""
-    dm = instantiate(cfg.data, split_dir=None)
-    dm.check()
-    return dm
-
-
-def setup_data(dm, work: Path):
-    """The splits, with the search split recorded in the search's run directory `work`."""
-    dm.split_dir = str(work)
-    dm.setup("fit")
-    return dm
-
-
-def fabric_strategy(trainer: DictConfig) -> str | Strategy:
-    """`trainer.strategy` as Fabric takes it. Lightning's `DDPStrategy` (a `_target_` in
-    conf/trainer/) becomes Fabric's with the same process-group backend and start method; its
-    gradient options (`find_unused_parameters`, ...) have nothing to do in evaluation. A name passes
-    through if Fabric knows it (Trainer-only names such as `ddp_find_unused_parameters_false` mean
-    plain `ddp`). Any other `_target_` (FSDP, DeepSpeed: ways to shard training) evaluates under
-    Fabric's own choice for the devices, which is DDP for several."""
-    strategy = trainer.get("strategy", "auto")
-    if strategy is None:
-        return "auto"
-    if isinstance(strategy, str):
-        name = "ddp" if strategy.startswith("ddp_find_unused_parameters") else strategy
-        if name != "auto" and name not in STRATEGY_REGISTRY:
-            raise ValueError(f"trainer.strategy={strategy}: allowed 'auto', {sorted(STRATEGY_REGISTRY)} "
-                             "or a Lightning strategy's _target_")
-        return name
-    target = strategy.get("_target_", "")
-    if target.rsplit(".", 1)[-1] != "DDPStrategy":
-        log.info("trainer.strategy %s shards training; evaluation uses Fabric's choice for the devices", target)
-        return "auto"
-    options = {k: strategy[k] for k in ("process_group_backend", "start_method") if strategy.get(k) is not None}
-    return DDPStrategy(**options)
-
-
-def build_fabric(cfg: DictConfig) -> L.Fabric:
-    """Devices, nodes, strategy and precision of the trainer config, not launched yet. Fabric
-    resolves `devices` (a count, a list of GPU indices or `auto`)."""
-    t = cfg.trainer
-    return L.Fabric(accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes,
-                    strategy=fabric_strategy(t), precision=t.precision)
-
-
-def make_fabric(cfg: DictConfig) -> L.Fabric:
-    """`build_fabric`, launched: one process per device from here on."""
-    fabric = build_fabric(cfg)
-    fabric.launch()
-    if fabric.global_rank != 0:  # INFO lines once, by rank zero; warnings and errors from every rank
-        logging.getLogger("s3").setLevel(logging.WARNING)
-    return fabric
-
-
-def cached_split(cfg: DictConfig, search: Evaluation, fabric: L.Fabric, loader, name: str,
-                 directory: Path) -> CachedSplit:
-    """`search.split_cache=memory`: every rank holds the tensors; `mmap`: rank 0 writes them to
-    `<directory>/<name>_split.<key>.pt` and every rank maps that file. The key hashes everything
-    that defines the tensors (the data settings and the storage dtype), so a cache built with other
-    settings is never read back."""
-    if search.split_cache == "memory":
-        return CachedSplit.from_loader(loader, search.split_dtype)
-    data = {k: v for k, v in OmegaConf.to_container(cfg.data, resolve=True).items() if k not in DATA_SPEED_KEYS}
-    key = hashlib.sha256(json.dumps({"data": data, "dtype": search.split_dtype, "split": name}, sort_keys=True,
-                                    default=str).encode()).hexdigest()[:16]
-    cache_file = Path(directory) / f"{name}_split.{key}.pt"
-    if fabric.global_rank == 0:
-        CachedSplit.from_loader(loader, search.split_dtype, cache_file)
-    fabric.barrier()
-    return CachedSplit.from_loader(loader, search.split_dtype, cache_file)
 
 
 # -- the session -----------------------------------------------------------------------------------

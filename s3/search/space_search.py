@@ -33,7 +33,7 @@ from s3.train import train_supernet
 
 if TYPE_CHECKING:
     from s3.search.configs import SpaceSearch
-    from s3.search.session import SearchSession
+    from s3.search.context import SearchContext
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ def analyse(space: SearchSpace, pool, errors: list[float], s: SpaceSearch, seed:
     return {"fits": fits, "tests": tests, "decisions": decisions, "null": null}
 
 
-def score_pool(run: SearchSession, evaluator: CandidateEvaluator, archs: list[Arch], it_dir: Path,
+def score_pool(run: SearchContext, evaluator: CandidateEvaluator, archs: list[Arch], it_dir: Path,
                title: str, supernet_ckpt: Path) -> list[ArchRecord]:
     """Scores the pool in twenty chunks, saving the scored archs after each: a stopped iteration
     re-scores none of them. The saved scores are keyed by what produced them (the supernet
@@ -91,7 +91,7 @@ def score_pool(run: SearchSession, evaluator: CandidateEvaluator, archs: list[Ar
     return evaluator.evaluate(archs)
 
 
-def run_space_search(run: SearchSession) -> dict:
+def run_space_search(run: SearchContext) -> dict:
     cfg, work, s = run.cfg, run.work, run.search
     iterations = (run.saved_state() or {}).get("iterations", [])
     constraints, space = run.constraints, run.space
@@ -173,7 +173,7 @@ def write_iteration(it_dir: Path, space: SearchSpace, record: dict, fits, record
                     f"{record['moved']} moved, {_expected(record['null'], 'rule')} expected under noise")
 
 
-def finish_space_search(run: SearchSession, iterations: list[dict], searched: SearchSpace) -> dict:
+def finish_space_search(run: SearchContext, iterations: list[dict], searched: SearchSpace) -> dict:
     work = run.work
     searched.to_yaml(work / "searched_space.yaml")
     searched.to_yaml(work / "conf" / "space" / "searched.yaml")  # for hydra.searchpath=[file://<work>/conf]
@@ -199,7 +199,7 @@ def finish_space_search(run: SearchSession, iterations: list[dict], searched: Se
     return result
 
 
-def run_space_score(run: SearchSession) -> dict:
+def run_space_score(run: SearchContext) -> dict:
     """`search=et_error`: the E-T Error of `space` on a trained supernet of it (the searched space on
     the supernet trained for it, stage 2 of the pipeline), from a pool drawn as the space search
     draws its pools; resumable like them."""
