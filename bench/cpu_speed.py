@@ -18,9 +18,9 @@ from collections.abc import Callable
 import torch
 from roofline import interleaved
 
+from s3.constraints import Constraints
 from s3.models import S3Transformer, Supernet
 from s3.precision import cpu_supports_bf16
-from s3.search.constraints import Constraints
 from s3.search.evaluator import CachedSplit, CandidateEvaluator
 from s3.space import Arch, SearchSpace
 

@@ -20,8 +20,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from s3.constraints import Constraints  # noqa: E402
 from s3.cost import count_macs  # noqa: E402
-from s3.search.constraints import Constraints  # noqa: E402
 from s3.search.pool import sample_pool  # noqa: E402
 from s3.space import Arch, SearchSpace  # noqa: E402
 from tests.helpers import compose_cfg  # noqa: E402

@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from rows import append_row, read_rows  # noqa: E402
 
-from s3.search.constraints import Constraints  # noqa: E402
+from s3.constraints import Constraints  # noqa: E402
 from s3.search.et_error import fit_dimensions  # noqa: E402
 from s3.search.pool import sample_pool  # noqa: E402
 from s3.search.shift import MoveRule, evolve_space  # noqa: E402

@@ -46,9 +46,9 @@ from rows import append_row, read_rows  # noqa: E402
 from scipy.stats import kendalltau  # noqa: E402
 from standalone import ROOT, Recipe, constraints_of, sample_archs, train_all  # noqa: E402
 
+from s3.constraints import Constraints  # noqa: E402
 from s3.data import FashionMNISTDataModule  # noqa: E402
 from s3.models import SupernetCheckpoint, load_supernet  # noqa: E402
-from s3.search.constraints import Constraints  # noqa: E402
 from s3.search.evaluator import CachedSplit, CandidateEvaluator  # noqa: E402
 from s3.space import SearchSpace  # noqa: E402
 

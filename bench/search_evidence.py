@@ -59,7 +59,7 @@ from rows import append_row, read_rows  # noqa: E402
 from scipy.stats import kendalltau, t, ttest_ind, ttest_rel, wilcoxon  # noqa: E402
 from standalone import ROOT, Recipe, constraints_of, sample_archs, train_all  # noqa: E402
 
-from s3.search.constraints import Constraints  # noqa: E402
+from s3.constraints import Constraints  # noqa: E402
 from s3.space import Arch, SearchSpace  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"

@@ -12,8 +12,8 @@ import time
 
 import torch
 
+from s3.constraints import Constraints
 from s3.models import Supernet
-from s3.search.constraints import Constraints
 from s3.search.evaluator import CachedSplit, CandidateEvaluator
 from s3.space import SearchSpace
 

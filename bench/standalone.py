@@ -24,7 +24,7 @@ from pathlib import Path
 
 import yaml
 
-from s3.search.constraints import Constraints
+from s3.constraints import Constraints
 from s3.space import Arch, SearchSpace
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -19,6 +19,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from s3.io import atomic_write_text
+from s3.run import EVALUATION, SEARCH, TRAINING
 from s3.space import Arch
 
 log = logging.getLogger("s3")
@@ -49,16 +50,16 @@ def job_row(out: Path, job: int, overrides: list[str]) -> dict[str, Any]:
 
     if failed := read(FAILED):
         return {**row, "status": "failed", "error": failed.get("error", "")}
-    if result := read("result.json"):  # a search
+    if result := read(SEARCH.marker):  # a search
         pick = (result.get("picks") or [{}])[0]
         top1 = pick.get("top1", result.get("best_search_top1"))
         return {**row, "status": "done", "arch": pick.get("arch", ""), "params": pick.get("params", ""),
                 "macs": pick.get("macs", ""), "top1": f"{top1:.2f}" if isinstance(top1, float) else ""}
-    if evaluation := read("evaluation.json"):
+    if evaluation := read(EVALUATION.marker):
         return {**row, "status": "done", "arch": str(Arch.from_dict(evaluation["arch"])),
                 "params": evaluation.get("params", ""), "macs": evaluation.get("macs", ""),
                 "top1": f"{evaluation.get('top1', float('nan')):.2f}"}
-    if finished := read("finished.json"):  # a training: its final validation top-1 (a fraction there), in %
+    if finished := read(TRAINING.marker):  # a training: its final validation top-1 (a fraction there), in %
         top1 = finished.get("val/largest/top1", finished.get("val/top1"))
         return {**row, "status": "done", "top1": f"{top1:.2f}" if isinstance(top1, float) else ""}
     return row

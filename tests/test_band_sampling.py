@@ -8,8 +8,8 @@ import random
 
 import pytest
 
+from s3.constraints import Constraints
 from s3.lit.recipe import SamplingConfig
-from s3.search.constraints import Constraints
 from s3.train import build_module
 from tests.helpers import compose_cfg
 

@@ -318,8 +318,8 @@ def test_the_help_lists_every_config_group_hydra_finds(tmp_path):
 
 
 def test_plots_say_what_they_show(tmp_path, monkeypatch):
+    from s3.constraints import Range
     from s3.search import report
-    from s3.search.constraints import Range
 
     figures = {}
     monkeypatch.setattr(report, "_save", lambda fig, path: figures.setdefault(Path(path).name, fig))
@@ -372,7 +372,7 @@ def test_a_bound_written_as_yaml_1_1_text_still_counts():
     """PyYAML reads `7.5e5` as the string '7.5e5' (YAML 1.1 wants `7.5e+5`): a bound read that way counts."""
     import yaml
 
-    from s3.search.constraints import Constraints
+    from s3.constraints import Constraints
     from s3.space import SearchSpace
 
     bounds = yaml.safe_load("params: {min: 7.5e5, max: 1.0e6}")["params"]

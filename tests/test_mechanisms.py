@@ -8,9 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from s3.constraints import Constraints
 from s3.models import S3Transformer, Supernet
 from s3.models.transformer import PatchMerging
-from s3.search.constraints import Constraints
 from s3.search.evolution import Evolution, EvolutionConfig
 from s3.space import SearchSpace
 from tests.conftest import SPACES

@@ -47,3 +47,75 @@ def test_every_experiment_and_search_composes_with_hydras_own_compose_in_a_fresh
     experiments = len(list((ROOT / "conf" / "experiment").glob("*.yaml")))
     searches = len(list((ROOT / "conf" / "search").glob("*.yaml")))
     assert len(composed) == 1 + experiments + searches and experiments >= 15 and searches >= 4
+
+
+# -- the import graph ------------------------------------------------------------------------------------
+# Lowest first: a module imports modules of its own layer or below, never above.
+LAYERS = [
+    ("base", ["s3.errors", "s3.io", "s3.console", "s3.precision"]),
+    ("core", ["s3.space", "s3.cost", "s3.constraints", "s3.run", "s3.sweep", "s3.config"]),
+    ("models and data", ["s3.models", "s3.data"]),
+    ("lightning modules", ["s3.lit"]),
+    ("training and evaluation", ["s3.train", "s3.evaluate"]),
+    ("search", ["s3.search"]),
+    ("entry points and registration", ["s3.cli", "s3.registry", "s3"]),
+]
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Every module of s3/ -> the s3 modules it imports, anywhere in it (inside functions and
+    `if TYPE_CHECKING:` blocks too: a circle there is still a circle for a reader)."""
+    import ast
+
+    modules = {}
+    for path in (ROOT / "s3").rglob("*.py"):
+        name = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+        modules[name] = path
+    graph = {}
+    for name, path in modules.items():
+        deps = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").split(".")[0] == "s3":
+                deps |= {f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in modules else node.module
+                         for a in node.names}
+            elif isinstance(node, ast.Import):
+                deps |= {a.name for a in node.names if a.name.split(".")[0] == "s3"}
+        graph[name] = deps - {name}
+    return graph
+
+
+def layer(module: str) -> int:
+    matches = [(len(prefix), i) for i, (_, prefixes) in enumerate(LAYERS) for prefix in prefixes
+               if module == prefix or module.startswith(prefix + ".")]
+    assert matches, f"{module}: in no layer of tests/test_package.py's LAYERS"
+    return max(matches)[1]
+
+
+def test_the_package_has_no_import_circle_and_no_module_imports_one_above_its_layer():
+    graph = import_graph()
+    assert len(graph) > 50 and graph["s3.search.session"] >= {"s3.search.arch_search", "s3.run"}
+    upward = sorted(f"{m} ({LAYERS[layer(m)][0]}) -> {d} ({LAYERS[layer(d)][0]})"
+                    for m, deps in graph.items() for d in deps if layer(d) > layer(m) and m != "s3")
+    assert not upward, upward
+    state: dict[str, str] = {}
+
+    def visit(module: str, path: list[str]) -> None:  # depth first: meeting a module on the path is a circle
+        state[module] = "open"
+        for dep in sorted(graph.get(module, ())):
+            assert state.get(dep) != "open", " -> ".join([*path, module, dep])
+            if dep not in state:
+                visit(dep, [*path, module])
+        state[module] = "done"
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [])
+
+
+def test_only_the_run_directory_module_names_the_lock_and_the_markers_of_finished_runs():
+    """Every entry point's run directory goes through s3/run.py: no other module spells a marker
+    file, the lock or the rank-zero check."""
+    spelled = {'"finished.json"', '"result.json"', '"evaluation.json"', '".lock"', "FileLock", 'rank_zero_only, "rank"'}
+    found = sorted(f"{path.relative_to(ROOT)}: {word}" for path in (ROOT / "s3").rglob("*.py") if path.name != "run.py"
+                   for word in spelled if word in path.read_text())
+    assert not found, found

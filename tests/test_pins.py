@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from s3.search.constraints import Constraints
+from s3.constraints import Constraints
 from s3.search.pareto import crowding_distance, nsga2_select
 from s3.search.pool import sample_pool
 from s3.search.shift import Decision, MoveRule, keep_feasible, shifted

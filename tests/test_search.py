@@ -12,9 +12,9 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from s3.constraints import Constraints
 from s3.models import Supernet
 from s3.search.configs import search_config
-from s3.search.constraints import Constraints
 from s3.search.et_error import et_error, fit_dimensions
 from s3.search.evaluator import CachedSplit, CandidateEvaluator
 from s3.search.evolution import Evolution, EvolutionConfig, crossover, mutate

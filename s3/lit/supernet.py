@@ -7,10 +7,10 @@ import random
 import torch
 from timm.loss import SoftTargetCrossEntropy
 
+from s3.constraints import Constraints
 from s3.lit.base import RecipeModule
 from s3.lit.recipe import SamplingConfig
 from s3.models import Supernet
-from s3.search.constraints import Constraints
 from s3.space import Arch, SearchSpace
 
 VALIDATION_SUBNETS = ("largest", "smallest", "random")

@@ -9,9 +9,9 @@ from typing import Any, Protocol
 
 from omegaconf import DictConfig
 
+from s3.constraints import Constraints
 from s3.models import Supernet
 from s3.search.configs import Evaluation
-from s3.search.constraints import Constraints
 from s3.search.evaluator import CachedSplit, CandidateEvaluator
 from s3.space import SearchSpace
 

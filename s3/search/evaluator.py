@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, TypedDict
 import torch
 from torch import Tensor
 
+from s3.constraints import Constraints
 from s3.io import atomic_torch_save
 from s3.models import Supernet
-from s3.search.constraints import Constraints
 from s3.space import Arch
 
 if TYPE_CHECKING:

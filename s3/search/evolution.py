@@ -18,7 +18,7 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from s3.search.constraints import Constraints
+from s3.constraints import Constraints
 from s3.search.evaluator import ArchRecord, CandidateEvaluator
 from s3.search.pareto import non_dominated_fronts, nsga2_select
 from s3.space import BLOCK_DIMENSIONS, Arch, SearchSpace

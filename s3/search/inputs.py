@@ -10,9 +10,9 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from s3.config import trains_supernet
+from s3.constraints import Constraints
 from s3.models import SupernetCheckpoint
 from s3.run import TRAINING, RunDir
-from s3.search.constraints import Constraints
 from s3.space import SearchSpace, space_mismatch
 
 log = logging.getLogger(__name__)

@@ -24,7 +24,7 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from s3.search.constraints import Constraints
+from s3.constraints import Constraints
 from s3.space import BLOCK_DIMENSIONS, Arch, SearchSpace
 
 log = logging.getLogger(__name__)

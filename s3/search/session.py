@@ -22,12 +22,12 @@ from s3.config import (
     close_loggers,
     sweep_group,
 )
+from s3.constraints import Constraints
 from s3.io import atomic_write_text, file_sha256, read_json
 from s3.models import Supernet, SupernetCheckpoint
 from s3.run import SEARCH, RunDir, save_resolved_config
 from s3.search import arch_search, space_search
 from s3.search.configs import ETErrorSearch, Evaluation, SpaceSearch, search_config
-from s3.search.constraints import Constraints
 from s3.search.devices import cached_split, fabric_strategy, make_fabric
 from s3.search.evaluator import CachedSplit, CandidateEvaluator
 from s3.search.inputs import (
