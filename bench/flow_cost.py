@@ -20,11 +20,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from s3.config import compose_config as compose_cfg  # noqa: E402
 from s3.constraints import Constraints  # noqa: E402
 from s3.cost import count_macs  # noqa: E402
 from s3.search.pool import sample_pool  # noqa: E402
 from s3.space import Arch, SearchSpace  # noqa: E402
-from tests.helpers import compose_cfg  # noqa: E402
 
 IMAGENET_TRAIN = 1_281_167
 SWIN_B = Arch.create([2, 2, 18, 2], [128, 256, 512, 1024], [4.0] * 4, [4, 8, 16, 32], [7] * 4)

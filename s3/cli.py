@@ -16,6 +16,7 @@ from lightning.fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig
 from omegaconf.errors import MissingMandatoryValue
 
+from s3.config import CONF_DIR
 from s3.console import quiet_library_noise  # noqa: F401  (the entry points' import)
 from s3.data.images import BadImageError, bad_image_message
 from s3.errors import RunStopped
@@ -26,10 +27,9 @@ from s3.sweep import in_sweep, record_failure
 log = logging.getLogger("s3")
 
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
-def null_as_none(argv: list[str], conf: Path = CONF) -> list[str]:
+def null_as_none(argv: list[str], conf: Path = CONF_DIR) -> list[str]:
     """`logger=null` (the lightning-hydra-template's habit) as `logger=none`: Hydra refuses a null
     choice for a group that has a default. A group without a `none` option is removed (`~group`)."""
     out = []

@@ -15,7 +15,7 @@ from urllib.parse import urlparse
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from s3.space import Arch
 
@@ -51,6 +51,29 @@ def slurm_request(key: str, *, _root_: DictConfig) -> int:
     if key not in request:
         raise ValueError(f"${{slurm:{key}}}: allowed {sorted(request)}")
     return request[key]
+
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+
+
+def compose_config(overrides: list[str] | None = None, output_dir: str | Path | None = None,
+                   config_name: str = "train") -> DictConfig:
+    """The config an entry point would compose (`train`, `search` or `evaluate` with these
+    overrides), from Python: a notebook, a benchmark, a test. With `output_dir`, Hydra's runtime
+    config is set as in a run there, so `${hydra:...}` paths resolve and the entry point's
+    functions (`s3.train.prepare`, `SearchSession.open`) run in-process."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name, overrides=list(overrides or []), return_hydra_config=True)
+    if output_dir is not None:
+        with open_dict(cfg):
+            cfg.hydra.runtime.output_dir = str(output_dir)
+            cfg.hydra.job.num = 0
+        HydraConfig.instance().set_config(cfg)
+    return cfg
 
 
 def register_config_resolvers() -> None:

@@ -6,29 +6,13 @@ import json
 from pathlib import Path
 
 import lightning as L
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict
 
-from tests.conftest import ROOT
+from s3.config import compose_config as compose_cfg  # noqa: F401  (the tests' name for it)
 
 # A few hundred Fashion-MNIST images: real data, seconds per run.
 FAST = ["data.max_train=320", "data.max_val=128", "data.batch_size=32", "data.eval_batch_size=128",
         "data.search_per_class=4", "trainer.max_epochs=1", "trainer.log_every_n_steps=1",
         "trainer.num_sanity_val_steps=0"]  # (no sanity validation: it adds a sixth to a tiny training)
-
-
-def compose_cfg(overrides: list[str], output_dir: Path | None = None, config_name: str = "train") -> DictConfig:
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose(config_name, overrides=overrides, return_hydra_config=True)
-    if output_dir is not None:
-        with open_dict(cfg):
-            cfg.hydra.runtime.output_dir = str(output_dir)
-            cfg.hydra.job.num = 0
-        HydraConfig.instance().set_config(cfg)
-    return cfg
 
 
 def tiny_arch_file(tmp_path: Path) -> Path:
