@@ -122,7 +122,10 @@ class SweepSummary(Callback):
             return
         num, out = int(hydra.job.num), Path(hydra.runtime.output_dir)
         if job_return.status.name == "FAILED" and not (out / FAILED).is_file():  # a crash, not a refused input
-            atomic_write_text(out / FAILED, json.dumps({"error": repr(job_return._return_value)}, indent=2))
+            try:
+                job_return.return_value  # Hydra's JobReturn re-raises a failed job's exception here
+            except Exception as e:  # noqa: BLE001  (any exception a job can raise is its error)
+                atomic_write_text(out / FAILED, json.dumps({"error": repr(e)}, indent=2))
         write_summary(Path(hydra.sweep.dir), sweep_rows(Path(hydra.sweep.dir), (num, list(job_return.overrides or []))))
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:

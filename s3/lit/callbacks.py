@@ -104,6 +104,9 @@ class PreemptionCheckpoint(L.Callback):
         self._restore()
 
     def on_validation_batch_end(self, trainer, *args, **kwargs) -> None:
+        # Lightning has no public way to ask for, or defer, the SIGTERM stop it runs on (save, raise
+        # SIGTERMException); `_signal_connector.received_sigterm` is that flag. tests/test_package.py
+        # fails if the name disappears.
         connector = trainer._signal_connector
         if trainer.state.fn == "fit" and trainer.validating and connector.received_sigterm:
             connector.received_sigterm, self._deferred = False, True  # stop after the validation instead

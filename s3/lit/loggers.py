@@ -18,6 +18,9 @@ class ResumableCSVLogger(CSVLogger):
 
     _previous: list[dict] | None = None
 
+    # `_experiment` (the writer, None until first used) and the writer's `metrics` list are
+    # Lightning's private state, with no public route to keep earlier rows; tests/test_package.py
+    # fails if either disappears.
     @property
     @rank_zero_experiment
     def experiment(self):
