@@ -206,6 +206,14 @@ def run_name(cfg: DictConfig, name: str) -> str:
     return " ".join(p for p in parts if p)[:128]
 
 
+def log_config(loggers: list, cfg: DictConfig) -> None:
+    """The run's resolved config (without Hydra's own node) as every logger's hyperparameters."""
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    resolved.pop("hydra", None)
+    for logger in loggers:
+        logger.log_hyperparams(resolved)
+
+
 def build_loggers(cfg: DictConfig, group: str | None = None) -> list:
     """The config's loggers. A W&B run is named by `run_name`,
     grouped in `group` if given, else in the config's group, else, in a multirun, in the sweep's

@@ -93,6 +93,27 @@ class Geometry:
             )
 
 
+def _read_yaml(path: str | Path, what: str, keys: list[str], parse):
+    """An arch or space file: its mapping parsed by `parse`; anything else is one clear error
+    naming the file (a directory, a missing or unreadable file, not a mapping, bad values)."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{what} file {path} is a directory; give the YAML file in it")
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: not a readable YAML {what} file ({type(e).__name__}: "
+                         f"{str(e).splitlines()[0]})") from None
+    if not isinstance(data, Mapping):
+        raise ValueError(f"{path}: expected a mapping with keys {keys}, got {type(data).__name__}")
+    try:
+        return parse(data)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
+
+
 def _choice(generator: Generator, options: Sequence):
     """One uniform draw from `options` with an explicit generator (never global state)."""
     if isinstance(generator, random.Random):  # first: torch's isinstance check is the slower one
@@ -203,22 +224,7 @@ class Arch:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> Arch:
-        path = Path(path)
-        if path.is_dir():
-            raise ValueError(f"architecture file {path} is a directory; give the YAML file in it")
-        if not path.is_file():
-            raise FileNotFoundError(f"architecture file {path} does not exist")
-        try:
-            data = yaml.safe_load(path.read_text())
-        except (yaml.YAMLError, UnicodeDecodeError) as e:
-            raise ValueError(f"{path}: not a readable YAML architecture file ({type(e).__name__}: "
-                             f"{str(e).splitlines()[0]})") from None
-        if not isinstance(data, Mapping):
-            raise ValueError(f"{path}: expected a mapping with keys {list(OFFICIAL_KEYS)}, got {type(data).__name__}")
-        try:
-            return cls.from_dict(data)
-        except ValueError as e:
-            raise ValueError(f"{path}: {e}") from None
+        return _read_yaml(path, "architecture", list(OFFICIAL_KEYS), cls.from_dict)
 
     @classmethod
     def parse(cls, text: str) -> Arch:
@@ -406,15 +412,7 @@ class SearchSpace:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> SearchSpace:
-        path = Path(path)
-        if path.is_dir():
-            raise ValueError(f"search space file {path} is a directory; give the YAML file in it")
-        if not path.is_file():
-            raise FileNotFoundError(f"search space file {path} does not exist")
-        try:
-            return cls.from_dict(yaml.safe_load(path.read_text()))
-        except ValueError as e:
-            raise ValueError(f"{path}: {e}") from None
+        return _read_yaml(path, "search space", ["stages", "img_size", "patch_size"], cls.from_dict)
 
     @classmethod
     def single(cls, arch: Arch, img_size: int = 224, patch_size: int = 4) -> SearchSpace:

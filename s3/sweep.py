@@ -123,7 +123,7 @@ class SweepSummary(Callback):
         num, out = int(hydra.job.num), Path(hydra.runtime.output_dir)
         if job_return.status.name == "FAILED" and not (out / FAILED).is_file():  # a crash, not a refused input
             try:
-                job_return.return_value  # Hydra's JobReturn re-raises a failed job's exception here
+                _ = job_return.return_value  # Hydra's JobReturn re-raises a failed job's exception here
             except Exception as e:  # noqa: BLE001  (any exception a job can raise is its error)
                 atomic_write_text(out / FAILED, json.dumps({"error": repr(e)}, indent=2))
         write_summary(Path(hydra.sweep.dir), sweep_rows(Path(hydra.sweep.dir), (num, list(job_return.overrides or []))))

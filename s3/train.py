@@ -18,6 +18,7 @@ from s3.config import (
     check_fits_in_memory,
     check_run_config,
     closing,
+    log_config,
     resolve_arch,
     trains_supernet,
 )
@@ -194,9 +195,7 @@ def fit(cfg: DictConfig, datamodule, module, trainer, resume_from: str | None = 
 
 
 def _fit(cfg: DictConfig, datamodule, module, trainer, resume_from: str | None) -> dict[str, Any]:
-    resolved = OmegaConf.to_container(cfg, resolve=True)
-    for logger in trainer.loggers:
-        logger.log_hyperparams(resolved)
+    log_config(trainer.loggers, cfg)
     if trainer.is_global_zero:
         save_resolved_config(cfg, Path(cfg.paths.output_dir) / "checkpoints")  # what supernet=latest reads
     try:

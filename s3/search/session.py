@@ -20,6 +20,7 @@ from s3.config import (
     build_loggers,
     check_run_config,
     close_loggers,
+    log_config,
     sweep_group,
 )
 from s3.constraints import Constraints
@@ -221,10 +222,7 @@ class SearchSession:
         runs first, which a live one would swallow."""
         if self._loggers is None:
             self._loggers = build_loggers(self.cfg, group=self.wandb_group) if self.zero else []
-            resolved = OmegaConf.to_container(self.cfg, resolve=True)
-            resolved.pop("hydra", None)
-            for logger in self._loggers:
-                logger.log_hyperparams(resolved)
+            log_config(self._loggers, self.cfg)
         return self._loggers
 
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
