@@ -36,11 +36,12 @@ from s3.space import Arch, SearchSpace
 log = logging.getLogger(__name__)
 
 
-def build_module(cfg: DictConfig) -> L.LightningModule:
-    """The LightningModule of the config: a supernet, or one arch (`arch=`). `init_from=` a
-    supernet checkpoint starts one arch from its inherited weights, or a supernet (of another
-    space, e.g. a subspace: few-shot splitting, the space search's next iteration) from every
-    overlapping weight slice."""
+def build_module(cfg: DictConfig, init_from: str | Path | None = None) -> L.LightningModule:
+    """The LightningModule of the config: a supernet, or one arch (`arch=`). `init_from`, a
+    supernet checkpoint (default: the config's `init_from=`), starts one arch from its inherited
+    weights, or a supernet (of another space, e.g. a subspace: few-shot splitting, the space
+    search's next iteration) from every overlapping weight slice."""
+    init_from = cfg.get("init_from") if init_from is None else init_from
     net = cfg.model.net
     geometry = dict(img_size=cfg.space.img_size, patch_size=cfg.space.patch_size, num_classes=net.num_classes,
                     head_dim=net.head_dim)
@@ -48,18 +49,18 @@ def build_module(cfg: DictConfig) -> L.LightningModule:
         arch = resolve_arch(cfg)
         check_fits_in_memory(count_params(arch, **geometry), f"arch {arch}")
         module = instantiate(cfg.model, arch=arch.to_dict(), _convert_="all")
-        if cfg.get("init_from"):
-            module.load_subnet_of(SupernetCheckpoint.read(cfg.init_from), "init_from")
+        if init_from:
+            module.load_subnet_of(SupernetCheckpoint.read(init_from), "init_from")
         return module
     if cfg.get("arch"):
         raise ValueError(f"arch={cfg.arch}: only for one architecture (experiment=retrain), not for a supernet")
     check_fits_in_memory(count_params(SearchSpace.from_dict(cfg.space).largest(), **geometry),
                          "the supernet (its largest subnet)")
     module = instantiate(cfg.model, _convert_="all")
-    if cfg.get("init_from"):
-        source = SupernetCheckpoint.read(cfg.init_from).check("init_from", num_classes=module.model.num_classes)
+    if init_from:
+        source = SupernetCheckpoint.read(init_from).check("init_from", num_classes=module.model.num_classes)
         module.model.copy_overlap(source.build())
-        log.info("supernet starts from the overlapping weights of %s", cfg.init_from)
+        log.info("supernet starts from the overlapping weights of %s", init_from)
     return module
 
 
@@ -120,9 +121,10 @@ def check_resumable(path: Path, module: L.LightningModule) -> None:
                          f"same config, or start a new run")
 
 
-def prepare(cfg: DictConfig):
+def prepare(cfg: DictConfig, init_from: str | Path | None = None) -> TrainJob:
     """Everything that can fail on bad input, before any training: config, directory, model, data,
-    trainer. The run directory is locked before anything is written into it."""
+    trainer. The run directory is locked before anything is written into it. `init_from`: as in
+    `build_module`."""
     check_run_config(cfg)
     L.seed_everything(cfg.seed, workers=True)
     # first: a run refused here has written nothing into another run's directory
@@ -135,7 +137,7 @@ def prepare(cfg: DictConfig):
     resume = continue_or_start(cfg, run_dir)
     if resume and not Path(resume).is_file():
         raise FileNotFoundError(f"ckpt_path={resume}: no such checkpoint to resume from")
-    module = build_module(cfg)  # bad model options fail here, before the data is listed
+    module = build_module(cfg, init_from)  # bad model options fail here, before the data is listed
     datamodule.setup("fit")  # the splits, class counts and search split are checked here, not mid-training
     if resume:
         check_resumable(Path(resume), module)
@@ -159,20 +161,16 @@ def train_supernet(cfg: DictConfig, *, space: SearchSpace, out_dir: Path, epochs
     last = out_dir / "checkpoints" / "last.ckpt"
     if RunDir(out_dir, TRAINING).finished and last.is_file():
         return load_supernet(last)
-    started = any((out_dir / "checkpoints").glob("*.ckpt"))
-    changes: dict[str, Any] = {
-        "overwrite": False, "ckpt_path": None, "space": space.to_dict(), "paths": {"output_dir": str(out_dir)},
-        "trainer": {"max_epochs": epochs}, "init_from": str(init_from) if init_from is not None and not started else None}
+    started = any((out_dir / "checkpoints").glob("*.ckpt"))  # an interrupted training resumes instead
+    changes: dict[str, Any] = {"overwrite": False, "space": space.to_dict(), "paths": {"output_dir": str(out_dir)},
+                               "trainer": {"max_epochs": epochs}}
     if warmup_epochs is not None:
         changes["model"] = {"optim": {"warmup_epochs": warmup_epochs}}
     if (cfg.get("logger") or {}).get("wandb") is not None:
         changes["logger"] = {"wandb": {"name": wandb_name or cfg.logger.wandb.name,
                                        "group": cfg.logger.wandb.group or wandb_group}}
-    base = cfg.copy()  # a new config: the caller's is not touched
-    OmegaConf.set_struct(base, False)  # a search's config lacks train.py's ckpt_path / init_from
-    job_cfg = OmegaConf.merge(base, changes)
-    OmegaConf.set_struct(job_cfg, True)
-    job = prepare(job_cfg)
+    job_cfg = OmegaConf.merge(cfg, changes)  # a new config (the caller's is not touched), the same keys
+    job = prepare(job_cfg, init_from=None if started else init_from)
     fit(job_cfg, *job)
     return job.module.model
 
