@@ -334,7 +334,7 @@ def test_plots_say_what_they_show(tmp_path, monkeypatch):
 
     assert "picks: the 3 highest top-1" in labels(figures["pareto.png"])
     assert "picks: the 7 archs of the accuracy/params front" in labels(figures["nsga.png"])
-    assert figures["pareto.png"]._suptitle.get_text()
+    assert figures["pareto.png"]._suptitle.get_text() == "7 evaluated archs: top-1 against params and MACs"
     assert "E-T Error" in figures["et_error.png"].axes[0].get_title()
 
 

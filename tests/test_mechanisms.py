@@ -133,6 +133,7 @@ def test_the_weight_ema_follows_its_recursion_and_validation_reports_it(tmp_path
         with torch.no_grad():
             correct = sum(int((model(x).argmax(-1) == y).sum()) for x, y in dm.val_dataloader())
         assert metrics[key] == pytest.approx(100 * correct / len(dm.val_set)), key
+    assert metrics["val/ema_top1"] != metrics["val/top1"]  # the two models differ here: reporting one for both would fail
 
 
 @pytest.mark.parametrize("resolution,window", [(8, 2), (8, 4), (14, 7)])

@@ -38,7 +38,8 @@ def test_depth_larger_than_listed_blocks_is_an_error():
 def test_missing_keys_are_named(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("DEPTHS: [2, 2, 6, 2]\nEMBED_DIM: [96, 192, 384, 768]\n")
-    with pytest.raises(ValueError, match="missing"):
+    with pytest.raises(ValueError, match=r"is missing .*; expected the official keys \['DEPTHS', 'EMBED_DIM', "
+                                         r"'MLP_RATIO', 'NUM_HEADS', 'WINDOW_SIZE'\] .*, got \['DEPTHS', 'EMBED_DIM'\]"):
         Arch.from_yaml(path)
 
 
@@ -126,7 +127,7 @@ def test_space_yaml_round_trip(tmp_path, tiny_space):
         ({"num_heads": [0, 1]}, r"num_heads: \[0\] not allowed"),
         ({"depth": []}, r"depth: empty choice list"),
         ({"embed_dim": [8, 8]}, r"duplicate choices"),
-        ({"mlp_ratio": [0.0]}, r"mlp_ratio"),
+        ({"mlp_ratio": [0.0]}, r"stages\[0\]\.mlp_ratio: \(0\.0,\) must all be > 0"),
         ({"depth": {"start": 1, "step": 1}}, r"missing \['count'\]"),
     ],
 )

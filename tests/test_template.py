@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
 
 from s3.train import fit, prepare
 from tests.helpers import FAST, compose_cfg, tiny_arch_file
@@ -55,6 +57,14 @@ def test_logger_none_tags_test_split_and_print_config(tmp_path, capsys):
     assert "config" in out and "model" in out and "SupernetModule" in out  # the rich tree of the composed config
 
 
+class RecordReturn(Callback):
+    """A Hydra callback writing what train.py returned for a job (what a sweeper reads) beside it (test only)."""
+
+    def on_job_end(self, config, job_return, **kwargs):
+        with open(f"{HydraConfig.get().runtime.output_dir}/returned.json", "w") as f:
+            json.dump(job_return.return_value, f)
+
+
 @pytest.mark.slow  # a whole entry-point process (make test-fast skips it)
 def test_train_py_returns_the_optimized_metric_to_a_sweeper(tmp_path):
     import subprocess
@@ -64,12 +74,13 @@ def test_train_py_returns_the_optimized_metric_to_a_sweeper(tmp_path):
 
     sweep = tmp_path / "sweep"
     cmd = [sys.executable, str(ROOT / "train.py"), "-m", *FAST, "optimized_metric=val/largest/top5", "seed=1",
-           f"hydra.sweep.dir={sweep}"]
+           f"hydra.sweep.dir={sweep}", "+hydra.callbacks.returned._target_=tests.test_template.RecordReturn"]
     proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300,
                           env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
     assert proc.returncode == 0, proc.stderr[-2000:]
     finished = json.loads((sweep / "0" / "finished.json").read_text())
-    assert "val/largest/top5" in finished
+    returned = json.loads((sweep / "0" / "returned.json").read_text())
+    assert returned == finished["val/largest/top5"] != finished["val/largest/top1"]  # the metric asked for, not the default
     summary = (sweep / "summary.csv").read_text()
     assert f"{finished['val/largest/top1']:.2f}" in summary
 
