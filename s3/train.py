@@ -28,7 +28,7 @@ from s3.errors import RunStopped
 from s3.io import DiskFullError, atomic_path
 from s3.lit.callbacks import PreemptionCheckpoint
 from s3.lit.supernet import SupernetModule
-from s3.models import Supernet, load_supernet
+from s3.models import NetConfig, Supernet, load_supernet
 from s3.models.checkpoint import SupernetCheckpoint, read_checkpoint
 from s3.run import TRAINING, RunDir, save_resolved_config
 from s3.space import Arch, SearchSpace
@@ -42,9 +42,8 @@ def build_module(cfg: DictConfig, init_from: str | Path | None = None) -> L.Ligh
     weights, or a supernet (of another space, e.g. a subspace: few-shot splitting, the space
     search's next iteration) from every overlapping weight slice."""
     init_from = cfg.get("init_from") if init_from is None else init_from
-    net = cfg.model.net
-    geometry = dict(img_size=cfg.space.img_size, patch_size=cfg.space.patch_size, num_classes=net.num_classes,
-                    head_dim=net.head_dim)
+    geometry = dict(img_size=cfg.space.img_size, patch_size=cfg.space.patch_size,
+                    **NetConfig.of(cfg.model.net).cost_kwargs())
     if not trains_supernet(cfg):
         arch = resolve_arch(cfg)
         check_fits_in_memory(count_params(arch, **geometry), f"arch {arch}")

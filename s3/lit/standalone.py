@@ -6,18 +6,18 @@ import torch
 from timm.utils import ModelEmaV3
 
 from s3.lit.base import RecipeModule
-from s3.models import S3Transformer, SupernetCheckpoint
+from s3.models import NetConfig, S3Transformer, SupernetCheckpoint
 from s3.space import Arch
 
 
 class StandaloneModule(RecipeModule):
     def __init__(self, arch: dict, net: dict, optim: dict | None = None, loss: dict | None = None,
                  ema_decay: float | None = None, compile: bool = False, seed: int = 0):
-        net = dict(net)
-        super().__init__(net["num_classes"], optim, loss, seed)
+        net_config = NetConfig.of(net)  # (named apart: save_hyperparameters records the arguments as given)
+        super().__init__(net_config.num_classes, optim, loss, seed)
         self.save_hyperparameters(logger=False)
         self.arch = Arch.from_dict(arch)
-        self.model = S3Transformer(self.arch, **net)
+        self.model = S3Transformer(self.arch, **net_config.model_kwargs())
         self.ema = ModelEmaV3(self.model, decay=ema_decay) if ema_decay else None
         if compile:  # in place: the module, its state-dict keys and checkpoints stay as they are
             self.model.compile()

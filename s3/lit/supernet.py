@@ -10,7 +10,7 @@ from timm.loss import SoftTargetCrossEntropy
 from s3.constraints import Constraints
 from s3.lit.base import RecipeModule
 from s3.lit.recipe import SamplingConfig
-from s3.models import Supernet
+from s3.models import NetConfig, Supernet
 from s3.space import Arch, SearchSpace
 
 VALIDATION_SUBNETS = ("largest", "smallest", "random")
@@ -34,17 +34,16 @@ class SupernetModule(RecipeModule):
 
     def __init__(self, space: dict, net: dict, optim: dict | None = None, loss: dict | None = None,
                  sampling: dict | None = None, seed: int = 0):
-        net = dict(net)
-        super().__init__(net["num_classes"], optim, loss, seed)
+        net_config = NetConfig.of(net)  # (named apart: save_hyperparameters records the arguments as given)
+        super().__init__(net_config.num_classes, optim, loss, seed)
         self.save_hyperparameters(logger=False)
         self.sampling = SamplingConfig.of(sampling)
         self.distill_criterion = SoftTargetCrossEntropy()
         self.space = SearchSpace.from_dict(space)
-        self.model = Supernet(self.space, **net)
+        self.model = Supernet(self.space, **net_config.model_kwargs())
         self.band = None
         if self.sampling.bounded:
-            self.band = Constraints(self.space, **self.sampling.constraints, num_classes=net["num_classes"],
-                                    in_chans=net.get("in_chans", 3), head_dim=net.get("head_dim", 32))
+            self.band = Constraints(self.space, **self.sampling.constraints, **net_config.cost_kwargs())
             try:
                 self.band.check_feasible(self.space)
             except ValueError as e:

@@ -1,4 +1,5 @@
 from s3.models.checkpoint import SupernetCheckpoint, load_checkpoint, load_state_dict, load_supernet
+from s3.models.net import NetConfig
 from s3.models.transformer import S3Transformer, Supernet
 
-__all__ = ["S3Transformer", "Supernet", "SupernetCheckpoint", "load_checkpoint", "load_state_dict", "load_supernet"]
+__all__ = ["NetConfig", "S3Transformer", "Supernet", "SupernetCheckpoint", "load_checkpoint", "load_state_dict", "load_supernet"]

@@ -11,7 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from s3.config import trains_supernet
 from s3.constraints import Constraints
-from s3.models import SupernetCheckpoint
+from s3.models import NetConfig, SupernetCheckpoint
 from s3.run import TRAINING, RunDir
 from s3.space import SearchSpace, space_mismatch
 
@@ -81,8 +81,7 @@ def check_split_unseen(ckpt: SupernetCheckpoint, path: Path, dm) -> None:
 
 def build_constraints(cfg: DictConfig, space: SearchSpace) -> Constraints:
     c = cfg.get("constraints") or {}
-    constraints = Constraints(space, c.get("params"), c.get("macs"), num_classes=cfg.data.num_classes,
-                              head_dim=cfg.model.net.head_dim)
+    constraints = Constraints(space, c.get("params"), c.get("macs"), **NetConfig.of(cfg.model.net).cost_kwargs())
     constraints.check_feasible(space)
     return constraints
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from s3.io import atomic_write_text, file_sha256
+from s3.models import NetConfig
 from s3.search.et_error import et_error, fit_dimensions
 from s3.search.evaluator import ArchRecord, CandidateEvaluator
 from s3.search.pool import sample_pool
@@ -178,7 +179,7 @@ def finish_space_search(run: SearchContext, iterations: list[dict], searched: Se
     searched.to_yaml(work / "searched_space.yaml")
     searched.to_yaml(work / "conf" / "space" / "searched.yaml")  # for hydra.searchpath=[file://<work>/conf]
     plot_et_error(work / "et_error.png", iterations)
-    report = observations(iterations, searched, run.cfg.model.net.head_dim)
+    report = observations(iterations, searched, NetConfig.of(run.cfg.model.net).head_dim)
     atomic_write_text(work / "report.md", report)
     result = {"search": "space", "iterations": len(iterations), "searched_space": str(work / "searched_space.yaml"),
               "et_error": [it["et_error"] for it in iterations],
