@@ -9,3 +9,10 @@ quiet_logs()  # before torch and timm are imported: some of their messages are w
 from s3.registry import register_configs  # noqa: E402  (after quiet_logs)
 
 register_configs()  # the configs compose whatever module of the package was imported first
+
+
+def from_pretrained(directory, map_location="cpu"):
+    """The model export.py wrote into `directory` (an `S3Transformer`), weights loaded strictly."""
+    from s3.export import from_pretrained as load
+
+    return load(directory, map_location)

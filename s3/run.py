@@ -86,6 +86,8 @@ SEARCH = RunKind("search", "result.json", (
     "archs.csv", "history.csv", "picks.csv", "top", "pareto.png", "history.png", "iter*", "searched_space.yaml",
     "conf", "et_error.png", "report.md"), state="search_state.json")
 EVALUATION = RunKind("evaluation", "evaluation.json", ("evaluation.json",))
+# a model directory (s3/export.py): config.json is written last, so its presence marks a complete export
+EXPORT = RunKind("export", "config.json", ("config.json", "model.safetensors", "README.md"))
 
 
 @dataclass(frozen=True)

@@ -50,7 +50,9 @@ def main(demo: Path) -> None:
                   f"  2_score/     result.json (E-T Error of the searched space on that supernet)\n"
                   f"  3_evolution/ top/top1.yaml, archs.csv, pareto.png, history.png\n"
                   f"  4_retrain/   checkpoints/last.ckpt\n"
-                  f"  5_evaluate/  evaluation.json", soft_wrap=True)
+                  f"  5_evaluate/  evaluation.json\n"
+                  f"  6_export/    config.json, model.safetensors, README.md: "
+                  f"s3.from_pretrained(\"{demo / '6_export'}\") loads it", soft_wrap=True)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from tests.conftest import ROOT, SPACES, released_arch
 from tests.helpers import compose_cfg
 
 README = ROOT / "README.md"
-SCRIPTS = {"train.py": "train", "search.py": "search", "evaluate.py": "evaluate"}
+SCRIPTS = {"train.py": "train", "search.py": "search", "evaluate.py": "evaluate", "export.py": "export"}
 PLACEHOLDER = re.compile(r"<(\w+)>")
 
 
@@ -93,6 +93,12 @@ def test_every_python_block_of_the_readme_runs(index, tmp_path):
     arch.to_yaml(tmp_path / "S3-T.yaml")
     torch.save({"model": S3Transformer(arch).state_dict()}, tmp_path / "S3-T.pth")
     (tmp_path / "conf").symlink_to(ROOT / "conf")
-    run = subprocess.run([sys.executable, "-c", blocks("python")[index]], cwd=tmp_path, capture_output=True,
-                         text=True, timeout=300)
+    from s3.export import export_model  # a stand-in for export.py's model directory: `<export>`
+    from s3.space import SearchSpace
+
+    tiny = SearchSpace.from_yaml(SPACES / "tiny.yaml").sample(torch.Generator().manual_seed(0))
+    export_model(S3Transformer(tiny, img_size=32, patch_size=2, num_classes=10), tmp_path / "export",
+                 {"input_size": [3, 32, 32], "mean": [0.5] * 3, "std": [0.5] * 3}, "stand-in")
+    code = blocks("python")[index].replace("<export>", str(tmp_path / "export"))
+    run = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr

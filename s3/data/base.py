@@ -194,6 +194,12 @@ class ClassificationDataModule(L.LightningDataModule):
         """The batch transform of in-memory data sets (None: the default collate)."""
         return None
 
+    def preprocessing(self) -> dict:
+        """What the evaluation transform does to an image, in the keys of timm's `pretrained_cfg`
+        (`input_size`, `mean`, `std`, `crop_pct`, `interpolation`): what an exported model's user
+        must do to their images."""
+        raise NotImplementedError
+
     def train_dataloader(self) -> DataLoader:
         return self._loader(KeyedSamples(self.train_set, self.per_sample_random), self.batch_size,
                             self.train_sampler(), drop_last=True, collate_fn=KeyedCollate(self.collate(True)))

@@ -55,6 +55,7 @@ def _decode_idx(path: Path, mtime_ns: int, size: int) -> torch.Tensor:
 
 class FashionMNISTDataModule(InMemoryDataModule):
     num_classes = 10
+    native_size = 28
 
     def __init__(self, root: str | None = None, download: bool = False, img_size: int = 32,
                  num_classes: int = 10, augment: bool = True, reprob: float = 0.0, **kw):

@@ -48,6 +48,13 @@ class ImageNetDataModule(ClassificationDataModule):
                                     std=IMAGENET_DEFAULT_STD)
         return train, evaluate
 
+    def preprocessing(self) -> dict:
+        from timm.data.constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+
+        return {"input_size": [3, self.img_size, self.img_size], "mean": list(IMAGENET_DEFAULT_MEAN),
+                "std": list(IMAGENET_DEFAULT_STD), "crop_pct": self.crop_pct, "interpolation": self.interpolation,
+                "note": "timm's evaluation transform: resize to img_size / crop_pct, centre crop"}
+
     def _train_datasets(self):
         from torchvision.datasets import ImageFolder
 

@@ -73,6 +73,17 @@ class InMemoryDataModule(ClassificationDataModule):
     def _load(self, train: bool) -> tuple[Tensor, Tensor]:
         raise NotImplementedError
 
+    def preprocessing(self) -> dict:
+        t = self.collate(False)
+        channels = t.mean.numel()
+        return {"input_size": [3, self.img_size, self.img_size], "mean": t.mean.flatten().tolist() * (3 // channels),
+                "std": t.std.flatten().tolist() * (3 // channels), "crop_pct": 1.0, "interpolation": "none",
+                "note": (f"{self.native_size}x{self.native_size} images zero-padded to {self.img_size}; "
+                         if self.native_size < self.img_size else "")
+                        + ("grey images repeated over 3 channels" if channels == 1 else "RGB")}
+
+    native_size = 32  # the data set's own image side
+
     def _split(self, train: bool) -> TensorImages:
         return TensorImages(*self._load(train))
 

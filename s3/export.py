@@ -1,0 +1,136 @@
+"""What the search found, as a model directory another tool loads: `config.json` (the arch, the
+network's geometry, the preprocessing its images need, where the weights came from, the measured
+accuracy, the project's version), `model.safetensors` (the standalone model's weights only: no
+optimizer, no supernet slices) and a model card (`README.md`). `from_pretrained` rebuilds the model."""
+
+from __future__ import annotations
+
+import json
+import logging
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+from safetensors.torch import load_file, save_file
+
+from s3.cost import count_macs, count_params
+from s3.evaluate import build_classifier
+from s3.io import atomic_path, atomic_write_text
+from s3.models import NetConfig, S3Transformer
+from s3.run import EXPORT, RunDir
+from s3.space import Arch
+
+log = logging.getLogger(__name__)
+
+CONFIG, WEIGHTS, CARD = EXPORT.marker, "model.safetensors", "README.md"
+FORMAT = "s3-model/1"
+
+
+def version() -> str:
+    try:
+        return metadata.version("s3-nas")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def model_config(model: S3Transformer, preprocessing: dict, source: str, evaluation: dict | None) -> dict[str, Any]:
+    net = {"img_size": model.img_size, "patch_size": model.patch_size, "in_chans": model.in_chans,
+           "num_classes": model.num_classes, "head_dim": model.head_dim, "drop_path_rate": model.drop_path_rate}
+    geometry = {k: net[k] for k in ("img_size", "patch_size", "num_classes", "in_chans", "head_dim")}
+    arch = model.arch
+    return {"format": FORMAT, "architecture": "s3_transformer", "s3_version": version(), "arch": arch.to_dict(),
+            "arch_string": str(arch), "net": net, "params": count_params(arch, **geometry),
+            "macs": count_macs(arch, **geometry), "preprocessing": preprocessing, "source": source,
+            "evaluation": evaluation}
+
+
+def card(config: dict, directory: Path) -> str:
+    ev, pre = config["evaluation"], config["preprocessing"]
+    measured = (f"top-1 **{ev['top1']:.2f} %** (top-5 {ev['top5']:.2f} %) on {ev['images']:,} images of "
+                f"{ev['data']}'s {ev['split']} split" if ev else "not measured at export (`measure=false`)")
+    return f"""# S3 model: `{config['arch_string']}`
+
+- parameters: {config['params']:,}; MACs per image: {config['macs']:,} ({config['macs'] / 1e9:.3f} G)
+- accuracy: {measured}
+- input: {' x '.join(map(str, pre['input_size']))}, normalised with mean {pre['mean']} and std {pre['std']}
+  ({pre.get('note') or 'crop_pct ' + str(pre.get('crop_pct'))})
+- weights from: `{config['source']}`; exported by s3-nas {config['s3_version']}
+
+## Load it
+
+```python
+import s3
+
+model = s3.from_pretrained("{directory}").eval()  # an S3Transformer (torch.nn.Module)
+```
+
+`config.json` holds the architecture (the official S3 YAML schema under `arch`), the network's
+geometry (`net`) and the preprocessing; `model.safetensors` the weights.
+"""
+
+
+def export_model(model: S3Transformer, directory: str | Path, preprocessing: dict, source: str,
+                 evaluation: dict | None = None) -> Path:
+    """Write the model directory (atomically, file by file; `config.json` last)."""
+    directory = Path(directory)
+    config = model_config(model, preprocessing, source, evaluation)
+    with atomic_path(directory / WEIGHTS) as tmp:
+        save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, str(tmp),
+                  metadata={"format": "pt", "arch": config["arch_string"]})
+    atomic_write_text(directory / CARD, card(config, directory))
+    RunDir(directory, EXPORT).finish(config)
+    return directory
+
+
+def read_config(directory: str | Path) -> dict:
+    from s3.io import read_json
+
+    directory = Path(directory)
+    if not (directory / CONFIG).is_file():
+        raise FileNotFoundError(f"{directory}: no {CONFIG}; not a model directory written by export.py")
+    config = read_json(directory / CONFIG, "S3 model config", ("format", "arch", "net"),
+                       "export the model again with export.py")
+    if config["format"] != FORMAT:
+        raise ValueError(f"{directory / CONFIG}: format {config['format']!r}, this version reads {FORMAT!r}")
+    return config
+
+
+def from_pretrained(directory: str | Path, map_location: str | torch.device = "cpu") -> S3Transformer:
+    """The exported model of `directory`, its weights loaded strictly."""
+    directory = Path(directory)
+    config = read_config(directory)
+    net = NetConfig.of(config["net"])
+    model = S3Transformer(Arch.from_dict(config["arch"]), **net.model_kwargs())
+    model.load_state_dict(load_file(str(directory / WEIGHTS), device=str(map_location)), strict=True)
+    return model
+
+
+# -- export.py -------------------------------------------------------------------------------------
+def prepare(cfg: DictConfig):
+    """Everything that can fail on bad input before the export: the run directory, the data, the
+    arch and its weights (a retrained checkpoint, or a supernet's inherited slices)."""
+    from hydra.utils import instantiate
+
+    RunDir.claim(cfg.paths.output_dir, EXPORT, overwrite=bool(cfg.get("overwrite"))).record_hydra(cfg)
+    datamodule = instantiate(cfg.data)
+    datamodule.check("validate")
+    module = build_classifier(cfg)
+    trainer = instantiate(cfg.trainer, logger=False, callbacks=[], enable_checkpointing=False)
+    return datamodule, module, trainer
+
+
+def run(cfg: DictConfig, datamodule, module, trainer) -> dict:
+    evaluation = None
+    if cfg.measure:  # the card's accuracy: measured now, on the validation split
+        datamodule.setup("validate")
+        loader = datamodule.val_dataloader()
+        metrics = trainer.validate(module, dataloaders=loader, verbose=False)[0]
+        evaluation = {"top1": metrics["val/top1"], "top5": metrics["val/top5"], "split": "val",
+                      "images": len(loader.dataset), "data": type(datamodule).__name__.removesuffix("DataModule")}
+    out = export_model(module.model, cfg.paths.output_dir, datamodule.preprocessing(), str(cfg.ckpt_path), evaluation)
+    config = json.loads((out / CONFIG).read_text())
+    log.info("exported %s (%s params) to %s; load it with s3.from_pretrained(%r)", config["arch_string"],
+             f"{config['params']:,}", out, str(out))
+    return config
