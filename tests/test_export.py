@@ -22,9 +22,11 @@ from s3.space import Arch
 from tests.conftest import ROOT
 from tests.helpers import FAST, compose_cfg, tiny_arch_file, user_error
 
+QUICK = ["latency.batches=[1]", "latency.repeats=2", "latency.rounds=2"]
+
 
 def _export(out: Path, *overrides: str) -> dict:
-    cfg = compose_cfg([*FAST, *overrides], out, config_name="export")
+    cfg = compose_cfg([*FAST, *QUICK, *overrides], out, config_name="export")
     return run(cfg, *prepare(cfg))
 
 
@@ -102,6 +104,61 @@ def test_a_finished_export_is_refused_unless_overwrite_and_bad_input_is_one_line
     assert "none.ckpt does not exist" in user_error(capsys, prepare, missing)
     with pytest.raises(FileNotFoundError, match="no config.json; not a model directory written by export.py"):
         s3.from_pretrained(tmp_path)
+
+
+def test_format_onnx_writes_a_dynamic_batch_model_that_onnxruntime_runs_as_pytorch_does(tmp_path, retrained):
+    import onnxruntime
+
+    arch, ckpt = retrained
+    config = _export(tmp_path / "model", f"arch={arch}", f"ckpt_path={ckpt}", "format=onnx", "measure=false")
+    assert config["onnx"]["checked_images"] == 32 and config["onnx"]["max_abs_logit_error"] <= 1e-4
+    session = onnxruntime.InferenceSession(str(tmp_path / "model" / "model.onnx"), providers=["CPUExecutionProvider"])
+    model = s3.from_pretrained(tmp_path / "model").eval()
+    for batch in (1, 5):  # the batch is dynamic
+        x = torch.randn(batch, 3, 32, 32)
+        with torch.no_grad():
+            torch.testing.assert_close(torch.from_numpy(session.run(None, {"images": x.numpy()})[0]), model(x),
+                                       rtol=0, atol=1e-4)
+    assert {(r["backend"], r["batch"]) for r in config["latency"]} == {("pytorch", 1), ("onnxruntime", 1)}
+    assert all(r["min_ms"] <= r["median_ms"] <= r["max_ms"] for r in config["latency"])
+    assert "| onnxruntime | 1 |" in (tmp_path / "model" / "README.md").read_text()
+
+
+@pytest.mark.parametrize("windows", [[[4, 4], [1, 1], [2, 2], [2, 2]], [[8, 2], [4, 1], [1, 2], [2, 1]]])
+def test_onnx_export_of_shifted_windows_and_window_1_matches_pytorch(tmp_path, windows):
+    """Shifted blocks (the second of each stage, window below the grid) and window 1 (no attention
+    across tokens) go through the gathers, masks and bias tables the export must carry."""
+    from s3.export import export_onnx
+
+    arch = Arch.create([2, 2, 2, 2], [32, 64, 96, 128], [2.0] * 4, [1, 2, 3, 4], windows)
+    model = S3Transformer(arch, img_size=32, patch_size=2, num_classes=10).eval()
+    record = export_onnx(model, tmp_path / "model.onnx", torch.randn(6, 3, 32, 32))
+    assert record["max_abs_logit_error"] <= 1e-4 and record["checked_images"] == 6
+    with pytest.raises(ValueError, match="onnxruntime's logits differ from PyTorch's"):
+        export_onnx(_Drifting(model), tmp_path / "drift.onnx", torch.randn(2, 3, 32, 32))
+    assert not (tmp_path / "drift.onnx").exists()  # the check compares, it does not just run
+
+
+class _Drifting(torch.nn.Module):
+    """Exports one graph, then answers differently in eager mode (a stand-in for an export bug)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        out = self.model(x)
+        return out + 1.0 if not torch.jit.is_tracing() and not torch.onnx.is_in_onnx_export() else out
+
+
+@pytest.mark.slow  # the ImageNet-size S3-T graph (make test-fast skips it)
+def test_onnx_export_of_s3_t_matches_pytorch(tmp_path):
+    from s3.export import export_onnx
+    from tests.conftest import released_arch
+
+    model = S3Transformer(released_arch("S3-T")).eval()
+    record = export_onnx(model, tmp_path / "s3_t.onnx", torch.randn(2, 3, 224, 224))
+    assert record["max_abs_logit_error"] <= 1e-4
 
 
 @pytest.mark.slow  # a whole entry-point process (make test-fast skips it)
