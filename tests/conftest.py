@@ -41,6 +41,12 @@ def supernet_run(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture
+def supernet_ckpt(supernet_run) -> Path:
+    """The tiny supernet (tests/conftest.py), trained once on a few hundred Fashion-MNIST images."""
+    return supernet_run / "checkpoints" / "last.ckpt"
+
+
 @pytest.fixture(scope="session")
 def tiny_space() -> SearchSpace:
     return SearchSpace.from_yaml(SPACES / "tiny.yaml")

@@ -2,17 +2,59 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
 import lightning as L
+import torch
 
 from s3.config import compose_config as compose_cfg  # noqa: F401  (the tests' name for it)
+from s3.constraints import Constraints
+from s3.search.evaluator import CandidateEvaluator
+from s3.space import Arch
 
 # A few hundred Fashion-MNIST images: real data, seconds per run.
 FAST = ["data.max_train=320", "data.max_val=128", "data.batch_size=32", "data.eval_batch_size=128",
         "data.search_per_class=4", "trainer.max_epochs=1", "trainer.log_every_n_steps=1",
         "trainer.num_sanity_val_steps=0"]  # (no sanity validation: it adds a sixth to a tiny training)
+
+# A search of 3 generations of 6 candidates: 18 archs scored, 2 picks validated.
+SMALL = ["search.population=6", "search.generations=3", "search.parents=3", "search.mutations=2",
+         "search.crossovers=2", "search.top_k=2"]
+
+
+def run_search(out: Path, *overrides: str) -> dict:
+    """search.py's run in-process, on the FAST data, into the run directory `out`."""
+    from s3.search.session import SearchSession
+
+    cfg = compose_cfg([*FAST, *overrides], out, config_name="search")
+    return SearchSession.open(cfg).run()
+
+
+def csv_rows(path: Path) -> list[dict]:
+    return list(csv.DictReader(open(path)))
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    """A real PNG's (width, height) (a plot, not an empty or truncated file)."""
+    from PIL import Image
+
+    with Image.open(path) as img:
+        assert img.format == "PNG"
+        img.load()
+        return img.size
+
+
+class SyntheticEvaluator(CandidateEvaluator):
+    """A fitness known in closed form: the search logic is tested without a supernet."""
+
+    def __init__(self, constraints: Constraints, fitness, fabric=None):
+        self.constraints, self.fitness, self._cache = constraints, fitness, {}
+        self.fabric, self.device = fabric, torch.device("cpu")
+
+    def measure(self, arch: Arch, split=None) -> dict:
+        return {"top1": self.fitness(arch), "loss": 0.0}
 
 
 def tiny_arch_file(tmp_path: Path) -> Path:

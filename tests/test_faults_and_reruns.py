@@ -21,6 +21,7 @@ from hydra.utils import instantiate
 
 from s3.cli import run_errors_exit, user_errors_exit
 from s3.errors import RunStopped
+from s3.lit.supernet import SupernetModule
 from s3.space import Arch
 from s3.train import prepare as train_prepare
 from s3.train import run as train
@@ -150,6 +151,9 @@ def test_an_unreadable_image_is_one_line_and_the_fixed_run_continues_exactly(tmp
     bad.write_bytes(intact)
     again = _cli("train.py", tmp_path / "part", *data)
     assert again.returncode == 0, again.stderr[-3000:]
+    rerun = tmp_path / "part"  # it resumed (a re-run started afresh would also end on `full`'s weights)
+    assert f"continuing the unfinished run in {rerun} from {rerun / 'checkpoints' / 'last.ckpt'}" in \
+        (rerun / "train.log").read_text()
     _assert_same_weights(tmp_path / "full" / "checkpoints" / "last.ckpt", tmp_path / "part" / "checkpoints" / "last.ckpt")
 
 
@@ -269,7 +273,7 @@ EXACT = [*FAST, "data.max_train=160", "trainer.max_epochs=2", "data.reprob=0.5",
          "model.net.drop_path_rate=0.2"]
 
 
-def test_resume_is_exact_with_augmentation_after_a_kill_while_last_ckpt_was_written(tmp_path):
+def test_resume_is_exact_with_augmentation_after_a_kill_while_last_ckpt_was_written(tmp_path, monkeypatch):
     """Killed (SIGKILL) while writing last.ckpt after epoch 1 of 2: the orphaned temporary is removed
     and the identical command continues from the newest complete checkpoint (epoch000.ckpt), with
     the uninterrupted run's crops, flips, erasing and drop path: the same final weights."""
@@ -281,7 +285,10 @@ def test_resume_is_exact_with_augmentation_after_a_kill_while_last_ckpt_was_writ
     orphan = part / "checkpoints" / ".last.ckpt.0123abcd.tmp"
     orphan.write_bytes(b"PK\x03\x04 half a checkpoint")
     torch.manual_seed(1234)  # whatever the global generators hold when the re-run starts
+    step, trained = SupernetModule.training_step, []
+    monkeypatch.setattr(SupernetModule, "training_step", lambda self, batch, i: trained.append(i) or step(self, batch, i))
     train(compose_cfg(EXACT, part))
+    assert len(trained) == 5  # epoch 1's batches only: a run started afresh would also equal `full` below
     assert not orphan.exists()
     assert [s["step"] for s in read_archs(part / "sampled_archs.rank0.jsonl")] == list(range(10))
     _assert_same_weights(tmp_path / "full" / "checkpoints" / "last.ckpt", part / "checkpoints" / "last.ckpt")
@@ -301,15 +308,18 @@ def _val_rows(out: Path) -> list[dict]:
             for r in csv.DictReader(open(out / "csv" / "metrics.csv")) if r.get("val/largest/top1")]
 
 
-def test_a_stop_during_validation_finishes_it_and_the_rerun_keeps_every_validation_row(tmp_path):
+def test_a_stop_during_validation_finishes_it_and_the_rerun_keeps_every_validation_row(tmp_path, monkeypatch):
     args = [*FAST, "data.max_train=160", "trainer.max_epochs=2", "data.eval_batch_size=32"]  # 4 validation batches
     train(compose_cfg(args, tmp_path / "full"))
     part = tmp_path / "part"
     with pytest.raises(SystemExit) as stop:
-        train(compose_cfg([*args, "+callbacks.stop._target_=tests.test_reliability.StopInValidation"], part))
+        train(compose_cfg([*args, "+callbacks.stop._target_=tests.test_faults_and_reruns.StopInValidation"], part))
     assert stop.value.code == 143
     assert _weights(part / "checkpoints" / "last.ckpt")["global_step"] == 5  # after epoch 0's validation
+    step, trained = SupernetModule.training_step, []
+    monkeypatch.setattr(SupernetModule, "training_step", lambda self, batch, i: trained.append(i) or step(self, batch, i))
     train(compose_cfg(args, part))
+    assert len(trained) == 5  # epoch 1's batches only: a run started afresh would also equal `full` below
     full_rows = _val_rows(tmp_path / "full")
     assert len(full_rows) == 2 and _val_rows(part) == full_rows
     _assert_same_weights(tmp_path / "full" / "checkpoints" / "last.ckpt", part / "checkpoints" / "last.ckpt")

@@ -68,7 +68,7 @@ class RecordingEvolution(Evolution):
 def test_evolution_breeds_from_the_top_of_everything_evaluated_so_far():
     """The fitness falls with the generation's index, so the current generation's best are never the
     overall best: parents taken from the current generation only would fail."""
-    from tests.test_search import SyntheticEvaluator
+    from tests.helpers import SyntheticEvaluator
 
     space = SearchSpace.from_yaml(SPACES / "tiny.yaml")
     constraints = Constraints(space, num_classes=10)
