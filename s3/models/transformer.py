@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from timm.layers import DropPath, trunc_normal_
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from s3.models.elastic import Elastic, ElasticLayerNorm, ElasticLinear, ElasticPatchConv, Factors
 from s3.space import Arch, Geometry, SearchSpace
@@ -266,14 +267,22 @@ class Stage(nn.Module):
         self.downsample = downsample
         layouts = {(geometry.window(w, stage), s) for w in windows for s in (0, geometry.shift(w, stage))}
         self.layouts = WindowLayouts(self.resolution, layouts)  # every (window, shift) a block can take
+        self.grad_checkpointing = False
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward_blocks(self, x: Tensor) -> Tensor:
+        """(B, H, W, C) through the active blocks, before the merging layer: the stage's feature map."""
         B, H, W, C = x.shape
         x, layout = x.reshape(B, H * W, C), None
         for block in self.blocks[: self.depth]:
             x, layout = self.layouts.move(x, layout, block.layout), block.layout
-            x = block(x, self.layouts.mask(layout))
-        x = self.layouts.move(x, layout, None).view(B, H, W, C)
+            if self.grad_checkpointing and torch.is_grad_enabled():
+                x = checkpoint(block, x, self.layouts.mask(layout), use_reentrant=False)
+            else:
+                x = block(x, self.layouts.mask(layout))
+        return self.layouts.move(x, layout, None).view(B, H, W, C)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.forward_blocks(x)
         return x if self.downsample is None else self.downsample(x)
 
     def extra_repr(self) -> str:
@@ -358,20 +367,77 @@ class Supernet(nn.Module):
         self.arch = arch
 
     # -- forward ------------------------------------------------------------------------------------
-    def forward_features(self, x: Tensor) -> Tensor:
+    def _embed(self, x: Tensor) -> Tensor:
         if x.shape[-2:] != (self.img_size, self.img_size) or x.shape[1] != self.in_chans:
             raise ValueError(
                 f"input of shape {tuple(x.shape)}: expected (B, {self.in_chans}, {self.img_size}, {self.img_size})"
             )
-        x = self.patch_embed.norm(self.patch_embed.proj(x).permute(0, 2, 3, 1))  # (B, H/p, W/p, C1)
+        return self.patch_embed.norm(self.patch_embed.proj(x).permute(0, 2, 3, 1))  # (B, H/p, W/p, C1)
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        """The last stage's normed feature map, (B, H, W, C) as timm's Swin gives it."""
+        x = self._embed(x)
         for stage in self.layers:
             x = stage(x)
-        return self.norm(x).mean(dim=(1, 2))  # (B, C_last)
+        return self.norm(x)
+
+    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
+        x = x.mean(dim=(1, 2))  # (B, C_last)
+        return x if pre_logits else self.head(x)
 
     def forward(self, x: Tensor, arch: Arch | None = None) -> Tensor:
         if arch is not None:
             self.set_arch(arch)
-        return self.head(self.forward_features(x))
+        return self.forward_head(self.forward_features(x))
+
+    # -- what timm's users rely on (detection and segmentation backbones, fine-tuning) ---------------
+    @property
+    def feature_info(self) -> list[dict]:
+        """Each stage's feature map: its channels and stride (`module`: where timm finds it)."""
+        return [{"num_chs": self.arch.embed_dims[i], "reduction": self.patch_size * 2**i, "module": f"layers.{i}"}
+                for i in range(self.space.num_stages)]
+
+    def forward_intermediates(self, x: Tensor, indices: int | Sequence[int] | None = None, norm: bool = False,
+                              stop_early: bool = False, output_fmt: str = "NCHW", intermediates_only: bool = False):
+        """timm's feature API: the stages' feature maps (before each merging layer; `norm`: the
+        last one normed), `indices` the stages wanted (an int n: the last n), as `output_fmt`
+        (NCHW or NHWC); with the final features unless `intermediates_only`."""
+        if output_fmt not in ("NCHW", "NHWC"):
+            raise ValueError(f"output_fmt={output_fmt!r}: allowed 'NCHW' or 'NHWC'")
+        stages = len(self.layers)
+        wanted = (list(range(stages - indices, stages)) if isinstance(indices, int)
+                  else list(range(stages)) if indices is None else [i % stages for i in indices])
+        x, maps = self._embed(x), []
+        for i, stage in enumerate(self.layers):
+            x = stage.forward_blocks(x)
+            if i in wanted:
+                y = self.norm(x) if norm and i == stages - 1 else x
+                maps.append(y.permute(0, 3, 1, 2).contiguous() if output_fmt == "NCHW" else y)
+            if stop_early and i >= max(wanted):
+                break
+            if stage.downsample is not None:
+                x = stage.downsample(x)
+        if intermediates_only:
+            return maps
+        return self.norm(x), maps
+
+    @torch.jit.ignore
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute each block in the backward pass instead of keeping its activations."""
+        for stage in self.layers:
+            stage.grad_checkpointing = enable
+
+    def get_classifier(self) -> nn.Module:
+        return self.head
+
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        """A new head for `num_classes` (initialised afresh): fine-tuning on other classes."""
+        if global_pool not in (None, "avg"):
+            raise ValueError(f"global_pool={global_pool!r}: S3 models average-pool")
+        self.num_classes = num_classes
+        self.head = ElasticLinear(self.head.weight.shape[1], num_classes).to(self.head.weight)
+        _init_weights(self.head)
+        self.head.set_active(self.arch.embed_dims[-1], num_classes)
 
     @torch.jit.ignore
     def no_weight_decay(self) -> set[str]:
