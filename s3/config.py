@@ -83,6 +83,7 @@ def register_config_resolvers() -> None:
         OmegaConf.register_new_resolver("slurm", slurm_request)
 
 
+
 def check_run_config(cfg: DictConfig) -> None:
     """The top-level values every entry point reads, checked before any data is read or any
     directory written: one clear line naming the key instead of a traceback after minutes."""

@@ -35,24 +35,27 @@ class ImageNetDataModule(ClassificationDataModule):
                     f"set data.root=/path/to/imagenet)"
                 )
 
-    def transforms(self):
-        from timm.data import create_transform
+    def normalisation(self) -> tuple[tuple, tuple]:
         from timm.data.constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
+        return IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+
+    def transforms(self):
+        from timm.data import create_transform
+
         register_safe_posterize()
+        mean, std = self.normalisation()
         train = create_transform(self.img_size, is_training=True, auto_augment=self.auto_augment,
                                  re_prob=self.reprob, re_mode="pixel", re_count=1, interpolation=self.interpolation,
-                                 mean=IMAGENET_DEFAULT_MEAN, std=IMAGENET_DEFAULT_STD)
+                                 mean=mean, std=std)
         evaluate = create_transform(self.img_size, is_training=False, crop_pct=self.crop_pct,
-                                    interpolation=self.interpolation, mean=IMAGENET_DEFAULT_MEAN,
-                                    std=IMAGENET_DEFAULT_STD)
+                                    interpolation=self.interpolation, mean=mean, std=std)
         return train, evaluate
 
     def preprocessing(self) -> dict:
-        from timm.data.constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-
-        return {"input_size": [3, self.img_size, self.img_size], "mean": list(IMAGENET_DEFAULT_MEAN),
-                "std": list(IMAGENET_DEFAULT_STD), "crop_pct": self.crop_pct, "interpolation": self.interpolation,
+        mean, std = self.normalisation()
+        return {"input_size": [3, self.img_size, self.img_size], "mean": list(mean), "std": list(std),
+                "crop_pct": self.crop_pct, "interpolation": self.interpolation,
                 "note": "timm's evaluation transform: resize to img_size / crop_pct, centre crop"}
 
     def _train_datasets(self):
