@@ -98,7 +98,8 @@ def test_every_python_block_of_the_readme_runs(index, tmp_path):
 
     tiny = SearchSpace.from_yaml(SPACES / "tiny.yaml").sample(torch.Generator().manual_seed(0))
     export_model(S3Transformer(tiny, img_size=32, patch_size=2, num_classes=10), tmp_path / "export",
-                 {"input_size": [3, 32, 32], "mean": [0.5] * 3, "std": [0.5] * 3}, "stand-in")
+                 {"input_size": [3, 32, 32], "mean": [0.5] * 3, "std": [0.5] * 3}, "stand-in",
+                 onnx_images=torch.randn(2, 3, 32, 32))
     code = blocks("python")[index].replace("<export>", str(tmp_path / "export"))
     run = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
