@@ -18,7 +18,7 @@ from omegaconf import OmegaConf
 
 assert not [m for m in sys.modules if m == "s3" or m.startswith("s3.")], "imported s3 before composing"
 conf = pathlib.Path(sys.argv[1])
-jobs = [("evaluate", [])]
+jobs = [("evaluate", []), ("export", ["data=folder", "data.root=/nowhere"])]
 jobs += [("search" if e.stem.startswith("space") else "train", [f"experiment={e.stem}"])
          for e in sorted((conf / "experiment").glob("*.yaml"))]
 jobs += [("search", [f"search={s.stem}"]) for s in sorted((conf / "search").glob("*.yaml"))]
@@ -46,7 +46,7 @@ def test_every_experiment_and_search_composes_with_hydras_own_compose_in_a_fresh
     composed = json.loads(proc.stdout.strip().splitlines()[-1])
     experiments = len(list((ROOT / "conf" / "experiment").glob("*.yaml")))
     searches = len(list((ROOT / "conf" / "search").glob("*.yaml")))
-    assert len(composed) == 1 + experiments + searches and experiments >= 15 and searches >= 4
+    assert len(composed) == 2 + experiments + searches and experiments >= 15 and searches >= 4
 
 
 # -- the import graph ------------------------------------------------------------------------------------
