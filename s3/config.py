@@ -4,17 +4,13 @@ beside its outputs."""
 
 from __future__ import annotations
 
-import contextlib
 import netrc
 import os
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlparse
 
 from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
-from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from s3.space import Arch
@@ -182,73 +178,3 @@ def resolve_arch(cfg: DictConfig) -> Arch:
         return Arch.from_dict(OmegaConf.to_container(inline))
     raise ValueError("arch=null: one architecture (model=standalone, experiment=retrain) needs arch=path/to/arch.yaml "
                      "or a model preset such as model=s3_t")
-
-
-def sweep_group() -> str | None:
-    """In a multirun, the sweep directory's name: one sweep, one W&B group."""
-    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
-        return Path(HydraConfig.get().sweep.dir).name
-    return None
-
-
-def run_name(cfg: DictConfig, name: str) -> str:
-    """A W&B run's name. The default (the task's name) grows the experiment and the command's
-    overrides (`train tiny`, `train experiment=retrain_tiny,arch=top1.yaml`), so that runs outside
-    a sweep can be told apart; in a multirun, the job's number too (`search [1] seed=2`). A name
-    given with `logger.wandb.name=...` is kept."""
-    if not HydraConfig.initialized():
-        return name
-    hydra = HydraConfig.get()
-    overrides = hydra.job.override_dirname if "override_dirname" in hydra.job else ""
-    default, sweep = name == cfg.get("task_name"), sweep_group() is not None
-    experiment = hydra.runtime.choices.get("experiment") if default else None
-    parts = [name, experiment if experiment and f"experiment={experiment}" not in overrides else "",
-             f"[{hydra.job.num}]" if sweep else "", overrides if default or sweep else ""]
-    return " ".join(p for p in parts if p)[:128]
-
-
-def log_config(loggers: list, cfg: DictConfig) -> None:
-    """The run's resolved config (without Hydra's own node) as every logger's hyperparameters."""
-    resolved = OmegaConf.to_container(cfg, resolve=True)
-    resolved.pop("hydra", None)
-    for logger in loggers:
-        logger.log_hyperparams(resolved)
-
-
-def build_loggers(cfg: DictConfig, group: str | None = None) -> list:
-    """The config's loggers. A W&B run is named by `run_name`,
-    grouped in `group` if given, else in the config's group, else, in a multirun, in the sweep's
-    (one sweep, one group)."""
-    loggers = []
-    for conf in (cfg.get("logger") or {}).values():
-        extra = {}
-        if "Wandb" in conf._target_:
-            extra["name"] = run_name(cfg, str(conf.get("name") or cfg.task_name))
-            if group is not None:
-                extra["group"] = group
-            elif conf.get("group") is None and sweep_group():
-                extra["group"] = sweep_group()
-        loggers.append(instantiate(conf, **extra))
-    return loggers
-
-
-def close_loggers(loggers: list, status: str = "success") -> None:
-    """Finalize, and end the W&B run, so that the next run in this process (the next training of a
-    space search, the next test) starts its own instead of writing into this one."""
-    for logger in loggers:
-        logger.finalize(status)
-        if "Wandb" in type(logger).__name__:
-            import wandb
-
-            wandb.finish(exit_code=0 if status == "success" else 1)
-
-
-@contextlib.contextmanager
-def closing(loggers: list) -> Iterator[list]:
-    """Closes `loggers` however the block ends: `success`, or `failed` on an error or a stop."""
-    status = "failed"
-    try:
-        yield loggers
-        status = "success"
-    finally:
-        close_loggers(loggers, status)

@@ -13,15 +13,7 @@ from lightning.pytorch.callbacks import EarlyStopping
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
-from s3.config import (
-    build_loggers,
-    check_fits_in_memory,
-    check_run_config,
-    closing,
-    log_config,
-    resolve_arch,
-    trains_supernet,
-)
+from s3.config import check_fits_in_memory, check_run_config, resolve_arch, trains_supernet
 from s3.cost import count_params
 from s3.data.images import BadImageError, bad_image_message
 from s3.errors import RunStopped
@@ -30,7 +22,7 @@ from s3.lit.callbacks import PreemptionCheckpoint
 from s3.lit.supernet import SupernetModule
 from s3.models import NetConfig, Supernet, load_supernet
 from s3.models.checkpoint import SupernetCheckpoint, read_checkpoint
-from s3.run import TRAINING, RunDir, save_resolved_config
+from s3.run import TRAINING, RunDir, build_loggers, closing, log_config, save_resolved_config
 from s3.space import Arch, SearchSpace
 
 log = logging.getLogger(__name__)

@@ -258,7 +258,7 @@ def test_wandb_runs_outside_a_sweep_are_named_by_task_experiment_and_overrides(t
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import open_dict, read_write
 
-    from s3.config import build_loggers, run_name
+    from s3.run import build_loggers, run_name
 
     cfg = compose_cfg(["logger=wandb", "logger.wandb.offline=true", "experiment=retrain_tiny"], tmp_path)
     with read_write(cfg.hydra), open_dict(cfg.hydra):

@@ -329,7 +329,7 @@ def test_wandb_runs_of_a_sweep_are_named_by_job_and_overrides(tmp_path):
     from hydra.types import RunMode
     from omegaconf import open_dict, read_write
 
-    from s3.config import build_loggers, run_name
+    from s3.run import build_loggers, run_name
 
     cfg = compose_cfg(["logger=wandb", "logger.wandb.offline=true", "seed=2"], tmp_path, config_name="search")
     with read_write(cfg.hydra), open_dict(cfg.hydra):

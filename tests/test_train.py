@@ -315,7 +315,7 @@ def test_sweep_runs_share_a_wandb_group(tmp_path):
     from hydra.types import RunMode
     from omegaconf import OmegaConf, open_dict
 
-    from s3.config import build_loggers
+    from s3.run import build_loggers
 
     cfg = compose_cfg(["logger=wandb", "logger.wandb.offline=true"], tmp_path)
     OmegaConf.set_readonly(cfg.hydra, False)

@@ -16,17 +16,11 @@ from typing import Any
 import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
-from s3.config import (
-    build_loggers,
-    check_run_config,
-    close_loggers,
-    log_config,
-    sweep_group,
-)
+from s3.config import check_run_config
 from s3.constraints import Constraints
 from s3.io import atomic_write_text, file_sha256, read_json
 from s3.models import Supernet, SupernetCheckpoint
-from s3.run import SEARCH, RunDir, save_resolved_config
+from s3.run import SEARCH, RunDir, build_loggers, close_loggers, log_config, save_resolved_config, sweep_group
 from s3.search import arch_search, space_search
 from s3.search.configs import ETErrorSearch, Evaluation, SpaceSearch, search_config
 from s3.search.devices import cached_split, fabric_strategy, make_fabric
