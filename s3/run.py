@@ -82,6 +82,7 @@ class RunKind:
     owned: tuple[str, ...]
     state: str | None = None
     subdirs: tuple[str, ...] = ()
+    identity: str | None = None  # what defines the run's result (a search's settings), for continuing it
 
 
 TRAINING = RunKind("run", "finished.json", ("checkpoints/*.ckpt", "sampled_archs.rank*.jsonl", "finished.json"),
@@ -89,7 +90,7 @@ TRAINING = RunKind("run", "finished.json", ("checkpoints/*.ckpt", "sampled_archs
 SEARCH = RunKind("search", "result.json", (
     "search_state.json", "search_identity.json", "result.json", "config.yaml", "search_split.json", "*_split.*.pt",
     "archs.csv", "history.csv", "picks.csv", "top", "pareto.png", "history.png", "iter*", "searched_space.yaml",
-    "conf", "et_error.png", "report.md"), state="search_state.json")
+    "conf", "et_error.png", "report.md"), state="search_state.json", identity="search_identity.json")
 EVALUATION = RunKind("evaluation", "evaluation.json", ("evaluation.json",))
 # a model directory (s3/export.py): config.json is written last, so its presence marks a complete export
 EXPORT = RunKind("export", "config.json", ("config.json", "model.safetensors", "README.md"))
@@ -147,6 +148,24 @@ class RunDir:
     def write_state(self, state: dict) -> None:
         if is_rank_zero():
             atomic_write_text(self.path / self.kind.state, json.dumps(state))
+
+    # -- the identity: what a run must share with the one it continues ----------------------------
+    def check_identity(self, identity: dict, keys: Sequence[str]) -> None:
+        """A directory holding a run started with other settings cannot continue this one."""
+        saved = self.path / self.kind.identity
+        if not saved.is_file():
+            return
+        fix = f"delete it and {self.kind.state} to start afresh there, or pass overwrite=true"
+        theirs = read_json(saved, f"{self.kind.name} identity", tuple(keys), fix)
+        differ = sorted(k for k in set(theirs) | set(identity) if theirs.get(k) != identity.get(k))
+        if differ:
+            raise ValueError(f"{self.path} holds a {self.kind.name} started with other settings ({', '.join(differ)}): "
+                             f"it cannot continue this one ({saved}); choose another hydra.run.dir, or overwrite=true "
+                             f"to start afresh")
+
+    def save_identity(self, identity: dict) -> None:
+        if is_rank_zero():
+            atomic_write_text(self.path / self.kind.identity, json.dumps(identity))
 
     # -- the records -----------------------------------------------------------------------------
     def record_hydra(self, cfg: DictConfig) -> None:

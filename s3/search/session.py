@@ -2,12 +2,11 @@
 Error searches share. `SearchSession.open(cfg)` checks every input that can fail (config, space,
 constraints, data, supernet, held-out split), claims and locks the run directory and reads the
 supernet; `run()` starts the devices, dispatches on the search's type and closes the loggers however
-the search ends. The session owns the directory's identity, resume state and result, the data and
+the search ends. The session holds what defines the search (its identity), the data and
 its cached splits, the evaluators and the loggers."""
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -18,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from s3.config import check_run_config
 from s3.constraints import Constraints
-from s3.io import atomic_write_text, file_sha256, read_json
+from s3.io import file_sha256
 from s3.models import Supernet, SupernetCheckpoint
 from s3.run import SEARCH, RunDir, build_loggers, close_loggers, log_config, save_resolved_config, sweep_group
 from s3.search import arch_search, space_search
@@ -38,7 +37,6 @@ from s3.sweep import override_key
 
 log = logging.getLogger(__name__)
 
-IDENTITY_FILE = "search_identity.json"  # (s3.run.SEARCH: what else a search writes, and what overwrite=true removes)
 STATE_KEYS = {"space": ("iterations",), "et_error": (),
               "evolution": ("seed", "generation", "space", "candidates", "history", "rng", "cache")}
 SEARCH_SPEED_KEYS = frozenset(f.name for f in fields(Evaluation))
@@ -100,19 +98,6 @@ def search_identity(cfg: DictConfig, search: Evaluation, supernet: Path | None) 
     return identity
 
 
-def check_identity(work: Path, identity: dict) -> None:
-    """A directory holding a search started with other settings cannot continue this one."""
-    saved = work / IDENTITY_FILE
-    if not saved.is_file():
-        return
-    fix = f"delete it and {SEARCH.state} to start afresh there, or pass overwrite=true"
-    theirs = read_json(saved, "search identity", ("seed", "space", "data", "search"), fix)
-    differ = sorted(k for k in set(theirs) | set(identity) if theirs.get(k) != identity.get(k))
-    if differ:
-        raise ValueError(f"{work} holds a search started with other settings ({', '.join(differ)}): it cannot "
-                         f"continue this one ({saved}); choose another hydra.run.dir, or overwrite=true to start afresh")
-
-
 # -- the session -----------------------------------------------------------------------------------
 @dataclass
 class SearchSession:
@@ -151,7 +136,7 @@ class SearchSession:
             supernet = trained.build()
             check_split_unseen(trained, ckpt, data)
         identity = search_identity(cfg, search, ckpt)
-        check_identity(work, identity)
+        run_dir.check_identity(identity, ("seed", "space", "data", "search"))
         own = OmegaConf.merge(cfg, {"paths": {"output_dir": str(work)}})  # resume=true may pick another directory
         session = cls(own, search, run_dir, identity, space, constraints, data, supernet, ckpt)
         session.saved_state()  # a truncated or foreign state file: one line now, not after the first generation
@@ -162,7 +147,7 @@ class SearchSession:
         `success` or, on an error or a stop, as `failed`."""
         self.fabric = make_fabric(self.cfg)
         if self.zero:
-            atomic_write_text(self.work / IDENTITY_FILE, json.dumps(self.identity))
+            self.run_dir.save_identity(self.identity)
             save_resolved_config(self.cfg, self.work)
         try:
             if isinstance(self.search, SpaceSearch):
@@ -194,7 +179,7 @@ class SearchSession:
     def saved_state(self) -> dict | None:
         kind = self.search.kind if self.search.kind in STATE_KEYS else "evolution"  # random: evolution's state
         return self.run_dir.read_state(f"{kind} search state", STATE_KEYS[kind],
-                                       f"it cannot be continued: delete it (and {IDENTITY_FILE}) to start the search "
+                                       f"it cannot be continued: delete it (and {SEARCH.identity}) to start the search "
                                        f"afresh in {self.work}, or pass overwrite=true")
 
     def save_state(self, state: dict) -> None:
