@@ -161,6 +161,8 @@ def latency(model: S3Transformer, onnx_file: Path | None, input_size: list[int],
                     for _ in range(repeats):
                         fn(x)
                     times[name].append((time.perf_counter() - start) / repeats * 1e3)
+            log.info("latency at batch %d: %s", batch, ", ".join(f"{n} {sorted(t)[len(t) // 2]:.2f} ms"
+                                                                for n, t in times.items()))
             rows += [{"backend": name, "batch": batch, "threads": torch.get_num_threads(),
                       "median_ms": statistics.median(t), "min_ms": min(t), "max_ms": max(t)} for name, t in times.items()]
     return rows

@@ -102,6 +102,8 @@ def test_a_finished_export_is_refused_unless_overwrite_and_bad_input_is_one_line
     missing = compose_cfg([*FAST, f"arch={arch}", f"ckpt_path={tmp_path / 'none.ckpt'}"], tmp_path / "bad",
                           config_name="export")
     assert "none.ckpt does not exist" in user_error(capsys, prepare, missing)
+    other = compose_cfg([*FAST, f"arch={arch}", f"ckpt_path={ckpt}", "format=pt"], tmp_path / "pt", config_name="export")
+    assert "format=pt: allowed ['safetensors', 'onnx']" in user_error(capsys, prepare, other)
     with pytest.raises(FileNotFoundError, match="no config.json; not a model directory written by export.py"):
         s3.from_pretrained(tmp_path)
 
