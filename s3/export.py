@@ -76,6 +76,8 @@ def card(config: dict, directory: Path) -> str:
 import s3
 
 model = s3.from_pretrained("{directory}").eval()  # an S3Transformer (torch.nn.Module)
+# or through timm (`import s3` registers the family):
+# timm.create_model("s3_transformer", pretrained=True, pretrained_cfg_overlay=dict(file="{directory / WEIGHTS}"))
 ```
 
 `config.json` holds the architecture (the official S3 YAML schema under `arch`), the network's

@@ -76,8 +76,8 @@ class InMemoryDataModule(ClassificationDataModule):
     def preprocessing(self) -> dict:
         t = self.collate(False)
         channels = t.mean.numel()
-        return {"input_size": [3, self.img_size, self.img_size], "mean": t.mean.flatten().tolist() * (3 // channels),
-                "std": t.std.flatten().tolist() * (3 // channels), "crop_pct": 1.0, "interpolation": "none",
+        mean, std = ([round(v, 6) for v in x.flatten().tolist()] * (3 // channels) for x in (t.mean, t.std))
+        return {"input_size": [3, self.img_size, self.img_size], "mean": mean, "std": std, "crop_pct": 1.0, "interpolation": "none",
                 "note": (f"{self.native_size}x{self.native_size} images zero-padded to {self.img_size}; "
                          if self.native_size < self.img_size else "")
                         + ("grey images repeated over 3 channels" if channels == 1 else "RGB")}
