@@ -351,7 +351,7 @@ class Supernet(nn.Module):
         self._activate(arch)
 
     def _activate(self, arch: Arch) -> None:
-        dpr = torch.linspace(0, self.drop_path_rate, sum(arch.depths)).tolist()
+        dpr = torch.linspace(0, self.drop_path_rate, sum(arch.depths), device="cpu").tolist()  # (meta-device builds too)
         self.patch_embed.proj.set_active(arch.embed_dims[0])
         self.patch_embed.norm.set_active(arch.embed_dims[0])
         k = 0
