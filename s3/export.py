@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import statistics
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from safetensors.torch import load_file, save_file
 from s3.cost import count_macs, count_params
 from s3.evaluate import build_classifier
 from s3.io import atomic_path, atomic_write_text
+from s3.latency import Timing, interleaved, runner
 from s3.models import NetConfig, S3Transformer
 from s3.run import EXPORT, RunDir
 from s3.space import Arch
@@ -135,38 +137,20 @@ def _opset(path: Path) -> int:
     return max(o.version for o in onnx.load(str(path), load_external_data=False).opset_import if o.domain in ("", "ai.onnx"))
 
 
-def latency(model: S3Transformer, onnx_file: Path | None, input_size: list[int], batches=(1, 32), repeats: int = 20,
+def latency(model: S3Transformer, onnx_file: Path | None, input_size: list[int], batches=(1, 8), repeats: int = 5,
             rounds: int = 5) -> list[dict]:
-    """Milliseconds per forward pass, PyTorch eager (fp32) and onnxruntime, measured side by side on
-    this machine with this process's threads: the backends in turns (`rounds` rounds of `repeats`
-    passes each), the median of the rounds and its spread (min-max)."""
-    import statistics
-    import time
-
-    runners = {"pytorch": lambda x: model(x)}
-    if onnx_file is not None:
-        import onnxruntime
-
-        session = onnxruntime.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
-        runners["onnxruntime"] = lambda x: session.run(None, {"images": x.numpy()})
-    model = model.eval().cpu()
+    """Milliseconds per forward pass, PyTorch eager (fp32, CPU) and onnxruntime, measured in turns
+    on this machine with this process's threads (`s3.latency`)."""
     rows = []
-    with torch.no_grad():
-        for batch in batches:
-            x = torch.randn(batch, *input_size)
-            times = {name: [] for name in runners}
-            for fn in runners.values():  # warm-up
-                fn(x)
-            for _ in range(rounds):
-                for name, fn in runners.items():
-                    start = time.perf_counter()
-                    for _ in range(repeats):
-                        fn(x)
-                    times[name].append((time.perf_counter() - start) / repeats * 1e3)
-            log.info("latency at batch %d: %s", batch, ", ".join(f"{n} {sorted(t)[len(t) // 2]:.2f} ms"
-                                                                for n, t in times.items()))
-            rows += [{"backend": name, "batch": batch, "threads": torch.get_num_threads(),
-                      "median_ms": statistics.median(t), "min_ms": min(t), "max_ms": max(t)} for name, t in times.items()]
+    for batch in batches:
+        images = torch.randn(batch, *input_size)
+        runners = {"pytorch": runner(model.cpu(), "pytorch", images)}
+        if onnx_file is not None:
+            runners["onnxruntime"] = runner(model, "onnxruntime", images, str(onnx_file))
+        times = interleaved(runners, repeats, rounds)
+        log.info("latency at batch %d: %s", batch, ", ".join(f"{n} {statistics.median(t):.2f} ms" for n, t in times.items()))
+        rows += [Timing("model", name, batch, torch.get_num_threads(), statistics.median(t), min(t), max(t)).to_row()
+                 for name, t in times.items()]
     return rows
 
 
