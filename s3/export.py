@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import statistics
+import warnings
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -117,7 +118,9 @@ def export_onnx(model: S3Transformer, path: str | Path, images: torch.Tensor) ->
 
     model = model.eval().cpu()
     path = Path(path)
-    with atomic_path(path) as tmp, torch.no_grad():
+    with atomic_path(path) as tmp, torch.no_grad(), warnings.catch_warnings():
+        # the input-shape check traces as a constant (the image size is fixed; the batch stays dynamic)
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         torch.onnx.export(model, (images[:1],), str(tmp), input_names=["images"], output_names=["logits"],
                           dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}}, dynamo=False)
         session = onnxruntime.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])

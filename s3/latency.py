@@ -65,7 +65,9 @@ def runner(model: torch.nn.Module, backend: str, images: torch.Tensor, onnx_file
             raise ValueError("backend=onnxruntime: needs the model's ONNX file (export.py format=onnx)")
         import onnxruntime
 
-        session = onnxruntime.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()  # side by side with PyTorch: the same threads
+        session = onnxruntime.InferenceSession(str(onnx_file), options, providers=["CPUExecutionProvider"])
         array = images.cpu().numpy()
         return lambda: session.run(None, {"images": array})
     if backend == "cuda" and not torch.cuda.is_available():
