@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import logging
-import statistics
 import warnings
 from importlib import metadata
 from pathlib import Path
@@ -151,9 +150,9 @@ def latency(model: S3Transformer, onnx_file: Path | None, input_size: list[int],
         if onnx_file is not None:
             runners["onnxruntime"] = runner(model, "onnxruntime", images, str(onnx_file))
         times = interleaved(runners, repeats, rounds)
-        log.info("latency at batch %d: %s", batch, ", ".join(f"{n} {statistics.median(t):.2f} ms" for n, t in times.items()))
-        rows += [Timing("model", name, batch, torch.get_num_threads(), statistics.median(t), min(t), max(t)).to_row()
-                 for name, t in times.items()]
+        timings = [Timing.of("model", name, batch, t) for name, t in times.items()]
+        log.info("latency at batch %d: %s", batch, ", ".join(f"{t.backend} {t.median_ms:.2f} ms" for t in timings))
+        rows += [t.to_row() for t in timings]
     return rows
 
 

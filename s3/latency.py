@@ -28,6 +28,11 @@ class Timing:
     min_ms: float
     max_ms: float
 
+    @classmethod
+    def of(cls, name: str, backend: str, batch: int, rounds: Sequence[float]) -> Timing:
+        """From the per-round times `interleaved` gives, with this process's threads."""
+        return cls(name, backend, batch, torch.get_num_threads(), statistics.median(rounds), min(rounds), max(rounds))
+
     def to_row(self) -> dict:
         return asdict(self)
 
@@ -91,5 +96,4 @@ def measure(models: Mapping[str, torch.nn.Module | str], backend: str, batch: in
                for name, m in models.items()}
     sync = torch.cuda.synchronize if backend == "cuda" else None
     times = interleaved(runners, repeats, rounds, synchronize=sync)
-    return [Timing(name, backend, batch, torch.get_num_threads(), statistics.median(t), min(t), max(t))
-            for name, t in times.items()]
+    return [Timing.of(name, backend, batch, t) for name, t in times.items()]
