@@ -1,14 +1,16 @@
-"""Resource constraints of a search: [min, max] ranges of params and/or MACs (multiply-accumulates).
+"""Resource constraints of a search: [min, max] ranges of params, MACs (multiply-accumulates)
+and latency in milliseconds on a named backend and batch.
 
-Costs come from the analytic model in `s3.cost`, so a candidate is accepted or rejected before
-any forward pass. Both costs grow with every dimension of the space, so the cost range of a space
+Params and MACs come from the analytic model in `s3.cost`, latency from a predictor (a lookup
+table timed on this machine, `s3.latency_predictor`), so a candidate is accepted or rejected before
+any forward pass. Every cost grows with every dimension of the space, so the cost range of a space
 is [cost(smallest), cost(largest)], which lets an impossible budget fail before any evaluation.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from s3.cost import count_macs, count_params
@@ -51,17 +53,50 @@ class Range:
         return f"[{lo}, {hi}]"
 
 
+LATENCY_BACKENDS = ("pytorch", "cuda")  # where the predictor's table is timed
+
+
+@dataclass(frozen=True)
+class LatencyTarget:
+    """Where a latency bound is measured: `backend` (pytorch: eager on the CPU; cuda), `batch`
+    images per forward pass, `threads` (None: this process's torch threads)."""
+
+    backend: str = "pytorch"
+    batch: int = 1
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.backend not in LATENCY_BACKENDS:
+            raise ValueError(f"constraints.latency_ms.backend={self.backend!r}: allowed {list(LATENCY_BACKENDS)}")
+        for name in ("batch", "threads"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                raise ValueError(f"constraints.latency_ms.{name}={v!r}: must be an integer >= 1"
+                                 + (", or null for this process's threads" if name == "threads" else ""))
+        if self.backend == "cuda":
+            import torch
+
+            if not torch.cuda.is_available():
+                raise ValueError("constraints.latency_ms.backend=cuda: no CUDA device on this machine; "
+                                 "allowed here: 'pytorch'")
+
+
 class Constraints:
-    """`constraints.params.{min,max}` and `constraints.macs.{min,max}` for one input geometry."""
+    """`constraints.params.{min,max}`, `constraints.macs.{min,max}` and `constraints.latency_ms.{min,
+    max, backend, batch, threads}` for one input geometry. A latency bound needs a predictor
+    (`use_latency`) before any arch is priced."""
 
     def __init__(self, space: SearchSpace, params: Mapping | None = None, macs: Mapping | None = None,
-                 num_classes: int = 1000, in_chans: int = 3, head_dim: int = 32):
-        self.ranges = {}
-        for name, bounds in (("params", params), ("macs", macs)):
+                 latency_ms: Mapping | None = None, num_classes: int = 1000, in_chans: int = 3, head_dim: int = 32):
+        self.ranges, self.latency, self._predict = {}, None, None
+        latency_ms = dict(latency_ms or {})
+        target = {k: latency_ms.pop(k) for k in ("backend", "batch", "threads") if k in latency_ms}
+        for name, bounds in (("params", params), ("macs", macs), ("latency_ms", latency_ms)):
             bounds = dict(bounds or {})
             unknown = sorted(set(bounds) - {"min", "max"})
             if unknown:
-                raise ValueError(f"constraints.{name}: unknown keys {unknown}; allowed: min, max")
+                extra = ", backend, batch, threads" if name == "latency_ms" else ""
+                raise ValueError(f"constraints.{name}: unknown keys {unknown}; allowed: min, max{extra}")
             values = []
             for k in ("min", "max"):
                 v = bounds.get(k)
@@ -70,11 +105,28 @@ class Constraints:
                 self.ranges[name] = Range(*values)
             except ValueError as e:
                 raise ValueError(f"constraints.{name}: {e}") from None
+        if self.bounded("latency_ms"):
+            self.latency = LatencyTarget(**target)
+        else:
+            del self.ranges["latency_ms"]
         self.geometry = dict(img_size=space.img_size, patch_size=space.patch_size, num_classes=num_classes,
                              in_chans=in_chans, head_dim=head_dim)
 
-    def cost(self, arch: Arch) -> dict[str, int]:
-        return {"params": count_params(arch, **self.geometry), "macs": count_macs(arch, **self.geometry)}
+    def bounded(self, name: str) -> bool:
+        r = self.ranges.get(name)
+        return r is not None and (r.min is not None or r.max is not None)
+
+    def use_latency(self, predict: Callable[[Arch], float]) -> None:
+        """The predictor a latency bound prices archs with (milliseconds)."""
+        self._predict = predict
+
+    def cost(self, arch: Arch) -> dict[str, float]:
+        cost = {"params": count_params(arch, **self.geometry), "macs": count_macs(arch, **self.geometry)}
+        if self.latency is not None:
+            if self._predict is None:
+                raise RuntimeError("constraints.latency_ms is set but no latency predictor was given (use_latency)")
+            cost["latency_ms"] = round(self._predict(arch), 4)
+        return cost
 
     def violations(self, cost: Mapping[str, float]) -> list[str]:
         return [f"{k}={_human(cost[k])} outside {r}" for k, r in self.ranges.items() if cost[k] not in r]
@@ -87,10 +139,15 @@ class Constraints:
         lo, hi = self.cost(space.smallest()), self.cost(space.largest())
         for k, r in self.ranges.items():
             if (r.max is not None and lo[k] > r.max) or (r.min is not None and hi[k] < r.min):
+                exact = f" ({lo[k]:d} to {hi[k]:d})" if isinstance(lo[k], int) else ""
+                where = f", predicted at batch {self.latency.batch} on {self.latency.backend}" if k == "latency_ms" else ""
                 raise ValueError(
                     f"constraints.{k}={r} cannot be met: the {k} of this space's architectures range over "
-                    f"[{_human(lo[k])}, {_human(hi[k])}] ({lo[k]:d} to {hi[k]:d})"
+                    f"[{_human(lo[k])}, {_human(hi[k])}]{exact}{where}"
                 )
 
     def __str__(self) -> str:
-        return ", ".join(f"{k} in {r}" for k, r in self.ranges.items() if r.min is not None or r.max is not None) or "none"
+        text = ", ".join(f"{k} in {r}" for k, r in self.ranges.items() if r.min is not None or r.max is not None) or "none"
+        if self.latency is not None:
+            text += f" (latency at batch {self.latency.batch} on {self.latency.backend})"
+        return text

@@ -5,9 +5,10 @@ CPU, onnxruntime on the CPU, CUDA), the batch and the threads are named in every
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 import torch
@@ -97,3 +98,15 @@ def measure(models: Mapping[str, torch.nn.Module | str], backend: str, batch: in
     sync = torch.cuda.synchronize if backend == "cuda" else None
     times = interleaved(runners, repeats, rounds, synchronize=sync)
     return [Timing.of(name, backend, batch, t) for name, t in times.items()]
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | None) -> Iterator[int]:
+    """PyTorch's intra-op threads set to `threads` inside the block (None: left as they are)."""
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)

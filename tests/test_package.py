@@ -56,7 +56,7 @@ LAYERS = [
     ("core", ["s3.space", "s3.cost", "s3.constraints", "s3.run", "s3.sweep", "s3.config"]),
     ("models and data", ["s3.models", "s3.data"]),
     ("lightning modules", ["s3.lit"]),
-    ("training and evaluation", ["s3.train", "s3.evaluate", "s3.export"]),
+    ("training and evaluation", ["s3.train", "s3.evaluate", "s3.export", "s3.latency_predictor"]),
     ("search", ["s3.search"]),
     ("entry points and registration", ["s3.cli", "s3.registry", "s3"]),
 ]

@@ -7,15 +7,18 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from s3.latency import torch_threads
+from s3.latency_predictor import machine, measure_archs
 from s3.search.evaluator import ArchRecord, CandidateEvaluator
 from s3.search.evolution import Evolution
+from s3.search.inputs import net_geometry
 from s3.search.progress import progress_bar
 from s3.search.report import (
-    RECORD_COLUMNS,
     arch_table,
     log_to_wandb,
     plot_history,
     plot_pareto,
+    record_columns,
     record_rows,
     write_csv,
 )
@@ -72,6 +75,16 @@ def run_arch_search(run: SearchContext) -> dict:
     return finish(run, evaluator, evo, picks)
 
 
+def timed(run: SearchContext, picks: list[dict]) -> list[dict]:
+    """The picks with their latency measured (not predicted) where the bound says: backend, batch,
+    threads; the standalone models in turns, median of rounds."""
+    target = run.constraints.latency
+    log.info("timing the %d picks at batch %d on %s", len(picks), target.batch, target.backend)
+    with torch_threads(target.threads):
+        ms = measure_archs([r["arch"] for r in picks], net_geometry(run.cfg, run.space), target.backend, target.batch)
+    return [{**r, "measured_ms": round(ms[r["arch"]], 4)} for r in picks]
+
+
 def finish(run: SearchContext, evaluator: CandidateEvaluator, evo: Evolution, picks: list[ArchRecord]) -> dict:
     """Validation top-1 of the picks only, then the files: top-k YAMLs, CSVs, plots, result.json."""
     measured = []
@@ -83,13 +96,18 @@ def finish(run: SearchContext, evaluator: CandidateEvaluator, evo: Evolution, pi
     picks = measured
     if not run.zero:
         return {}
+    latency = run.constraints.latency is not None
+    if latency:
+        picks = timed(run, picks)
     work, name = run.work, run.search.kind
     ranked = evo.ranked()
     rows = record_rows(ranked)
-    write_csv(work / "archs.csv", rows, RECORD_COLUMNS)
+    columns = record_columns(latency)
+    write_csv(work / "archs.csv", rows, columns)
     write_csv(work / "history.csv", evo.history)
     paths = [str(r["arch"].to_yaml(work / "top" / f"top{i + 1}.yaml")) for i, r in enumerate(picks)]
-    write_csv(work / "picks.csv", record_rows(picks), ("rank", "val_top1", *RECORD_COLUMNS[1:]))
+    write_csv(work / "picks.csv", record_rows(picks),
+              ("rank", "val_top1", *columns[1:6], *(("measured_ms",) if latency else ()), *columns[6:]))
     drawn_in = {}  # the generation that drew each arch: the evaluator's cache is in evaluation order
     for i, arch in enumerate(r["arch"] for r in evaluator.records()):
         drawn_in[arch] = next((h["generation"] for h in evo.history if i < h["evaluated"]), evo.generation)
@@ -98,19 +116,22 @@ def finish(run: SearchContext, evaluator: CandidateEvaluator, evo: Evolution, pi
                          evo.constraints.ranges, picked_by=picked_by,
                          title=f"{name} search: {len(ranked)} archs evaluated, constraints {evo.constraints}"),
              plot_history(work / "history.png", evo.history, f"{name} search")]
+    shown = ("top1", "val_top1", "params", "macs", *(("latency_ms", "measured_ms") if latency else ()))
+    pick_rows = [{"rank": i + 1, **{k: r[k] for k in shown}, "arch": str(r["arch"])} for i, r in enumerate(picks)]
     result = {
         "search": name, "objective": evo.config.objective, "evaluated": len(evaluator),
         "constraints": str(evo.constraints), "best_search_top1": ranked[0]["top1"],
-        "picks": [{"yaml": y, "top1": r["top1"], "val_top1": r["val_top1"], "params": r["params"],
-                   "macs": r["macs"], "arch": str(r["arch"])} for y, r in zip(paths, picks)],
+        "picks": [{"yaml": y, **{k: v for k, v in row.items() if k != "rank"}} for y, row in zip(paths, pick_rows)],
     }
+    if latency:
+        target = run.constraints.latency
+        result["latency"] = {"backend": target.backend, "batch": target.batch, "threads": target.threads,
+                             "machine": machine()}
     run.write_result(result)
-    pick_rows = [{"rank": i + 1, "top1": r["top1"], "val_top1": r["val_top1"], "params": r["params"],
-                  "macs": r["macs"], "arch": str(r["arch"])} for i, r in enumerate(picks)]
-    log_to_wandb(run.loggers, {"search/archs": [{c: r[c] for c in RECORD_COLUMNS} for r in rows],
+    log_to_wandb(run.loggers, {"search/archs": [{c: r[c] for c in columns} for r in rows],
                                "search/picks": pick_rows}, "search/plots", plots)
-    log.info("best archs (search split top-1, validation top-1):\n%s",
-             arch_table(picks, ("top1", "val_top1", "params", "macs")))
+    log.info("best archs (search split top-1, validation top-1%s):\n%s",
+             ", predicted and measured latency" if latency else "", arch_table(picks, shown))
     log.info("outputs: %s (top-k YAMLs in %s)", work, work / "top")
     if paths:
         log.info("next: retrain the best arch with\n  %s", retrain_command(paths[0]))

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, TypedDict
 
 import torch
 from torch import Tensor
+from typing_extensions import NotRequired
 
 from s3.constraints import Constraints
 from s3.io import atomic_torch_save
@@ -78,6 +79,7 @@ class ArchRecord(TypedDict):
     arch: Arch
     params: int
     macs: int
+    latency_ms: NotRequired[float]  # predicted, under a latency bound
     top1: float  # % on the evaluated split, with weights inherited from the supernet
     loss: float  # mean cross-entropy there
 

@@ -26,6 +26,7 @@ from s3.space import BLOCK_DIMENSIONS, Arch, SearchSpace
 log = logging.getLogger(__name__)
 
 OBJECTIVES = ("accuracy", "pareto")
+PARETO_COSTS = ("params", "macs", "latency_ms")  # latency_ms: predicted, needs constraints.latency_ms
 
 
 @dataclass
@@ -56,8 +57,8 @@ class EvolutionConfig:
                 raise ValueError(f"search.{name}={getattr(self, name)}: must be in [0, 1]")
         if self.objective not in OBJECTIVES:
             raise ValueError(f"search.objective={self.objective}: allowed {list(OBJECTIVES)}")
-        if self.pareto_cost not in ("params", "macs"):
-            raise ValueError(f"search.pareto_cost={self.pareto_cost}: allowed ['params', 'macs']")
+        if self.pareto_cost not in PARETO_COSTS:
+            raise ValueError(f"search.pareto_cost={self.pareto_cost}: allowed {list(PARETO_COSTS)}")
 
 
 def mutate(arch: Arch, space: SearchSpace, rng: random.Random, block_prob: float, stage_prob: float) -> Arch:

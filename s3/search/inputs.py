@@ -11,6 +11,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from s3.config import trains_supernet
 from s3.constraints import Constraints
+from s3.latency import torch_threads
+from s3.latency_predictor import NetGeometry, load_or_build
 from s3.models import NetConfig, SupernetCheckpoint
 from s3.run import TRAINING, RunDir
 from s3.space import SearchSpace, space_mismatch
@@ -79,10 +81,33 @@ def check_split_unseen(ckpt: SupernetCheckpoint, path: Path, dm) -> None:
                          f"with (data.max_train does not matter)")
 
 
-def build_constraints(cfg: DictConfig, space: SearchSpace) -> Constraints:
-    c = cfg.get("constraints") or {}
-    constraints = Constraints(space, c.get("params"), c.get("macs"), **NetConfig.of(cfg.model.net).cost_kwargs())
-    constraints.check_feasible(space)
+def net_geometry(cfg: DictConfig, space: SearchSpace) -> NetGeometry:
+    net = NetConfig.of(cfg.model.net)
+    return NetGeometry(space.img_size, space.patch_size, net.in_chans, net.num_classes, net.head_dim)
+
+
+def build_constraints(cfg: DictConfig, space: SearchSpace, latency_objective: bool = False) -> Constraints:
+    """The constraints, checked; with a latency bound, its predictor loaded from `paths.cache_dir` or
+    timed on this machine first (every setting is checked before the timing starts)."""
+    c = OmegaConf.to_container(cfg.get("constraints") or OmegaConf.create({}), resolve=True)
+    unknown = sorted(set(c) - {"params", "macs", "latency_ms"})
+    if unknown:
+        raise ValueError(f"constraints: unknown keys {unknown}; allowed: params, macs, latency_ms")
+    net = NetConfig.of(cfg.model.net)
+    constraints = Constraints(space, c.get("params"), c.get("macs"), c.get("latency_ms"), **net.cost_kwargs())
+    costs_only = Constraints(space, c.get("params"), c.get("macs"), **net.cost_kwargs())
+    if latency_objective and constraints.latency is None:
+        raise ValueError("search.pareto_cost=latency_ms: needs a latency bound that says where latency is measured: "
+                         "constraints.latency_ms.max=... (with .backend and .batch; a bound every arch meets, "
+                         "like 1e9, leaves the search unbounded)")
+    costs_only.check_feasible(space)  # params and MACs first: they need no timing
+    if constraints.latency is not None:
+        target, geometry = constraints.latency, net_geometry(cfg, space)
+        with torch_threads(target.threads):
+            predictor, _ = load_or_build(cfg.paths.cache_dir, space, geometry, target.backend, target.batch,
+                                         accept=costs_only.satisfied, progress=log.info)
+        constraints.use_latency(lambda arch: predictor.predict(arch, geometry))
+        constraints.check_feasible(space)
     return constraints
 
 

@@ -19,6 +19,11 @@ from s3.space import DIMENSIONS, SearchSpace
 RECORD_COLUMNS = ("rank", "top1", "loss", "params", "macs", "arch", "arch_json")
 
 
+def record_columns(latency: bool) -> tuple[str, ...]:
+    """An arch row's columns; under a latency bound its predicted latency after the MACs."""
+    return RECORD_COLUMNS[:5] + ("latency_ms",) + RECORD_COLUMNS[5:] if latency else RECORD_COLUMNS
+
+
 def read_csv(path: str | Path) -> list[dict]:
     with open(path, newline="") as f:
         return list(csv.DictReader(f))
@@ -67,20 +72,23 @@ def _save(fig, path: str | Path) -> Path:
 def plot_pareto(path: str | Path, records: Sequence[dict], picks: Sequence[dict],
                 generations: Sequence[int] | None = None, budget: dict | None = None,
                 picked_by: str = "top-1", title: str = "") -> Path:
-    """Search-split top-1 against params and against MACs: every evaluated arch coloured by the
-    generation that drew it, each axis's Pareto front as a line, the picks starred and named by
-    how they were picked (`picked_by`: the highest top-1, or the NSGA-II front), the budget's band
-    shaded; the legend below the axes, off the points."""
-    fig = Figure(figsize=(11, 4.9))
-    axes = fig.subplots(1, 2, sharey=True)
-    for ax, key, unit in zip(axes, ("params", "macs"), ("params (M)", "MACs (M)")):
-        x = lambda rs, key=key: [r[key] / 1e6 for r in rs]  # noqa: E731
+    """Search-split top-1 against params and against MACs (and predicted latency, under a latency
+    bound): every evaluated arch coloured by the generation that drew it, each axis's Pareto front
+    as a line, the picks starred and named by how they were picked (`picked_by`: the highest top-1,
+    or the NSGA-II front), the budget's band shaded; the legend below the axes, off the points."""
+    costs = [("params", "params (M)", 1e6), ("macs", "MACs (M)", 1e6)]
+    if records and "latency_ms" in records[0]:
+        costs.append(("latency_ms", "predicted latency (ms)", 1.0))
+    fig = Figure(figsize=(5.5 * len(costs), 4.9))
+    axes = fig.subplots(1, len(costs), sharey=True)
+    for ax, (key, unit, scale) in zip(axes, costs):
+        x = lambda rs, key=key, scale=scale: [r[key] / scale for r in rs]  # noqa: E731
         colour = {"c": generations, "cmap": "viridis"} if generations is not None else {"color": "C0"}
         points = ax.scatter(x(records), [r["top1"] for r in records], s=10, alpha=0.6, label="evaluated", **colour)
         band, (left, right) = (budget or {}).get(key), ax.get_xlim()
         if band is not None and (band.min is not None or band.max is not None):  # within the data's range
-            lo = max(left, band.min / 1e6) if band.min is not None else left
-            hi = min(right, band.max / 1e6) if band.max is not None else right
+            lo = max(left, band.min / scale) if band.min is not None else left
+            hi = min(right, band.max / scale) if band.max is not None else right
             ax.axvspan(lo, hi, color="0.92", zorder=0, label="budget")
             ax.set_xlim(left, right)
         best = []
@@ -94,7 +102,7 @@ def plot_pareto(path: str | Path, records: Sequence[dict], picks: Sequence[dict]
         ax.set_xlabel(unit)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("top-1 on the search split (%)")
-    axes[0].legend(loc="upper center", bbox_to_anchor=(1.0, -0.14), ncol=4, frameon=False)
+    axes[0].legend(loc="upper center", bbox_to_anchor=(len(costs) / 2, -0.14), ncol=4, frameon=False)
     fig.suptitle(title or f"{len(records)} evaluated archs: top-1 against params and MACs")
     if generations is not None:
         fig.colorbar(points, ax=list(axes), label="generation", pad=0.01, ticks=MaxNLocator(integer=True))
@@ -271,7 +279,8 @@ def observations(iterations: Sequence[dict], final: SearchSpace, head_dim: int) 
     return "\n".join(lines) + "\n"
 
 
-HEADERS = {"top1": "top-1 (%)", "val_top1": "val top-1 (%)", "params": "params", "macs": "MACs"}
+HEADERS = {"top1": "top-1 (%)", "val_top1": "val top-1 (%)", "params": "params", "macs": "MACs",
+           "latency_ms": "predicted ms", "measured_ms": "measured ms"}
 
 
 def arch_table(records: Sequence[dict], columns=("top1", "params", "macs")) -> str:

@@ -124,7 +124,8 @@ class SearchSession:
         fabric_strategy(cfg.trainer)  # a strategy Fabric cannot take: said now, not after the split is written
         search = search_config(cfg.search)
         space = SearchSpace.from_dict(cfg.space)
-        constraints = build_constraints(cfg, space)
+        constraints = build_constraints(cfg, space, latency_objective=getattr(search, "objective", None) == "pareto"
+                                        and getattr(search, "pareto_cost", None) == "latency_ms")
         data = build_data(cfg)
         ckpt = None if isinstance(search, SpaceSearch) else resolve_supernet(cfg, space)
         run_dir = claim_run_dir(cfg)

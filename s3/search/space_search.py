@@ -17,12 +17,12 @@ from s3.search.evaluator import ArchRecord, CandidateEvaluator
 from s3.search.pool import sample_pool
 from s3.search.progress import progress_bar
 from s3.search.report import (
-    RECORD_COLUMNS,
     log_to_wandb,
     observations,
     plot_dimensions,
     plot_et_error,
     read_csv,
+    record_columns,
     record_rows,
     write_csv,
     write_json,
@@ -168,7 +168,8 @@ def write_iteration(it_dir: Path, space: SearchSpace, record: dict, fits, record
                          "decision": d["action"]})
     write_csv(it_dir / "et_error.csv", rows, CHOICE_COLUMNS)
     write_json(it_dir / "et_error.json", {**record, "choices": rows})
-    write_csv(it_dir / "archs.csv", record_rows(sorted(records, key=lambda r: -r["top1"])), RECORD_COLUMNS)
+    write_csv(it_dir / "archs.csv", record_rows(sorted(records, key=lambda r: -r["top1"])),
+              record_columns("latency_ms" in (records or [{}])[0]))
     plot_dimensions(it_dir / "dimensions.png", fits, record["decisions"],
                     f"iteration {record['iteration']}: E-T Error per choice (95% intervals); "
                     f"{record['moved']} moved, {_expected(record['null'], 'rule')} expected under noise")
@@ -212,7 +213,8 @@ def run_space_score(run: SearchContext) -> dict:
     errors = [100.0 - r["top1"] for r in records]
     result = {"search": "et_error", "space": run.space.to_dict(), "supernet": str(run.ckpt), "samples": len(pool),
               "top_k": s.top_k, "et_error": et_error(errors, s.top_k).to_dict()}
-    write_csv(work / "archs.csv", record_rows(sorted(records, key=lambda r: -r["top1"])), RECORD_COLUMNS)
+    write_csv(work / "archs.csv", record_rows(sorted(records, key=lambda r: -r["top1"])),
+              record_columns("latency_ms" in (records or [{}])[0]))
     run.write_result(result)
     e = result["et_error"]
     log.info("E-T Error of the space on %s: %.2f (Q_e %.2f, Q_t %.2f; %d archs, top %d)", run.ckpt, e["q"], e["q_e"],
