@@ -134,7 +134,7 @@ def component_features(key: Component, geometry: NetGeometry, batch: int) -> lis
             n / (window * window) * heads, 1.0]
 
 
-class _Part(nn.Module):
+class ComponentModule(nn.Module):
     """One component as a module on its own input: what the table times."""
 
     def __init__(self, key: Component, geometry: NetGeometry, batch: int):
@@ -251,7 +251,7 @@ class LatencyPredictor:
         table = {}
         for start in range(0, len(keys), 64):  # in turns within groups: a group's modules stay small in memory
             group = keys[start:start + 64]
-            parts = {k: _Part(k, geometry, batch) for k in group}
+            parts = {k: ComponentModule(k, geometry, batch) for k in group}
             runners = {k: runner(p, backend, p.input) for k, p in parts.items()}
             times = interleaved(runners, repeats, rounds, synchronize=_sync(backend))
             table.update({k: statistics.median(t) for k, t in times.items()})
@@ -294,12 +294,18 @@ def cache_key(space: SearchSpace, geometry: NetGeometry, backend: str, batch: in
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def cache_path(cache_dir: str | Path, space: SearchSpace, geometry: NetGeometry, backend: str, batch: int) -> Path:
+    """Where the predictor of this machine, backend, threads, batch, space and geometry is cached."""
+    key = cache_key(space, geometry, backend, batch)
+    return Path(cache_dir) / f"latency-{backend}-b{batch}-t{torch.get_num_threads()}-{key}.json"
+
+
 def load_or_build(cache_dir: str | Path, space: SearchSpace, geometry: NetGeometry, backend: str, batch: int,
                   fit_archs: int = 16, seed: int = 0, accept: Callable[[Arch], bool] = lambda a: True,
                   progress: Callable[[str], None] = log.info) -> tuple[LatencyPredictor, Path]:
     """The predictor from `cache_dir` when one with this key exists there, else built (its table, and
     `fit_archs` whole archs drawn from `space` that `accept` lets through) and saved atomically."""
-    path = Path(cache_dir) / f"latency-{backend}-b{batch}-t{torch.get_num_threads()}-{cache_key(space, geometry, backend, batch)}.json"
+    path = cache_path(cache_dir, space, geometry, backend, batch)
     if path.is_file():
         data = read_json(path, "latency predictor", ("table", "scale", "offset"),
                          "delete it to time the table again")
@@ -348,5 +354,5 @@ def _sync(backend: str):
     return torch.cuda.synchronize if backend == "cuda" else None
 
 
-__all__ = ["BACKENDS", "PREDICTOR_BACKENDS", "LatencyPredictor", "NetGeometry", "component_features", "components", "draw_archs",
+__all__ = ["BACKENDS", "PREDICTOR_BACKENDS", "ComponentModule", "LatencyPredictor", "NetGeometry", "cache_path", "component_features", "components", "draw_archs",
            "load_or_build", "machine", "measure_archs", "space_components", "standalone"]
