@@ -237,6 +237,10 @@ def run_study(out: Path) -> None:
                     "arch": json.dumps(arch.to_dict()), "params": pick["params"], "macs": pick["macs"],
                     "predicted_ms": round(predictor.predict(arch, STUDY.geometry), 4),
                     "search_top1": pick["top1"], "val_top1": pick["val_top1"]})
+
+
+def time_picks() -> None:
+    """Every pick of every search of the study, timed together (quiet cores), two passes."""
     picks = list(dict.fromkeys(Arch.from_dict(json.loads(r["arch"])) for r in read_rows(SEARCH_ROWS)))
     time_archs(STUDY, "search", picks)
 
@@ -289,7 +293,6 @@ def setting_figures(setting: Setting) -> dict | None:
         "setting": setting.name, "archs": n, "min_ms": min(m), "max_ms": max(m), "ratio": max(m) / min(m),
         "tau_repeat": kendall(a, b), "se_repeat": bootstrap_se(lambda i: kendall(sub(a, i), sub(b, i)), n),
         "tau_pred": kendall(pred, m), "se_pred": bootstrap_se(lambda i: kendall(sub(pred, i), sub(m, i)), n),
-        "tau_table": kendall(table_sum, m),
         "tau_macs": kendall(macs, m), "se_macs": bootstrap_se(lambda i: kendall(sub(macs, i), sub(m, i)), n),
         "tau_params": kendall(params, m),
         "se_pred_minus_macs": bootstrap_se(
@@ -370,7 +373,7 @@ def plot(figures: list[dict], study: dict | None) -> list[Path]:
                          f"repeat tau {f['tau_repeat']:.2f}, MACs tau {f['tau_macs']:.2f}", fontsize=10)
             ax.grid(alpha=0.3)
             ax.legend(fontsize=8, loc="upper left")
-        fig.suptitle("Latency predictor against whole archs timed on this CPU (1 thread, fp32)")
+        fig.suptitle("Latency predictor against whole archs timed on this CPU (1 thread, fp32)", y=1.04)
         path = FIGURES / "latency_predictor.png"
         fig.savefig(path, dpi=110, bbox_inches="tight")
         made.append(path)
@@ -399,14 +402,14 @@ def plot(figures: list[dict], study: dict | None) -> list[Path]:
 def report() -> str:
     figures = [f for f in (setting_figures(s) for s in SETTINGS.values()) if f]
     study = study_figures()
-    lines = ["| setting | archs | latency range (ms), max/min | repeat tau | predictor tau | table-sum tau | MACs tau "
+    lines = ["| setting | archs | latency range (ms), max/min | repeat tau | predictor tau | MACs tau "
              "| params tau | predictor rel. RMSE | one pass's rel. SD | fallback error |",
-             "|---" * 11 + "|"]
+             "|---" * 10 + "|"]
     for f in figures:
         lines.append(
             f"| {f['setting']} | {f['archs']} | {f['min_ms']:.2f}-{f['max_ms']:.2f}, {f['ratio']:.2f}x "
             f"| {f['tau_repeat']:.3f} ± {f['se_repeat']:.3f} | {f['tau_pred']:.3f} ± {f['se_pred']:.3f} "
-            f"| {f['tau_table']:.3f} | {f['tau_macs']:.3f} ± {f['se_macs']:.3f} | {f['tau_params']:.3f} "
+            f"| {f['tau_macs']:.3f} ± {f['se_macs']:.3f} | {f['tau_params']:.3f} "
             f"| {100 * f['rmse_pred']:.1f} % (table sum {100 * f['rmse_table']:.1f} %) | {100 * f['spread']:.1f} % "
             f"| {100 * f['fallback']:.0f} % |")
     lines.append("")
@@ -437,7 +440,9 @@ def report() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--parts", nargs="+", default=["table", "archs", "search"], choices=["table", "archs", "search"])
+    parts = ["table", "archs", "search", "picks"]
+    parser.add_argument("--parts", nargs="+", default=parts, choices=parts,
+                        help="picks: time the study's picks (after its searches; on quiet cores)")
     parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
     parser.add_argument("--out", type=Path, default=ROOT / "logs" / "bench_latency", help="the study's runs")
     parser.add_argument("--report", action="store_true", help="only the figures, from the rows")
@@ -454,6 +459,9 @@ def main() -> None:
                     time_archs(setting, "eval", setting.archs("eval"))
         if "search" in args.parts:
             run_study(args.out)
+        if "picks" in args.parts:
+            with torch.inference_mode():
+                time_picks()
     print(report())
 
 
