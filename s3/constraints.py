@@ -88,7 +88,7 @@ class Constraints:
 
     def __init__(self, space: SearchSpace, params: Mapping | None = None, macs: Mapping | None = None,
                  latency_ms: Mapping | None = None, num_classes: int = 1000, in_chans: int = 3, head_dim: int = 32):
-        self.ranges, self.latency, self._predict = {}, None, None
+        self.ranges, self.latency, self.predict_latency = {}, None, None
         latency_ms = dict(latency_ms or {})
         target = {k: latency_ms.pop(k) for k in ("backend", "batch", "threads") if k in latency_ms}
         for name, bounds in (("params", params), ("macs", macs), ("latency_ms", latency_ms)):
@@ -118,14 +118,22 @@ class Constraints:
 
     def use_latency(self, predict: Callable[[Arch], float]) -> None:
         """The predictor a latency bound prices archs with (milliseconds)."""
-        self._predict = predict
+        self.predict_latency = predict
+
+    def analytic_cost(self, arch: Arch) -> dict[str, int]:
+        """Params and MACs: what needs no latency predictor."""
+        return {"params": count_params(arch, **self.geometry), "macs": count_macs(arch, **self.geometry)}
+
+    def analytic_satisfied(self, arch: Arch) -> bool:
+        cost = self.analytic_cost(arch)
+        return all(cost[k] in r for k, r in self.ranges.items() if k in cost)
 
     def cost(self, arch: Arch) -> dict[str, float]:
-        cost = {"params": count_params(arch, **self.geometry), "macs": count_macs(arch, **self.geometry)}
+        cost = self.analytic_cost(arch)
         if self.latency is not None:
-            if self._predict is None:
+            if self.predict_latency is None:
                 raise RuntimeError("constraints.latency_ms is set but no latency predictor was given (use_latency)")
-            cost["latency_ms"] = round(self._predict(arch), 4)
+            cost["latency_ms"] = round(self.predict_latency(arch), 4)
         return cost
 
     def violations(self, cost: Mapping[str, float]) -> list[str]:
@@ -135,9 +143,13 @@ class Constraints:
         return not self.violations(self.cost(arch))
 
     def check_feasible(self, space: SearchSpace) -> None:
-        """Raise when no architecture of `space` can meet the constraints (before any evaluation)."""
-        lo, hi = self.cost(space.smallest()), self.cost(space.largest())
+        """Raise when no architecture of `space` can meet the constraints (before any evaluation); a
+        latency bound is checked once its predictor is given."""
+        priced = self.cost if self.predict_latency is not None or self.latency is None else self.analytic_cost
+        lo, hi = priced(space.smallest()), priced(space.largest())
         for k, r in self.ranges.items():
+            if k not in lo:
+                continue
             if (r.max is not None and lo[k] > r.max) or (r.min is not None and hi[k] < r.min):
                 exact = f" ({lo[k]:d} to {hi[k]:d})" if isinstance(lo[k], int) else ""
                 where = f", predicted at batch {self.latency.batch} on {self.latency.backend}" if k == "latency_ms" else ""

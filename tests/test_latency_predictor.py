@@ -175,16 +175,21 @@ def test_a_cuda_bound_on_a_machine_without_cuda_is_one_line():
      "constraints.latency_ms.backend='onnx': allowed ['pytorch', 'cuda']"),
     (["search.objective=pareto", "search.pareto_cost=latency_ms"],
      "search.pareto_cost=latency_ms: needs a latency bound"),
-    (["constraints.latency_ms.max=1e-4"], "constraints.latency_ms=[-inf, 0.0001] cannot be met"),
+    (["constraints.latency_ms.max=1e-4", "data.root=/nonexistent"], "data.root"),  # other inputs before the timing
+    (["constraints.latency_ms.max=1e-4", "supernet=SUPERNET"], "constraints.latency_ms=[-inf, 0.0001] cannot be met"),
 ])
-def test_a_search_with_a_bad_latency_bound_stops_in_one_line(tmp_path, overrides, message, capsys, monkeypatch):
+def test_a_search_with_a_bad_latency_bound_stops_in_one_line(tmp_path, overrides, message, capsys, monkeypatch,
+                                                               supernet_ckpt):
     from s3.search.session import SearchSession
 
     timed = []
     monkeypatch.setattr(LatencyPredictor, "build", staticmethod(
         lambda space, geometry, *a, **k: timed.append(1) or LatencyPredictor(
             "pytorch", 1, 1, "m", {c: 0.01 for c in space_components(space, geometry)})))
-    cfg = compose_cfg([*FAST, *overrides, "supernet=/nonexistent.ckpt", f"paths.cache_dir={tmp_path / 'cache'}"],
+    overrides = [o.replace("SUPERNET", str(supernet_ckpt)) for o in overrides]
+    if not any(o.startswith("supernet=") for o in overrides):
+        overrides.append("supernet=/nonexistent.ckpt")
+    cfg = compose_cfg([*FAST, *overrides, f"paths.cache_dir={tmp_path / 'cache'}"],
                       tmp_path / "bad", config_name="search")
     assert message in user_error(capsys, SearchSession.open, cfg)
     assert timed == ([1] if "cannot be met" in message else [])  # bad settings: said before any timing
@@ -209,3 +214,26 @@ def test_a_latency_bounded_search_keeps_every_candidate_under_it_and_re_measures
     assert probe["picks"][0]["measured_ms"] > 0
     picks = csv_rows(tmp_path / "run" / "picks.csv")
     assert [float(p["latency_ms"]) for p in picks] == sorted(float(p["latency_ms"]) for p in picks)  # the front, by latency
+
+
+@pytest.mark.slow  # times the 224x224 spaces' tables (one round each)
+@pytest.mark.parametrize("experiment", ["space_t", "supernet_t"])
+def test_a_latency_bound_composes_with_the_imagenet_presets_and_bounds_their_pools(tmp_path, monkeypatch, experiment):
+    from s3.search.inputs import build_constraints, price_latency
+    from s3.search.pool import sample_pool
+
+    build = LatencyPredictor.build.__func__
+    monkeypatch.setattr(LatencyPredictor, "build", classmethod(
+        lambda cls, *a, **k: build(cls, *a, **{**k, "repeats": 1, "rounds": 1})))
+    cfg = compose_cfg([f"experiment={experiment}", "constraints=s3_t", "constraints.latency_ms.max=1e9",
+                       "constraints.latency_ms.threads=1", f"paths.cache_dir={tmp_path}"], tmp_path / "run",
+                      config_name="search")
+    space = SearchSpace.from_dict(cfg.space)
+    constraints = build_constraints(cfg, space)
+    price_latency(cfg, space, constraints)
+    predicted = sorted(constraints.cost(a)["latency_ms"] for a in draw_archs(space, 40, 0, constraints.analytic_satisfied))
+    bound = Constraints(space, cfg.constraints.params, latency_ms={"max": predicted[20]})
+    bound.use_latency(constraints.predict_latency)
+    pool = sample_pool(space, bound, 12, "latency", "stage_uniform")
+    assert len(pool) == 12 and all(bound.cost(m.arch)["latency_ms"] <= predicted[20] for m in pool)
+    assert all(20e6 <= bound.cost(m.arch)["params"] <= 30e6 for m in pool)

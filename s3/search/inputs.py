@@ -87,28 +87,33 @@ def net_geometry(cfg: DictConfig, space: SearchSpace) -> NetGeometry:
 
 
 def build_constraints(cfg: DictConfig, space: SearchSpace, latency_objective: bool = False) -> Constraints:
-    """The constraints, checked; with a latency bound, its predictor loaded from `paths.cache_dir` or
-    timed on this machine first (every setting is checked before the timing starts)."""
+    """The constraints, checked: their settings, and params and MACs against the space (a latency
+    bound is priced and checked by `price_latency`, once every other input has been checked)."""
     c = OmegaConf.to_container(cfg.get("constraints") or OmegaConf.create({}), resolve=True)
     unknown = sorted(set(c) - {"params", "macs", "latency_ms"})
     if unknown:
         raise ValueError(f"constraints: unknown keys {unknown}; allowed: params, macs, latency_ms")
     net = NetConfig.of(cfg.model.net)
     constraints = Constraints(space, c.get("params"), c.get("macs"), c.get("latency_ms"), **net.cost_kwargs())
-    costs_only = Constraints(space, c.get("params"), c.get("macs"), **net.cost_kwargs())
     if latency_objective and constraints.latency is None:
         raise ValueError("search.pareto_cost=latency_ms: needs a latency bound that says where latency is measured: "
                          "constraints.latency_ms.max=... (with .backend and .batch; a bound every arch meets, "
                          "like 1e9, leaves the search unbounded)")
-    costs_only.check_feasible(space)  # params and MACs first: they need no timing
-    if constraints.latency is not None:
-        target, geometry = constraints.latency, net_geometry(cfg, space)
-        with torch_threads(target.threads):
-            predictor, _ = load_or_build(cfg.paths.cache_dir, space, geometry, target.backend, target.batch,
-                                         accept=costs_only.satisfied, progress=log.info)
-        constraints.use_latency(lambda arch: predictor.predict(arch, geometry))
-        constraints.check_feasible(space)
+    constraints.check_feasible(space)
     return constraints
+
+
+def price_latency(cfg: DictConfig, space: SearchSpace, constraints: Constraints) -> None:
+    """A latency bound's predictor, loaded from `paths.cache_dir` or timed on this machine (minutes
+    at ImageNet sizes, with progress), and the bound checked against the space."""
+    if constraints.latency is None:
+        return
+    target, geometry = constraints.latency, net_geometry(cfg, space)
+    with torch_threads(target.threads):
+        predictor, _ = load_or_build(cfg.paths.cache_dir, space, geometry, target.backend, target.batch,
+                                     accept=constraints.analytic_satisfied, progress=log.info)
+    constraints.use_latency(lambda arch: predictor.predict(arch, geometry))
+    constraints.check_feasible(space)
 
 
 def build_data(cfg: DictConfig):

@@ -29,6 +29,7 @@ from s3.search.inputs import (
     build_data,
     check_split_unseen,
     data_settings,
+    price_latency,
     resolve_supernet,
     setup_data,
 )
@@ -128,6 +129,7 @@ class SearchSession:
                                         and getattr(search, "pareto_cost", None) == "latency_ms")
         data = build_data(cfg)
         ckpt = None if isinstance(search, SpaceSearch) else resolve_supernet(cfg, space)
+        price_latency(cfg, space, constraints)  # the one input that takes time: after every other check
         run_dir = claim_run_dir(cfg)
         work = run_dir.path
         setup_data(data, work)
