@@ -296,3 +296,42 @@ def test_copy_overlap_after_training_copies_every_tensors_shared_slice_and_keeps
                      "downsample.norm.weight", "downsample.norm.bias", "downsample.reduction.weight", "norm.weight",
                      "norm.bias", "head.weight", "head.bias"}
     assert "layers.0.blocks.2.attn.qkv.weight" not in theirs and "layers.1.blocks.2.attn.qkv.weight" not in before
+
+
+@pytest.mark.parametrize("stages", [None, [0, 1]], ids=["every stage", "stages 0 and 1"])
+def test_a_supernet_step_with_activation_checkpointing_has_the_same_gradients(tiny_space, stages):
+    """A sampled subnet with drop path on: the recomputed blocks draw the same drop-path masks
+    (checkpoint preserves the RNG state), so every gradient is the plain step's."""
+    torch.manual_seed(0)
+    plain = Supernet(tiny_space, num_classes=10, drop_path_rate=0.3).train()
+    checkpointed = Supernet(tiny_space, num_classes=10, drop_path_rate=0.3).train()
+    checkpointed.load_state_dict(plain.state_dict())
+    checkpointed.set_grad_checkpointing(True, stages)
+    assert [s.grad_checkpointing for s in checkpointed.layers] == [stages is None or i in stages for i in range(4)]
+    arch = tiny_space.sample(torch.Generator().manual_seed(3))
+    x, y = torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 2, 3])
+    for model in (plain, checkpointed):
+        torch.manual_seed(1)
+        F.cross_entropy(model(x, arch), y).backward()
+    grads = [(n, a.grad, b.grad) for (n, a), b in zip(plain.named_parameters(), checkpointed.parameters())]
+    assert sum(a is not None for _, a, _ in grads) > 20
+    for name, a, b in grads:
+        assert (a is None) == (b is None), name
+        if a is not None:
+            torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-7, msg=name)
+
+
+def test_the_checkpointing_knob_reaches_the_models_and_a_bad_value_is_one_line(tmp_path):
+    from hydra.utils import instantiate
+
+    from s3.models import NetConfig
+    from tests.helpers import compose_cfg
+
+    for overrides, expected in (([], [False] * 4), (["model.net.grad_checkpointing=[0,1]"], [True, True, False, False]),
+                                (["model.net.grad_checkpointing=true"], [True] * 4)):
+        module = instantiate(compose_cfg(overrides, tmp_path).model)
+        assert [s.grad_checkpointing for s in module.model.layers] == expected
+    with pytest.raises(ValueError, match=r"model.net.grad_checkpointing='yes': must be true, false or a list"):
+        NetConfig.of({"grad_checkpointing": "yes"})
+    with pytest.raises(ValueError, match=r"stage 4 does not exist; the model has stages 0-3"):
+        NetConfig.of({"grad_checkpointing": [4]}).checkpointed_stages(4)

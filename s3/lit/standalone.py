@@ -18,6 +18,7 @@ class StandaloneModule(RecipeModule):
         self.save_hyperparameters(logger=False)
         self.arch = Arch.from_dict(arch)
         self.model = S3Transformer(self.arch, **net_config.model_kwargs())
+        self.model.set_grad_checkpointing(True, net_config.checkpointed_stages(len(self.model.layers)))
         self.ema = ModelEmaV3(self.model, decay=ema_decay) if ema_decay else None
         if compile:  # in place: the module, its state-dict keys and checkpoints stay as they are
             self.model.compile()

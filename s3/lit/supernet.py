@@ -41,6 +41,7 @@ class SupernetModule(RecipeModule):
         self.distill_criterion = SoftTargetCrossEntropy()
         self.space = SearchSpace.from_dict(space)
         self.model = Supernet(self.space, **net_config.model_kwargs())
+        self.model.set_grad_checkpointing(True, net_config.checkpointed_stages(len(self.model.layers)))
         self.band = None
         if self.sampling.bounded:
             self.band = Constraints(self.space, **self.sampling.constraints, **net_config.cost_kwargs())

@@ -12,7 +12,9 @@ from s3.options import Options
 @dataclass(frozen=True)
 class NetConfig(Options):
     """`img_size` / `patch_size`: a standalone model's input geometry (a supernet takes its space's;
-    None: the model's default). `head_dim`: the Q-K-V width of one head (S3: 32)."""
+    None: the model's default). `head_dim`: the Q-K-V width of one head (S3: 32).
+    `grad_checkpointing`: recompute blocks in the backward pass instead of keeping their
+    activations, in every stage (true) or in the stages listed (0-based, e.g. [0, 1]: the large grids)."""
 
     GROUP: ClassVar[str] = "net"
     POSITIVE: ClassVar[frozenset[str]] = frozenset({"num_classes", "head_dim", "in_chans"})
@@ -23,6 +25,27 @@ class NetConfig(Options):
     drop_path_rate: float = 0.1
     img_size: int | None = None
     patch_size: int | None = None
+    grad_checkpointing: bool | list[int] = False
+
+    def _check(self, name: str, value, default) -> None:
+        if name != "grad_checkpointing":
+            return super()._check(name, value, default)
+        ok = isinstance(value, bool) or (isinstance(value, (list, tuple)) and all(
+            isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value))
+        if not ok:
+            raise ValueError(f"model.net.grad_checkpointing={value!r}: must be true, false or a list of stage "
+                             f"indices (0-based, e.g. [0, 1])")
+
+    def checkpointed_stages(self, num_stages: int) -> list[int]:
+        """The stages whose blocks are recomputed in the backward pass."""
+        value = self.grad_checkpointing
+        if isinstance(value, bool):
+            return list(range(num_stages)) if value else []
+        bad = [s for s in value if s >= num_stages]
+        if bad:
+            raise ValueError(f"model.net.grad_checkpointing={list(value)}: stage {bad[0]} does not exist; "
+                             f"the model has stages 0-{num_stages - 1}")
+        return sorted(set(value))
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -422,10 +422,12 @@ class Supernet(nn.Module):
         return self.norm(x), maps
 
     @torch.jit.ignore
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        """Recompute each block in the backward pass instead of keeping its activations."""
-        for stage in self.layers:
-            stage.grad_checkpointing = enable
+    def set_grad_checkpointing(self, enable: bool = True, stages: Sequence[int] | None = None) -> None:
+        """Recompute each block in the backward pass instead of keeping its activations, in every
+        stage or in `stages` (timm's switch, per stage: the first stages hold most activations)."""
+        for i, stage in enumerate(self.layers):
+            if stages is None or i in stages:
+                stage.grad_checkpointing = enable
 
     def get_classifier(self) -> nn.Module:
         return self.head
