@@ -395,7 +395,9 @@ def plot(figures: list[dict], study: dict | None) -> list[Path]:
                        label=f"{label}: picks 2-5")
             ax.scatter([p[0] for p in pts if p[2]], [p[1] for p in pts if p[2]], s=90, marker="*", color=colour,
                        label=f"{label}: found arch")
-        ax.axvline(study["bound"], color="0.4", ls="--", lw=1, label="L")
+        ax.axvline(study["bound"], color="0.4", ls="--", lw=1, label="L (at the table's session)")
+        ax.axvline(study["bound"] * study["drift"], color="0.4", ls=":", lw=1,
+                   label=f"L x {study['drift']:.3f} (this session's drift)")
         ax.set_xlabel("measured latency at batch 1 (ms, 1 thread)")
         ax.set_ylabel("validation top-1, inherited weights (%)")
         ax.set_title(f"Picks of {len(study['seeds'])} search seeds per condition, params 750k-1M", fontsize=10)
