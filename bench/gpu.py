@@ -217,12 +217,18 @@ def steps(mode: Mode, rec: Recorder) -> None:
         for checkpointing in (False, True):
             model = S3Transformer(space.largest(), img_size=space.img_size, patch_size=space.patch_size)
             model.set_grad_checkpointing(checkpointing)
+            label = f"{name}: largest subnet at batch {batch}{' with activation checkpointing' if checkpointing else ''}"
+            if mode.device == "cuda":  # the pre-flight's estimate (s3/memory.py) beside the measured peak
+                from s3.memory import probe
+
+                estimate = probe(model, space.img_size, 3, torch.device("cuda"), lambda: mode.autocast).at(batch)
+                rec("steps", f"{label}, the pre-flight probe's estimate", estimate / 2**20, "MiB")
+                model.cpu()
             try:
                 _, peak = step_rate(mode, model, space.img_size, batch=batch)
             except torch.OutOfMemoryError:
                 peak = float("inf")
-            rec("steps", f"{name}: largest subnet at batch {batch}, peak memory"
-                f"{' with activation checkpointing' if checkpointing else ''}", peak, "MiB")
+            rec("steps", f"{label}, peak memory", peak, "MiB")
             del model
             reset_peak(mode)
 

@@ -136,7 +136,50 @@ def prepare(cfg: DictConfig, init_from: str | Path | None = None) -> TrainJob:
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()
                  if loggers or not c._target_.endswith("LearningRateMonitor")]  # logger=null: nothing to log to
     trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
+    if (cfg.get("extras") or {}).get("memory_check", True):
+        check_step_memory(cfg, module, trainer)
     return TrainJob(datamodule, module, trainer, resume)
+
+
+def check_step_memory(cfg: DictConfig, module: L.LightningModule, trainer: L.Trainer) -> None:
+    """On a CUDA device: the step of the largest subnet at `data.batch_size` probed, and one line
+    when it cannot fit (s3/memory.py), with the batch or the checkpointing that would."""
+    import os
+
+    import torch
+    from lightning.pytorch.accelerators import CUDAAccelerator
+
+    if not (torch.cuda.is_available() and isinstance(trainer.accelerator, CUDAAccelerator)):
+        return
+    from s3.memory import check_fits, probe
+
+    device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    model = module.model
+    arch, flags = model.arch, [stage.grad_checkpointing for stage in model.layers]
+    if type(model) is Supernet:
+        model.set_arch(model.space.largest())  # the costliest step a sampled subnet can take
+    precision = str(trainer.precision)
+    dtype = torch.bfloat16 if "bf16" in precision else torch.float16 if "16" in precision else None
+
+    def autocast():
+        return torch.autocast("cuda", dtype=dtype) if dtype else torch.autocast("cuda", enabled=False)
+
+    size, chans = model.img_size, model.in_chans
+    log.info("checking that the training step fits on %s (a short probe)", torch.cuda.get_device_name(device))
+    try:
+        plain = probe(model, size, chans, device, autocast)
+        checkpointed = None
+        if not all(flags):
+            model.set_grad_checkpointing(True)
+            checkpointed = probe(model, size, chans, device, autocast)
+    finally:
+        for stage, flag in zip(model.layers, flags):
+            stage.grad_checkpointing = flag
+        model.set_arch(arch)
+        model.cpu()
+        torch.cuda.empty_cache()
+    check_fits(plain, int(cfg.data.batch_size), torch.cuda.get_device_properties(device).total_memory,
+               torch.cuda.get_device_name(device), checkpointed)
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:

@@ -52,7 +52,7 @@ def test_every_experiment_and_search_composes_with_hydras_own_compose_in_a_fresh
 # -- the import graph ------------------------------------------------------------------------------------
 # Lowest first: a module imports modules of its own layer or below, never above.
 LAYERS = [
-    ("base", ["s3.errors", "s3.io", "s3.console", "s3.precision", "s3.options", "s3.latency"]),
+    ("base", ["s3.errors", "s3.io", "s3.console", "s3.precision", "s3.options", "s3.latency", "s3.memory"]),
     ("core", ["s3.space", "s3.cost", "s3.constraints", "s3.run", "s3.sweep", "s3.config"]),
     ("models and data", ["s3.models", "s3.data"]),
     ("lightning modules", ["s3.lit"]),
