@@ -284,6 +284,13 @@ def commit() -> str:
         return "unknown"
 
 
+def cpu_features() -> str:
+    """What decides the attention path on a CPU: its ATen capability and AMX."""
+    flags = next((line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")), "") \
+        if Path("/proc/cpuinfo").is_file() else ""
+    return f"capability {torch.backends.cpu.get_cpu_capability()}, AMX {'yes' if 'amx_tile' in flags else 'no'}"
+
+
 def cpu_name() -> str:
     for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").is_file() else []:
         if line.startswith("model name"):
@@ -389,6 +396,8 @@ def levers(args, key: dict, names: list[str], modes: list[str]) -> None:
         sys.stdout.flush()
 
     def todo(lever, w, mode):
+        if args.only and lever not in args.only:
+            return False
         if (lever, w, mode) in done:
             print(f"| {lever} | {w} | {mode} | (in {out.name} for this commit and CPU) |")
             return False
@@ -405,6 +414,16 @@ def levers(args, key: dict, names: list[str], modes: list[str]) -> None:
                 t = interleaved({"old": step_fn(w, mode, args.precision, model=old), "new": fn}, rounds_w)
                 report("model code", w.name, mode, args.baseline, "this commit", t["old"], t["new"],
                        "window layouts by one gather per block, explicit attention")
+            if todo("attention choice", w.name, mode):
+                transformer.WindowAttention.inference_paths.clear()
+                t = interleaved({"sdpa": with_fused_attn(True, fn), "explicit": with_fused_attn(False, fn),
+                                 "chosen": with_fused_attn(None, fn)}, rounds_w)
+                best = min(("sdpa", "explicit"), key=t.get)
+                picks = set(transformer.WindowAttention.inference_paths.values())
+                chosen = "explicit" if mode == "train" or picks == {False} else "SDPA" if picks == {True} else "mixed"
+                report("attention choice", w.name, mode, f"the better fixed path ({best})", f"chosen ({chosen})",
+                       t[best], t["chosen"], f"SDPA {t['sdpa'] * 1e3:.4g} ms, explicit {t['explicit'] * 1e3:.4g} ms; "
+                       f"{cpu_features()}")
             if todo("attention", w.name, mode):
                 t = interleaved({"sdpa": with_fused_attn(True, fn), "explicit": with_fused_attn(False, fn)}, rounds_w)
                 report("attention", w.name, mode, "SDPA (bias expanded per image)", "explicit, bias broadcast",
@@ -482,8 +501,11 @@ def main() -> None:
     p.add_argument("--baseline", default="169e70d", help="the model code's revision before the speed work")
     p.add_argument("--rounds", type=int, default=12, help="interleaved rounds per lever")
     p.add_argument("--no-compile", dest="compile", action="store_false", help="skip the torch.compile lever")
+    p.add_argument("--only", type=lambda s: s.split(","), default=None,
+                   help="measure only these levers (comma-separated names, e.g. 'attention choice'), not the roofline")
     p.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = p.parse_args()
+    args.levers = args.levers or bool(args.only)
     if args.child:
         workload, mode, precision, rounds = args.child
         return run_child(workload, mode, precision, int(rounds))
@@ -497,6 +519,8 @@ def main() -> None:
 
     print(f"{key['cpu']}, {key['threads']} threads, capability {torch.backends.cpu.get_cpu_capability()}, "
           f"{args.precision}, commit {key['commit']}")
+    if args.only:  # the levers named, without the roofline
+        return levers(args, key, args.workloads.split(","), modes)
     peaks = {"bf16": matmul_peak(torch.bfloat16, args.min_time), "fp32": matmul_peak(torch.float32, args.min_time)}
     bandwidth = copy_bandwidth(args.min_time)
     print(f"matmul 2048^3: bf16 {peaks['bf16'] / 1e9:.0f} GMAC/s, fp32 {peaks['fp32'] / 1e9:.0f} GMAC/s; copy "

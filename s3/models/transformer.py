@@ -11,7 +11,10 @@ Tokens are kept channels-last, (B, H, W, C), as in timm's Swin.
 
 from __future__ import annotations
 
+import statistics
+import time
 from collections.abc import Sequence
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -133,11 +136,15 @@ class WindowAttention(Elastic):
     """
 
     centered = frozenset({0, 1})  # the two offset axes of the bias table
-    # timm's switch: SDPA, or the explicit product with the bias (and shift mask) broadcast over the
-    # images. None: SDPA on CUDA only. On CPU SDPA has no fused kernel for a mask that needs a
-    # gradient, and its bf16 flash kernel for inference is slower than the explicit product without
-    # AMX (bench/README.md, "Roofline").
+    # timm's switch: True SDPA, False the explicit product with the bias (and shift mask) broadcast
+    # over the images. None chooses: SDPA on CUDA; on the CPU the explicit product when training (SDPA
+    # has no fused kernel there for a mask that needs a gradient: slower on CPUs with and without AMX),
+    # and for inference whichever path a short timing at the first call of each shape finds faster
+    # by a clear margin (SDPA's bf16 kernel wins with AMX and loses without; bench/README.md,
+    # "Roofline"). Decisions are kept per process in `inference_paths`.
     fused_attn: bool | None = None
+    inference_paths: ClassVar[dict[tuple, bool]] = {}  # (dtype, q shape, bias shape) -> SDPA?
+    SDPA_MARGIN: ClassVar[float] = 0.85  # SDPA is chosen only when it takes at most this fraction of the explicit time
 
     def __init__(self, dim: int, num_heads: int, head_dim: int, table_window: int, windows: Sequence[int]):
         super().__init__()
@@ -168,15 +175,46 @@ class WindowAttention(Elastic):
         index = getattr(self, f"relative_position_index_{window}")
         bias = self.relative_position_bias_table[index, :heads].view(N, N, heads).permute(2, 0, 1)  # (h, N, N)
         bias = bias.unsqueeze(0) if mask is None else bias + mask.unsqueeze(1)  # (nW or 1, h, N, N)
-        fused = x.is_cuda if self.fused_attn is None else self.fused_attn
-        if fused:
-            mask = bias.expand(B_ // bias.shape[0], -1, -1, -1, -1).reshape(B_, heads, N, N)
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask.to(q.dtype), scale=self.head_dim**-0.5)
-        else:
-            attn = (q * self.head_dim**-0.5) @ k.transpose(-2, -1)  # (B_, h, N, N)
-            attn = (attn.view(-1, bias.shape[0], heads, N, N) + bias).view(B_, heads, N, N).softmax(-1)
-            out = attn @ v
+        out = self._sdpa(q, k, v, bias) if self.uses_sdpa(q, k, v, bias) else self._explicit(q, k, v, bias)
         return self.proj(out.transpose(1, 2).reshape(B_, N, heads * self.head_dim))
+
+    def _sdpa(self, q: Tensor, k: Tensor, v: Tensor, bias: Tensor) -> Tensor:
+        B_, heads, N, _ = q.shape
+        mask = bias.expand(B_ // bias.shape[0], -1, -1, -1, -1).reshape(B_, heads, N, N)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask.to(q.dtype), scale=self.head_dim**-0.5)
+
+    def _explicit(self, q: Tensor, k: Tensor, v: Tensor, bias: Tensor) -> Tensor:
+        B_, heads, N, _ = q.shape
+        attn = (q * self.head_dim**-0.5) @ k.transpose(-2, -1)  # (B_, h, N, N)
+        attn = (attn.view(-1, bias.shape[0], heads, N, N) + bias).view(B_, heads, N, N).softmax(-1)
+        return attn @ v
+
+    def uses_sdpa(self, q: Tensor, k: Tensor, v: Tensor, bias: Tensor) -> bool:
+        """The path of this call: `fused_attn` when set, else the rule above."""
+        if self.fused_attn is not None:
+            return self.fused_attn
+        if q.is_cuda:
+            return True
+        if torch.is_grad_enabled() or torch.jit.is_tracing() or torch.compiler.is_compiling():
+            return False
+        key = (q.dtype, tuple(q.shape), tuple(bias.shape))
+        if key not in self.inference_paths:
+            WindowAttention.inference_paths[key] = self._time_paths(q, k, v, bias)
+        return self.inference_paths[key]
+
+    def _time_paths(self, q: Tensor, k: Tensor, v: Tensor, bias: Tensor, rounds: int = 5) -> bool:
+        """Both paths on this call's own inputs, in turns after a warm-up; True when SDPA is faster by
+        the margin."""
+        paths = {"sdpa": self._sdpa, "explicit": self._explicit}
+        times: dict[str, list[float]] = {name: [] for name in paths}
+        for path in paths.values():
+            path(q, k, v, bias)
+        for _ in range(rounds):
+            for name, path in paths.items():
+                start = time.perf_counter()
+                path(q, k, v, bias)
+                times[name].append(time.perf_counter() - start)
+        return statistics.median(times["sdpa"]) <= self.SDPA_MARGIN * statistics.median(times["explicit"])
 
     def extra_repr(self) -> str:
         return f"head_dim={self.head_dim}, table_window={self.table_window}, {super().extra_repr()}"
