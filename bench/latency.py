@@ -447,7 +447,7 @@ def report() -> str:
                   f"among the picks), and with that drift divided out {study['over_drift']} of "
                   f"{study['over_bound'][1]} are above L"]
     made = plot(figures, study)
-    lines += ["", *(f"plot: {p.relative_to(ROOT)}" for p in made)]
+    lines += ["", *(f"plot: {p.relative_to(ROOT) if p.is_relative_to(ROOT) else p}" for p in made)]
     return "\n".join(lines)
 
 
