@@ -335,3 +335,20 @@ def test_the_checkpointing_knob_reaches_the_models_and_a_bad_value_is_one_line(t
         NetConfig.of({"grad_checkpointing": "yes"})
     with pytest.raises(ValueError, match=r"stage 4 does not exist; the model has stages 0-3"):
         NetConfig.of({"grad_checkpointing": [4]}).checkpointed_stages(4)
+
+
+def test_a_supernet_trained_with_activation_checkpointing_loads_for_the_search(tiny_space):
+    """Every key of model.net is saved with the checkpoint; the ones a model is not built with
+    (grad_checkpointing) must not reach the constructor."""
+    from s3.models import SupernetCheckpoint
+
+    trained = Supernet(tiny_space, num_classes=10)
+    ckpt = {"hyper_parameters": {"space": tiny_space.to_dict(),
+                                 "net": {"num_classes": 10, "drop_path_rate": 0.1, "head_dim": 32,
+                                         "grad_checkpointing": [0, 1]}},
+            "state_dict": {f"model.{k}": v for k, v in trained.state_dict().items()}, "pytorch-lightning_version": "2"}
+    built = SupernetCheckpoint.read("supernet.ckpt", ckpt).build()
+    arch = tiny_space.sample(torch.Generator().manual_seed(0))
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(built.eval()(x, arch), trained.eval()(x, arch))

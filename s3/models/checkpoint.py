@@ -146,9 +146,11 @@ class SupernetCheckpoint:
 
     def build(self) -> Supernet:
         """The trained supernet (weights only)."""
+        from s3.models.net import NetConfig
         from s3.models.transformer import Supernet
 
-        return load_state_dict(Supernet(self.space, **self.net), to_native(self.raw),
+        net = NetConfig.of({k: v for k, v in self.net.items() if k not in ("img_size", "patch_size")})
+        return load_state_dict(Supernet(self.space, **net.model_kwargs()), to_native(self.raw),
                                source=f"supernet checkpoint {self.source}")
 
 
