@@ -237,3 +237,15 @@ def test_a_latency_bound_composes_with_the_imagenet_presets_and_bounds_their_poo
     pool = sample_pool(space, bound, 12, "latency", "stage_uniform")
     assert len(pool) == 12 and all(bound.cost(m.arch)["latency_ms"] <= predicted[20] for m in pool)
     assert all(20e6 <= bound.cost(m.arch)["params"] <= 30e6 for m in pool)
+
+
+def test_picks_that_run_far_from_their_prediction_say_that_the_machine_changed(tmp_path, supernet_ckpt, monkeypatch,
+                                                                               caplog):
+    import s3.search.arch_search as arch_search
+
+    monkeypatch.setattr(arch_search, "measure_archs", lambda archs, *a, **k: {arch: 1e3 for arch in archs})
+    with caplog.at_level("WARNING", logger="s3.search.arch_search"):
+        result = run_search(tmp_path / "run", f"supernet={supernet_ckpt}", *SMALL, f"paths.cache_dir={tmp_path / 'c'}",
+                            "constraints.latency_ms.max=1e9", "search.generations=1")
+    assert all(p["measured_ms"] == 1e3 for p in result["picks"])
+    assert "their predicted latency: this machine is busier (or quieter) now than when its latency table" in caplog.text

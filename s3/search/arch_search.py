@@ -4,6 +4,7 @@ variation), resumable per generation, ending with the picks' validation top-1 an
 from __future__ import annotations
 
 import logging
+import statistics
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -82,6 +83,11 @@ def timed(run: SearchContext, picks: list[dict]) -> list[dict]:
     log.info("timing the %d picks at batch %d on %s", len(picks), target.batch, target.backend)
     with torch_threads(target.threads):
         ms = measure_archs([r["arch"] for r in picks], net_geometry(run.cfg, run.space), target.backend, target.batch)
+    ratio = statistics.median(ms[r["arch"]] / r["latency_ms"] for r in picks)
+    if not 1 / 1.5 < ratio < 1.5:
+        log.warning("the picks ran %.2fx their predicted latency: this machine is busier (or quieter) now than when "
+                    "its latency table was timed (in %s); time searches and tables on a quiet machine, or delete the "
+                    "table to time it again", ratio, run.cfg.paths.cache_dir)
     return [{**r, "measured_ms": round(ms[r["arch"]], 4)} for r in picks]
 
 
