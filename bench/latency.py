@@ -75,6 +75,7 @@ class Setting:
     repeats: int        # forward passes per round
     num_classes: int
     fit: int = 16
+    backend: str = BACKEND  # onnxruntime: whole archs only (exported to ONNX), no table
 
     @property
     def search_space(self) -> SearchSpace:
@@ -91,7 +92,8 @@ class Setting:
                            num_classes=self.num_classes)
 
     def key(self) -> dict:
-        return {"machine": machine(), "backend": BACKEND, "threads": THREADS, "batch": self.batch, "space": self.space}
+        return {"machine": machine(), "backend": self.backend, "threads": THREADS, "batch": self.batch,
+                "space": self.space}
 
     def archs(self, which: str) -> list[Arch]:
         """The fit or eval archs: drawn uniformly inside the band, the two sets disjoint."""
@@ -105,6 +107,7 @@ class Setting:
 
 SETTINGS = {s.name: s for s in (
     Setting("wide-b1", "wide", 1, "band_1m_macs", 120, 10, 10),
+    Setting("wide-b1-onnxruntime", "wide", 1, "band_1m_macs", 120, 10, 10, backend="onnxruntime"),
     Setting("wide-b8", "wide", 8, "band_1m_macs", 120, 4, 10),
     Setting("initial_t-b1", "initial_t", 1, "s3_t", 60, 2, 1000),
 )}
@@ -146,7 +149,9 @@ def time_archs(setting: Setting, which: str, archs: list[Arch], passes: int = 2)
         for start in range(0, len(todo), GROUP):
             chunk = todo[start:start + GROUP]
             models = {a: standalone(a, setting.geometry) for a in chunk}
-            times = interleaved({a: runner(m, BACKEND, images) for a, m in models.items()}, setting.repeats, ROUNDS)
+            files = {a: onnx_file(m, images, a) if setting.backend == "onnxruntime" else None for a, m in models.items()}
+            times = interleaved({a: runner(m, setting.backend, images, onnx_file=files[a]) for a, m in models.items()},
+                                setting.repeats, ROUNDS)
             for a, t in times.items():
                 cost = constraints.cost(a)
                 append_row(ARCH_ROWS, ARCH_COLUMNS, {**setting.key(), "set": which, "pass": p,
@@ -154,6 +159,21 @@ def time_archs(setting: Setting, which: str, archs: list[Arch], passes: int = 2)
                                                      "median_ms": statistics.median(t), "min_ms": min(t),
                                                      "max_ms": max(t)})
             say(f"{setting.name}: {which} archs, pass {p}: {start + len(chunk)}/{len(todo)}")
+
+
+def onnx_file(model: torch.nn.Module, images: torch.Tensor, arch: Arch) -> str:
+    """The standalone model exported as the export path does it (TorchScript exporter, fixed batch)."""
+    import hashlib
+    import warnings
+
+    path = ROOT / "logs" / "bench_latency_onnx" / f"{hashlib.sha1(str(arch).encode()).hexdigest()[:12]}.onnx"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(model, (images,), str(path), input_names=["images"], output_names=["logits"],
+                              dynamo=False)
+    return str(path)
 
 
 # -- the predictor from the rows --------------------------------------------------------------------
@@ -264,6 +284,28 @@ def bootstrap_se(fn, n: int, draws: int = 2000, seed: int = 0) -> float:
         values.append(fn(idx))
     values = [v for v in values if not math.isnan(v)]
     return statistics.stdev(values)
+
+
+def onnxruntime_figures() -> dict | None:
+    """Whole archs on onnxruntime (the exported models) against the PyTorch table's predictor."""
+    ort, eager = SETTINGS["wide-b1-onnxruntime"], SETTINGS["wide-b1"]
+    passes: dict[str, dict[str, float]] = {}
+    for r in mine(read_rows(ARCH_ROWS), ort):
+        if r["set"] == "eval":
+            passes.setdefault(r["arch"], {})[r["pass"]] = float(r["median_ms"])
+    archs = [a for a, p in passes.items() if {"0", "1"} <= set(p)]
+    if len(archs) < 10:
+        return None
+    a, b = [passes[x]["0"] for x in archs], [passes[x]["1"] for x in archs]
+    m = [(u + v) / 2 for u, v in zip(a, b)]
+    predictor = predictor_from_rows(eager)
+    pred = [predictor.predict(Arch.from_dict(json.loads(x)), eager.geometry) for x in archs]
+    pytorch = measured(eager, "eval")
+    macs = [eager.constraints().cost(Arch.from_dict(json.loads(x)))["macs"] for x in archs]
+    return {"archs": len(archs), "min_ms": min(m), "max_ms": max(m), "tau_repeat": kendall(a, b),
+            "tau_pred": kendall(pred, m), "tau_macs": kendall(macs, m),
+            "tau_eager": kendall([pytorch[x] for x in archs], m),
+            "ratio": statistics.median(v / pytorch[x] for x, v in zip(archs, m))}
 
 
 def setting_figures(setting: Setting) -> dict | None:
@@ -410,7 +452,7 @@ def plot(figures: list[dict], study: dict | None) -> list[Path]:
 
 
 def report() -> str:
-    figures = [f for f in (setting_figures(s) for s in SETTINGS.values()) if f]
+    figures = [f for f in (setting_figures(s) for s in SETTINGS.values() if s.backend == BACKEND) if f]
     study = study_figures()
     lines = ["| setting | archs | latency range (ms), max/min | repeat tau | predictor tau | MACs tau "
              "| params tau | predictor rel. RMSE | one pass's rel. SD | fallback error |",
@@ -432,6 +474,13 @@ def report() -> str:
                      f"{'met' if t2 else 'missed'}; target 3 (rel. RMSE <= 1.5x one pass's SD: "
                      f"{100 * f['rmse_pred']:.1f} % vs {150 * f['spread']:.1f} %) {'met' if t3 else 'missed'}; "
                      f"calibration {f['scale']:.3f} x table + {f['offset']:.3f} ms")
+    ort = onnxruntime_figures()
+    if ort:
+        lines += ["", f"onnxruntime (the exported models, {ort['archs']} archs of wide-b1): {ort['min_ms']:.2f}-"
+                      f"{ort['max_ms']:.2f} ms, {ort['ratio']:.2f}x PyTorch eager's time (median); Kendall tau with "
+                      f"its own second pass {ort['tau_repeat']:.3f}, with PyTorch eager's measured latency "
+                      f"{ort['tau_eager']:.3f}, with the PyTorch table's prediction {ort['tau_pred']:.3f}, with MACs "
+                      f"{ort['tau_macs']:.3f}"]
     if study:
         lat, top = study["latency"], study["top1"]
         lines += ["", f"Study (seeds {', '.join(study['seeds'])}; L = {study['bound']:.3f} ms):", "",
@@ -465,10 +514,11 @@ def main() -> None:
         with torch.inference_mode():
             for name in args.settings:
                 setting = SETTINGS[name]
-                if "table" in args.parts:
+                if "table" in args.parts and setting.backend == BACKEND:
                     time_table(setting)
                 if "archs" in args.parts:
-                    time_archs(setting, "fit", setting.archs("fit"))
+                    if setting.backend == BACKEND:
+                        time_archs(setting, "fit", setting.archs("fit"))
                     time_archs(setting, "eval", setting.archs("eval"))
         if "search" in args.parts:
             run_study(args.out)
