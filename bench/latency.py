@@ -22,6 +22,7 @@ import random
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,11 +35,12 @@ import torch  # noqa: E402
 from rows import append_row, read_rows  # noqa: E402
 
 from s3.constraints import Constraints  # noqa: E402
-from s3.latency import interleaved, runner, torch_threads  # noqa: E402
+from s3.latency import interleaved, torch_threads  # noqa: E402
 from s3.latency_predictor import (  # noqa: E402
     ComponentModule,
     LatencyPredictor,
     NetGeometry,
+    backend_runner,
     cache_path,
     component_features,
     draw_archs,
@@ -130,7 +132,9 @@ def time_table(setting: Setting) -> None:
     for start in range(0, len(keys), 64):
         group = keys[start:start + 64]
         parts = {k: ComponentModule(k, setting.geometry, setting.batch) for k in group}
-        times = interleaved({k: runner(p, BACKEND, p.input) for k, p in parts.items()}, setting.repeats, ROUNDS)
+        with tempfile.TemporaryDirectory() as work:
+            times = interleaved({k: backend_runner(p, setting.backend, p.input, work) for k, p in parts.items()},
+                                setting.repeats, ROUNDS)
         for k, t in times.items():
             append_row(TABLE_ROWS, TABLE_COLUMNS, {**setting.key(), "component": json.dumps(list(k)),
                                                    "median_ms": statistics.median(t), "min_ms": min(t), "max_ms": max(t)})
@@ -149,9 +153,9 @@ def time_archs(setting: Setting, which: str, archs: list[Arch], passes: int = 2)
         for start in range(0, len(todo), GROUP):
             chunk = todo[start:start + GROUP]
             models = {a: standalone(a, setting.geometry) for a in chunk}
-            files = {a: onnx_file(m, images, a) if setting.backend == "onnxruntime" else None for a, m in models.items()}
-            times = interleaved({a: runner(m, setting.backend, images, onnx_file=files[a]) for a, m in models.items()},
-                                setting.repeats, ROUNDS)
+            with tempfile.TemporaryDirectory() as work:
+                times = interleaved({a: backend_runner(m, setting.backend, images, work) for a, m in models.items()},
+                                    setting.repeats, ROUNDS)
             for a, t in times.items():
                 cost = constraints.cost(a)
                 append_row(ARCH_ROWS, ARCH_COLUMNS, {**setting.key(), "set": which, "pass": p,
@@ -161,28 +165,13 @@ def time_archs(setting: Setting, which: str, archs: list[Arch], passes: int = 2)
             say(f"{setting.name}: {which} archs, pass {p}: {start + len(chunk)}/{len(todo)}")
 
 
-def onnx_file(model: torch.nn.Module, images: torch.Tensor, arch: Arch) -> str:
-    """The standalone model exported as the export path does it (TorchScript exporter, fixed batch)."""
-    import hashlib
-    import warnings
-
-    path = ROOT / "logs" / "bench_latency_onnx" / f"{hashlib.sha1(str(arch).encode()).hexdigest()[:12]}.onnx"
-    if not path.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(model, (images,), str(path), input_names=["images"], output_names=["logits"],
-                              dynamo=False)
-    return str(path)
-
-
 # -- the predictor from the rows --------------------------------------------------------------------
 def predictor_from_rows(setting: Setting, calibrated: bool = True) -> LatencyPredictor:
     table = {tuple(json.loads(r["component"])): float(r["median_ms"]) for r in mine(read_rows(TABLE_ROWS), setting)}
     missing = set(space_components(setting.search_space, setting.geometry)) - set(table)
     if missing:
         raise SystemExit(f"{setting.name}: the table rows lack {len(missing)} components; run --parts table")
-    predictor = LatencyPredictor(BACKEND, setting.batch, THREADS, machine(), table)
+    predictor = LatencyPredictor(setting.backend, setting.batch, THREADS, machine(), table)
     if calibrated:
         fit = measured(setting, "fit")
         predictor.calibrate([(Arch.from_dict(json.loads(a)), ms) for a, ms in fit.items()], setting.geometry)
@@ -452,7 +441,7 @@ def plot(figures: list[dict], study: dict | None) -> list[Path]:
 
 
 def report() -> str:
-    figures = [f for f in (setting_figures(s) for s in SETTINGS.values() if s.backend == BACKEND) if f]
+    figures = [f for f in (setting_figures(s) for s in SETTINGS.values()) if f]
     study = study_figures()
     lines = ["| setting | archs | latency range (ms), max/min | repeat tau | predictor tau | MACs tau "
              "| params tau | predictor rel. RMSE | one pass's rel. SD | fallback error |",
@@ -514,11 +503,10 @@ def main() -> None:
         with torch.inference_mode():
             for name in args.settings:
                 setting = SETTINGS[name]
-                if "table" in args.parts and setting.backend == BACKEND:
+                if "table" in args.parts:
                     time_table(setting)
                 if "archs" in args.parts:
-                    if setting.backend == BACKEND:
-                        time_archs(setting, "fit", setting.archs("fit"))
+                    time_archs(setting, "fit", setting.archs("fit"))
                     time_archs(setting, "eval", setting.archs("eval"))
         if "search" in args.parts:
             run_study(args.out)

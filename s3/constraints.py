@@ -53,12 +53,13 @@ class Range:
         return f"[{lo}, {hi}]"
 
 
-LATENCY_BACKENDS = ("pytorch", "cuda")  # where the predictor's table is timed
+LATENCY_BACKENDS = ("pytorch", "cuda", "onnxruntime")  # where the predictor's table is timed
 
 
 @dataclass(frozen=True)
 class LatencyTarget:
-    """Where a latency bound is measured: `backend` (pytorch: eager on the CPU; cuda), `batch`
+    """Where a latency bound is measured: `backend` (pytorch: eager on the CPU; cuda; onnxruntime on
+    the CPU, the exported models), `batch`
     images per forward pass, `threads` (None: this process's torch threads)."""
 
     backend: str = "pytorch"
@@ -78,7 +79,7 @@ class LatencyTarget:
 
             if not torch.cuda.is_available():
                 raise ValueError("constraints.latency_ms.backend=cuda: no CUDA device on this machine; "
-                                 "allowed here: 'pytorch'")
+                                 "allowed here: 'pytorch', 'onnxruntime'")
 
 
 class Constraints:

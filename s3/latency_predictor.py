@@ -20,6 +20,8 @@ import logging
 import platform
 import random
 import statistics
+import tempfile
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -36,9 +38,9 @@ from s3.space import Arch, Geometry, SearchSpace
 
 log = logging.getLogger(__name__)
 
-# Backends the table is built on: each component is a PyTorch module timed in place. onnxruntime
-# would need every component exported to its own graph; whole archs are timed there instead.
-PREDICTOR_BACKENDS = ("pytorch", "cuda")
+# Backends the table is built on: each component is a module timed in place (PyTorch eager on the
+# CPU, CUDA) or exported to its own ONNX graph and timed in an onnxruntime session.
+PREDICTOR_BACKENDS = ("pytorch", "cuda", "onnxruntime")  # onnxruntime: each component exported on its own
 
 Component = tuple  # ("attn", stage, dim, heads, window, shifted) | ("mlp", stage, dim, hidden) | ...
 
@@ -243,8 +245,7 @@ class LatencyPredictor:
         """Times every component of `space` (in turns, median of rounds), then the `fit_archs` whole,
         and fits scale and offset by least squares (none given: the table's sum as it is)."""
         if backend not in PREDICTOR_BACKENDS:
-            raise ValueError(f"latency_ms.backend={backend}: the predictor's table is built on "
-                             f"{list(PREDICTOR_BACKENDS)} (onnxruntime: time whole archs with bench/latency.py)")
+            raise ValueError(f"latency_ms.backend={backend}: allowed {list(PREDICTOR_BACKENDS)}")
         keys = space_components(space, geometry)
         progress(f"latency table: timing {len(keys)} components at batch {batch} on {backend} "
                  f"({torch.get_num_threads()} threads)")
@@ -252,8 +253,9 @@ class LatencyPredictor:
         for start in range(0, len(keys), 64):  # in turns within groups: a group's modules stay small in memory
             group = keys[start:start + 64]
             parts = {k: ComponentModule(k, geometry, batch) for k in group}
-            runners = {k: runner(p, backend, p.input) for k, p in parts.items()}
-            times = interleaved(runners, repeats, rounds, synchronize=_sync(backend))
+            with tempfile.TemporaryDirectory() as work:
+                runners = {k: backend_runner(p, backend, p.input, work) for k, p in parts.items()}
+                times = interleaved(runners, repeats, rounds, synchronize=_sync(backend))
             table.update({k: statistics.median(t) for k, t in times.items()})
             progress(f"latency table: {len(table)}/{len(keys)} components timed")
         predictor = cls(backend, batch, torch.get_num_threads(), machine(), table)
@@ -339,10 +341,26 @@ def measure_archs(archs: Iterable[Arch], geometry: NetGeometry, backend: str, ba
     for start in range(0, len(archs), group):
         chunk = archs[start:start + group]
         models = {a: standalone(a, geometry) for a in chunk}
-        times = interleaved({a: runner(m, backend, images) for a, m in models.items()}, repeats, rounds,
-                            synchronize=_sync(backend))
+        with tempfile.TemporaryDirectory() as work:
+            times = interleaved({a: backend_runner(m, backend, images, work) for a, m in models.items()}, repeats,
+                                rounds, synchronize=_sync(backend))
         out.update({a: statistics.median(t) for a, t in times.items()})
     return out
+
+
+def backend_runner(module: nn.Module, backend: str, images: torch.Tensor, work: str | Path) -> Callable:
+    """One forward pass of `module` on `images` on `backend`; for onnxruntime the module is exported
+    first (the TorchScript exporter, as export.py does) into the directory `work`."""
+    if backend != "onnxruntime":
+        return runner(module, backend, images)
+    import warnings
+
+    path = Path(work) / f"{uuid.uuid4().hex}.onnx"
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # the trace's constant-shape warnings: a fixed batch is what is timed
+        torch.onnx.export(module.eval(), (images,), str(path), input_names=["images"], output_names=["out"],
+                          dynamo=False)
+    return runner(module, backend, images, onnx_file=str(path))
 
 
 def standalone(arch: Arch, geometry: NetGeometry) -> S3Transformer:
@@ -354,5 +372,5 @@ def _sync(backend: str):
     return torch.cuda.synchronize if backend == "cuda" else None
 
 
-__all__ = ["BACKENDS", "PREDICTOR_BACKENDS", "ComponentModule", "LatencyPredictor", "NetGeometry", "cache_path", "component_features", "components", "draw_archs",
+__all__ = ["BACKENDS", "PREDICTOR_BACKENDS", "ComponentModule", "LatencyPredictor", "NetGeometry", "backend_runner", "cache_path", "component_features", "components", "draw_archs",
            "load_or_build", "machine", "measure_archs", "space_components", "standalone"]

@@ -152,7 +152,7 @@ def test_a_latency_bound_is_checked_like_params_and_macs():
 
 
 @pytest.mark.parametrize("bound, message", [
-    ({"max": 3, "backend": "tensorrt"}, "constraints.latency_ms.backend='tensorrt': allowed ['pytorch', 'cuda']"),
+    ({"max": 3, "backend": "tensorrt"}, "constraints.latency_ms.backend='tensorrt': allowed ['pytorch', 'cuda', 'onnxruntime']"),
     ({"max": 3, "batch": 0}, "constraints.latency_ms.batch=0: must be an integer >= 1"),
     ({"max": 3, "threads": 1.5}, "constraints.latency_ms.threads=1.5: must be an integer >= 1, or null"),
     ({"max": 3, "repeats": 5}, "constraints.latency_ms: unknown keys ['repeats']; allowed: min, max, backend, batch"),
@@ -166,13 +166,13 @@ def test_a_bad_latency_bound_is_one_line(bound, message):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a machine without CUDA")
 def test_a_cuda_bound_on_a_machine_without_cuda_is_one_line():
-    with pytest.raises(ValueError, match="backend=cuda: no CUDA device on this machine; allowed here: 'pytorch'"):
+    with pytest.raises(ValueError, match="backend=cuda: no CUDA device on this machine; allowed here: 'pytorch', 'onnxruntime'"):
         Constraints(WIDE, latency_ms={"max": 3, "backend": "cuda"})
 
 
 @pytest.mark.parametrize("overrides, message", [
     (["constraints.latency_ms.max=3", "constraints.latency_ms.backend=onnx"],
-     "constraints.latency_ms.backend='onnx': allowed ['pytorch', 'cuda']"),
+     "constraints.latency_ms.backend='onnx': allowed ['pytorch', 'cuda', 'onnxruntime']"),
     (["search.objective=pareto", "search.pareto_cost=latency_ms"],
      "search.pareto_cost=latency_ms: needs a latency bound"),
     (["constraints.latency_ms.max=1e-4", "data.root=/nonexistent"], "data.root"),  # other inputs before the timing
