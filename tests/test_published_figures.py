@@ -27,7 +27,7 @@ def test_the_latency_figures_in_bench_readme_and_results_are_the_rows(latency_re
     readme = (ROOT / "bench" / "README.md").read_text()
     results = (ROOT / "docs" / "results.md").read_text()
     rows = [line for line in text.splitlines() if line.startswith("| ") and "---" not in line]
-    assert len(rows) == 1 + 3 + 1 + 3  # two headers, three settings, three search seeds
+    assert len(rows) == 1 + 4 + 1 + 3  # two headers, four settings, three search seeds
     for line in rows:
         assert line in readme, line
     study = latency.study_figures()
