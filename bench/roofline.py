@@ -415,13 +415,10 @@ def levers(args, key: dict, names: list[str], modes: list[str]) -> None:
                 report("model code", w.name, mode, args.baseline, "this commit", t["old"], t["new"],
                        "window layouts by one gather per block, explicit attention")
             if todo("attention choice", w.name, mode):
-                transformer.WindowAttention.inference_paths.clear()
                 t = interleaved({"sdpa": with_fused_attn(True, fn), "explicit": with_fused_attn(False, fn),
                                  "chosen": with_fused_attn(None, fn)}, rounds_w)
                 best = min(("sdpa", "explicit"), key=t.get)
-                picks = set(transformer.WindowAttention.inference_paths.values())
-                chosen = "explicit" if mode == "train" or picks == {False} else "SDPA" if picks == {True} else "mixed"
-                report("attention choice", w.name, mode, f"the better fixed path ({best})", f"chosen ({chosen})",
+                report("attention choice", w.name, mode, f"the better fixed path ({best})", "the rule (fused_attn=None)",
                        t[best], t["chosen"], f"SDPA {t['sdpa'] * 1e3:.4g} ms, explicit {t['explicit'] * 1e3:.4g} ms; "
                        f"{cpu_features()}")
             if todo("attention", w.name, mode):

@@ -59,16 +59,22 @@ LATENCY_BACKENDS = ("pytorch", "cuda", "onnxruntime")  # where the predictor's t
 @dataclass(frozen=True)
 class LatencyTarget:
     """Where a latency bound is measured: `backend` (pytorch: eager on the CPU; cuda; onnxruntime on
-    the CPU, the exported models), `batch`
-    images per forward pass, `threads` (None: this process's torch threads)."""
+    the CPU, the exported models), `batch` images per forward pass, `threads` (None: this process's
+    torch threads), `precision` (fp32, or bf16 autocast with pytorch and cuda)."""
 
     backend: str = "pytorch"
     batch: int = 1
     threads: int | None = None
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         if self.backend not in LATENCY_BACKENDS:
             raise ValueError(f"constraints.latency_ms.backend={self.backend!r}: allowed {list(LATENCY_BACKENDS)}")
+        if self.precision not in ("fp32", "bf16"):
+            raise ValueError(f"constraints.latency_ms.precision={self.precision!r}: allowed ['fp32', 'bf16']")
+        if self.precision == "bf16" and self.backend == "onnxruntime":
+            raise ValueError("constraints.latency_ms.precision=bf16 with backend=onnxruntime: the exported models "
+                             "run in fp32 there; allowed: fp32, or bf16 with backend pytorch or cuda")
         for name in ("batch", "threads"):
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
@@ -91,12 +97,12 @@ class Constraints:
                  latency_ms: Mapping | None = None, num_classes: int = 1000, in_chans: int = 3, head_dim: int = 32):
         self.ranges, self.latency, self.predict_latency = {}, None, None
         latency_ms = dict(latency_ms or {})
-        target = {k: latency_ms.pop(k) for k in ("backend", "batch", "threads") if k in latency_ms}
+        target = {k: latency_ms.pop(k) for k in ("backend", "batch", "threads", "precision") if k in latency_ms}
         for name, bounds in (("params", params), ("macs", macs), ("latency_ms", latency_ms)):
             bounds = dict(bounds or {})
             unknown = sorted(set(bounds) - {"min", "max"})
             if unknown:
-                extra = ", backend, batch, threads" if name == "latency_ms" else ""
+                extra = ", backend, batch, threads, precision" if name == "latency_ms" else ""
                 raise ValueError(f"constraints.{name}: unknown keys {unknown}; allowed: min, max{extra}")
             values = []
             for k in ("min", "max"):
@@ -162,5 +168,5 @@ class Constraints:
     def __str__(self) -> str:
         text = ", ".join(f"{k} in {r}" for k, r in self.ranges.items() if r.min is not None or r.max is not None) or "none"
         if self.latency is not None:
-            text += f" (latency at batch {self.latency.batch} on {self.latency.backend})"
+            text += f" (latency at batch {self.latency.batch} on {self.latency.backend}, {self.latency.precision})"
         return text

@@ -61,11 +61,19 @@ def interleaved(runners: Mapping[str, Callable[[], object]], repeats: int, round
     return times
 
 
-def runner(model: torch.nn.Module, backend: str, images: torch.Tensor, onnx_file: str | None = None) -> Callable:
-    """One forward pass of `model` on `images`, on `backend`; one clear error for a backend this
-    machine cannot run."""
+PRECISIONS = ("fp32", "bf16")
+
+
+def runner(model: torch.nn.Module, backend: str, images: torch.Tensor, onnx_file: str | None = None,
+           precision: str = "fp32") -> Callable:
+    """One forward pass of `model` on `images`, on `backend` (`precision` bf16: under bf16 autocast);
+    one clear error for a backend this machine cannot run."""
     if backend not in BACKENDS:
         raise ValueError(f"backend={backend}: allowed {list(BACKENDS)}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision={precision}: allowed {list(PRECISIONS)}")
+    if backend == "onnxruntime" and precision != "fp32":
+        raise ValueError(f"precision={precision} on onnxruntime: the exported models run in fp32 there; allowed: fp32")
     if backend == "onnxruntime":
         if onnx_file is None:
             raise ValueError("backend=onnxruntime: needs the model's ONNX file (export.py format=onnx)")
@@ -82,7 +90,7 @@ def runner(model: torch.nn.Module, backend: str, images: torch.Tensor, onnx_file
     model, x = model.eval().to(device), images.to(device)
 
     def forward():
-        with torch.inference_mode():
+        with torch.inference_mode(), torch.autocast(device, dtype=torch.bfloat16, enabled=precision == "bf16"):
             return model(x)
 
     return forward

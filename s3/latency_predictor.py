@@ -204,6 +204,7 @@ class LatencyPredictor:
     scale: float = 1.0
     offset: float = 0.0
     fit: list[dict] = field(default_factory=list)  # the whole archs the scale and offset came from
+    precision: str = "fp32"
     _fallback: dict = field(default_factory=dict, repr=False)  # kind -> least-squares coefficients
 
     def component_ms(self, key: Component, geometry: NetGeometry) -> float:
@@ -241,28 +242,28 @@ class LatencyPredictor:
     @classmethod
     def build(cls, space: SearchSpace, geometry: NetGeometry, backend: str, batch: int,
               fit_archs: Iterable[Arch] = (), repeats: int = 5, rounds: int = 5,
-              progress: Callable[[str], None] = log.info) -> LatencyPredictor:
+              progress: Callable[[str], None] = log.info, precision: str = "fp32") -> LatencyPredictor:
         """Times every component of `space` (in turns, median of rounds), then the `fit_archs` whole,
         and fits scale and offset by least squares (none given: the table's sum as it is)."""
         if backend not in PREDICTOR_BACKENDS:
             raise ValueError(f"latency_ms.backend={backend}: allowed {list(PREDICTOR_BACKENDS)}")
         keys = space_components(space, geometry)
         progress(f"latency table: timing {len(keys)} components at batch {batch} on {backend} "
-                 f"({torch.get_num_threads()} threads)")
+                 f"({torch.get_num_threads()} threads, {precision})")
         table = {}
         for start in range(0, len(keys), 64):  # in turns within groups: a group's modules stay small in memory
             group = keys[start:start + 64]
             parts = {k: ComponentModule(k, geometry, batch) for k in group}
             with tempfile.TemporaryDirectory() as work:
-                runners = {k: backend_runner(p, backend, p.input, work) for k, p in parts.items()}
+                runners = {k: backend_runner(p, backend, p.input, work, precision) for k, p in parts.items()}
                 times = interleaved(runners, repeats, rounds, synchronize=_sync(backend))
             table.update({k: statistics.median(t) for k, t in times.items()})
             progress(f"latency table: {len(table)}/{len(keys)} components timed")
-        predictor = cls(backend, batch, torch.get_num_threads(), machine(), table)
+        predictor = cls(backend, batch, torch.get_num_threads(), machine(), table, precision=precision)
         fit_archs = list(dict.fromkeys(fit_archs))
         if fit_archs:
             progress(f"latency table: timing {len(fit_archs)} whole archs to calibrate it")
-            measured = measure_archs(fit_archs, geometry, backend, batch, repeats, rounds)
+            measured = measure_archs(fit_archs, geometry, backend, batch, repeats, rounds, precision=precision)
             predictor.calibrate([(a, measured[a]) for a in fit_archs], geometry)
         return predictor
 
@@ -280,41 +281,44 @@ class LatencyPredictor:
     # -- the cache --------------------------------------------------------------------------------
     def to_dict(self) -> dict:
         return {"backend": self.backend, "batch": self.batch, "threads": self.threads, "machine": self.machine,
-                "scale": self.scale, "offset": self.offset, "fit": self.fit,
+                "precision": self.precision, "scale": self.scale, "offset": self.offset, "fit": self.fit,
                 "table": [[list(k), ms] for k, ms in self.table.items()]}
 
     @classmethod
     def from_dict(cls, d: Mapping) -> LatencyPredictor:
         table = {tuple(k): ms for k, ms in d["table"]}
-        return cls(d["backend"], d["batch"], d["threads"], d["machine"], table, d["scale"], d["offset"], d["fit"])
+        return cls(d["backend"], d["batch"], d["threads"], d["machine"], table, d["scale"], d["offset"], d["fit"],
+                   d.get("precision", "fp32"))
 
 
-def cache_key(space: SearchSpace, geometry: NetGeometry, backend: str, batch: int) -> str:
-    """The predictor's identity: machine, backend, threads, batch, space and geometry."""
+def cache_key(space: SearchSpace, geometry: NetGeometry, backend: str, batch: int, precision: str = "fp32") -> str:
+    """The predictor's identity: machine, backend, threads, batch, precision, space and geometry."""
     ident = {"machine": machine(), "backend": backend, "threads": torch.get_num_threads(), "batch": batch,
-             "space": space.to_dict(), "geometry": geometry.__dict__, "version": 1}
+             "space": space.to_dict(), "geometry": geometry.__dict__, "version": 1,
+             **({"precision": precision} if precision != "fp32" else {})}
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def cache_path(cache_dir: str | Path, space: SearchSpace, geometry: NetGeometry, backend: str, batch: int) -> Path:
-    """Where the predictor of this machine, backend, threads, batch, space and geometry is cached."""
-    key = cache_key(space, geometry, backend, batch)
-    return Path(cache_dir) / f"latency-{backend}-b{batch}-t{torch.get_num_threads()}-{key}.json"
+def cache_path(cache_dir: str | Path, space: SearchSpace, geometry: NetGeometry, backend: str, batch: int,
+               precision: str = "fp32") -> Path:
+    """Where the predictor of this machine, backend, threads, batch, precision, space and geometry is cached."""
+    key = cache_key(space, geometry, backend, batch, precision)
+    return Path(cache_dir) / f"latency-{backend}-{precision}-b{batch}-t{torch.get_num_threads()}-{key}.json"
 
 
 def load_or_build(cache_dir: str | Path, space: SearchSpace, geometry: NetGeometry, backend: str, batch: int,
                   fit_archs: int = 16, seed: int = 0, accept: Callable[[Arch], bool] = lambda a: True,
-                  progress: Callable[[str], None] = log.info) -> tuple[LatencyPredictor, Path]:
+                  progress: Callable[[str], None] = log.info, precision: str = "fp32") -> tuple[LatencyPredictor, Path]:
     """The predictor from `cache_dir` when one with this key exists there, else built (its table, and
     `fit_archs` whole archs drawn from `space` that `accept` lets through) and saved atomically."""
-    path = cache_path(cache_dir, space, geometry, backend, batch)
+    path = cache_path(cache_dir, space, geometry, backend, batch, precision)
     if path.is_file():
         data = read_json(path, "latency predictor", ("table", "scale", "offset"),
                          "delete it to time the table again")
         progress(f"latency predictor: {path} (cached)")
         return LatencyPredictor.from_dict(data), path
     archs = draw_archs(space, fit_archs, seed, accept)
-    predictor = LatencyPredictor.build(space, geometry, backend, batch, archs, progress=progress)
+    predictor = LatencyPredictor.build(space, geometry, backend, batch, archs, progress=progress, precision=precision)
     atomic_write_text(path, json.dumps(predictor.to_dict()))
     progress(f"latency predictor: saved {path}")
     return predictor, path
@@ -334,7 +338,7 @@ def draw_archs(space: SearchSpace, n: int, seed: int, accept: Callable[[Arch], b
 
 
 def measure_archs(archs: Iterable[Arch], geometry: NetGeometry, backend: str, batch: int, repeats: int = 5,
-                  rounds: int = 5, group: int = 8) -> dict[Arch, float]:
+                  rounds: int = 5, group: int = 8, precision: str = "fp32") -> dict[Arch, float]:
     """Each arch's whole forward pass (a standalone model), in turns within groups of `group`."""
     archs, out = list(archs), {}
     images = torch.randn(batch, geometry.in_chans, geometry.img_size, geometry.img_size)
@@ -342,17 +346,18 @@ def measure_archs(archs: Iterable[Arch], geometry: NetGeometry, backend: str, ba
         chunk = archs[start:start + group]
         models = {a: standalone(a, geometry) for a in chunk}
         with tempfile.TemporaryDirectory() as work:
-            times = interleaved({a: backend_runner(m, backend, images, work) for a, m in models.items()}, repeats,
-                                rounds, synchronize=_sync(backend))
+            times = interleaved({a: backend_runner(m, backend, images, work, precision) for a, m in models.items()},
+                                repeats, rounds, synchronize=_sync(backend))
         out.update({a: statistics.median(t) for a, t in times.items()})
     return out
 
 
-def backend_runner(module: nn.Module, backend: str, images: torch.Tensor, work: str | Path) -> Callable:
+def backend_runner(module: nn.Module, backend: str, images: torch.Tensor, work: str | Path,
+                   precision: str = "fp32") -> Callable:
     """One forward pass of `module` on `images` on `backend`; for onnxruntime the module is exported
     first (the TorchScript exporter, as export.py does) into the directory `work`."""
     if backend != "onnxruntime":
-        return runner(module, backend, images)
+        return runner(module, backend, images, precision=precision)
     import warnings
 
     path = Path(work) / f"{uuid.uuid4().hex}.onnx"

@@ -207,9 +207,9 @@ def test_macs_are_called_macs_everywhere():
     from s3.search.report import RECORD_COLUMNS
 
     for preset in (ROOT / "conf" / "constraints").glob("*.yaml"):
-        assert set(OmegaConf.load(preset)) == {"params", "macs"}, preset
+        assert set(OmegaConf.load(preset)) == {"params", "macs", "latency_ms"}, preset
     assert "macs" in RECORD_COLUMNS and "flops" not in RECORD_COLUMNS
-    with pytest.raises(ValueError, match=r"allowed \['params', 'macs'\]"):
+    with pytest.raises(ValueError, match=r"allowed \['params', 'macs', 'latency_ms'\]"):
         EvolutionConfig(pareto_cost="flops")
 
 

@@ -57,3 +57,14 @@ def test_a_backend_that_cannot_run_is_one_line(backend, message):
 def test_cuda_without_a_gpu_is_one_line():
     with pytest.raises(ValueError, match="backend=cuda: no CUDA device on this machine"):
         runner(torch.nn.Identity(), "cuda", torch.zeros(1, 3, 8, 8))
+
+
+def test_a_bf16_runner_runs_under_bf16_autocast_and_onnxruntime_refuses_it():
+    model = torch.nn.Sequential(torch.nn.Linear(8, 4))
+    x = torch.randn(2, 8)
+    assert runner(model, "pytorch", x)().dtype == torch.float32
+    assert runner(model, "pytorch", x, precision="bf16")().dtype == torch.bfloat16
+    with pytest.raises(ValueError, match="precision=bf16 on onnxruntime: the exported models run in fp32 there"):
+        runner(model, "onnxruntime", x, onnx_file="m.onnx", precision="bf16")
+    with pytest.raises(ValueError, match=r"precision=fp16: allowed \['fp32', 'bf16'\]"):
+        runner(model, "pytorch", x, precision="fp16")

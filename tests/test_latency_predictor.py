@@ -111,8 +111,8 @@ def test_the_cache_is_keyed_by_backend_batch_threads_and_space(tmp_path, monkeyp
     space = SearchSpace.from_yaml(SPACES / "tiny.yaml")
     built = []
 
-    def build(space, geometry, backend, batch, fit_archs=(), **_):
-        built.append((backend, batch, torch.get_num_threads()))
+    def build(space, geometry, backend, batch, fit_archs=(), **kw):
+        built.append((backend, batch, torch.get_num_threads(), kw.get("precision")))
         return LatencyPredictor(backend, batch, torch.get_num_threads(), "m",
                                 {k: 0.1 for k in space_components(space, geometry)})
 
@@ -122,19 +122,21 @@ def test_the_cache_is_keyed_by_backend_batch_threads_and_space(tmp_path, monkeyp
     assert same == path and len(built) == 1 and again.table == first.table
     load_or_build(tmp_path, space, geometry, "pytorch", 8, progress=lambda s: None)
     load_or_build(tmp_path, WIDE, geometry, "pytorch", 1, progress=lambda s: None)
+    load_or_build(tmp_path, space, geometry, "pytorch", 1, progress=lambda s: None, precision="bf16")
     threads = torch.get_num_threads()
     torch.set_num_threads(threads + 1)
     try:
         load_or_build(tmp_path, space, geometry, "pytorch", 1, progress=lambda s: None)
     finally:
         torch.set_num_threads(threads)
-    assert len(built) == 4 and len(list(tmp_path.glob("latency-*.json"))) == 4
+    assert len(built) == 5 and len(list(tmp_path.glob("latency-*.json"))) == 5
+    assert built[3][3] == "bf16" and len(list(tmp_path.glob("latency-pytorch-bf16-*.json"))) == 1
 
 
 # -- the latency bound -------------------------------------------------------------------------------
 def test_a_latency_bound_is_checked_like_params_and_macs():
     constraints = Constraints(WIDE, params={"min": 7.5e5, "max": 1e6}, latency_ms={"max": 3.0}, num_classes=10)
-    assert constraints.latency == LatencyTarget("pytorch", 1, None)
+    assert constraints.latency == LatencyTarget("pytorch", 1, None, "fp32")
     with pytest.raises(RuntimeError, match="no latency predictor"):
         constraints.cost(WIDE.smallest())
     constraints.use_latency(lambda arch: sum(arch.depths) * 0.25)  # 1.0 ms (smallest) .. 2.75 ms (largest)
@@ -157,6 +159,9 @@ def test_a_latency_bound_is_checked_like_params_and_macs():
     ({"max": 3, "threads": 1.5}, "constraints.latency_ms.threads=1.5: must be an integer >= 1, or null"),
     ({"max": 3, "repeats": 5}, "constraints.latency_ms: unknown keys ['repeats']; allowed: min, max, backend, batch"),
     ({"max": "fast"}, "constraints.latency_ms.max='fast': must be a finite number"),
+    ({"max": 3, "precision": "fp16"}, "constraints.latency_ms.precision='fp16': allowed ['fp32', 'bf16']"),
+    ({"max": 3, "precision": "bf16", "backend": "onnxruntime"},
+     "constraints.latency_ms.precision=bf16 with backend=onnxruntime: the exported models run in fp32 there"),
 ])
 def test_a_bad_latency_bound_is_one_line(bound, message):
     with pytest.raises(ValueError) as e:
@@ -207,7 +212,7 @@ def test_a_latency_bounded_search_keeps_every_candidate_under_it_and_re_measures
                         "search.objective=pareto", "search.pareto_cost=latency_ms")
     rows = csv_rows(tmp_path / "run" / "archs.csv")
     assert len(rows) == 18 and all(float(r["latency_ms"]) <= bound for r in rows)
-    assert len(list(cache.glob("latency-pytorch-b1-t1-*.json"))) == 1  # timed once, by the probe
+    assert len(list(cache.glob("latency-pytorch-fp32-b1-t1-*.json"))) == 1  # timed once, by the probe
     for pick in result["picks"]:
         assert pick["latency_ms"] <= bound and pick["measured_ms"] > 0
     assert result["latency"]["backend"] == "pytorch" and result["latency"]["threads"] == 1

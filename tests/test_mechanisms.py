@@ -229,46 +229,30 @@ def test_the_explicit_window_attention_equals_sdpa_with_the_bias_and_shift_mask_
 
 
 
-def test_the_attention_path_is_chosen_per_shape_for_inference_and_explicit_for_training_on_a_cpu(monkeypatch):
-    """fused_attn=None on a CPU: training takes the explicit product; inference takes what the
-    first call of each shape timed (here a fake timing that prefers SDPA), once per shape; a set
-    fused_attn overrides; both paths give the same output."""
+def test_the_attention_path_on_a_cpu_is_explicit_for_training_and_for_inference_depends_on_the_scores(monkeypatch):
+    """fused_attn=None on a CPU: training takes the explicit product; inference takes SDPA from
+    SDPA_MIN_SCORES attention scores per call; a set fused_attn overrides; both paths agree."""
     from s3.models.transformer import WindowAttention
 
     attn = WindowAttention(32, 2, 32, 4, [4]).eval()
     for p in attn.parameters():
         torch.nn.init.normal_(p, std=0.02)
-    timed, used = [], []
-    monkeypatch.setattr(WindowAttention, "inference_paths", {})
-    monkeypatch.setattr(WindowAttention, "_time_paths", lambda self, q, k, v, b: timed.append(q.shape) or True)
+    used = []
     sdpa, explicit = WindowAttention._sdpa, WindowAttention._explicit
     monkeypatch.setattr(WindowAttention, "_sdpa", lambda self, *a: used.append("sdpa") or sdpa(self, *a))
     monkeypatch.setattr(WindowAttention, "_explicit", lambda self, *a: used.append("explicit") or explicit(self, *a))
+    monkeypatch.setattr(WindowAttention, "SDPA_MIN_SCORES", 8 * 2 * 16 * 16)  # 8 windows x 2 heads x 16^2 tokens
     x = torch.randn(8, 16, 32)
     with torch.inference_mode():
-        out = attn(x, None)
-        attn(x, None)
-        attn(torch.randn(4, 16, 32), None)
-    assert used == ["sdpa"] * 3 and len(timed) == 2  # two shapes, each timed once
+        out = attn(x, None)  # at the threshold: SDPA
+        attn(torch.randn(7, 16, 32), None)  # below it: explicit
+    assert used == ["sdpa", "explicit"]
     used.clear()
-    reference = attn(x, None)  # grad enabled: the explicit product, no timing
-    assert used == ["explicit"] and len(timed) == 2
+    reference = attn(x, None)  # grad enabled: the explicit product
+    assert used == ["explicit"]
     torch.testing.assert_close(out, reference.detach(), atol=1e-5, rtol=1e-5)
     used.clear()
     monkeypatch.setattr(WindowAttention, "fused_attn", False)
     with torch.inference_mode():
         attn(x, None)
     assert used == ["explicit"]
-
-
-def test_the_attention_timing_picks_sdpa_only_by_a_clear_margin(monkeypatch):
-    import s3.models.transformer as transformer
-    from s3.models.transformer import WindowAttention
-
-    attn = WindowAttention(32, 2, 32, 4, [4]).eval()
-    q = k = v = torch.randn(8, 2, 16, 32)
-    bias = torch.zeros(1, 2, 16, 16)
-    for sdpa_seconds, expected in ((0.80, True), (0.90, False), (1.2, False)):
-        clock = iter([0.0, sdpa_seconds, 0.0, 1.0] * 5)  # per round: SDPA's start/end, then explicit's
-        monkeypatch.setattr(transformer.time, "perf_counter", lambda clock=clock: next(clock))
-        assert attn._time_paths(q, k, v, bias) is expected, sdpa_seconds

@@ -11,8 +11,6 @@ Tokens are kept channels-last, (B, H, W, C), as in timm's Swin.
 
 from __future__ import annotations
 
-import statistics
-import time
 from collections.abc import Sequence
 from typing import ClassVar
 
@@ -137,14 +135,14 @@ class WindowAttention(Elastic):
 
     centered = frozenset({0, 1})  # the two offset axes of the bias table
     # timm's switch: True SDPA, False the explicit product with the bias (and shift mask) broadcast
-    # over the images. None chooses: SDPA on CUDA; on the CPU the explicit product when training (SDPA
-    # has no fused kernel there for a mask that needs a gradient: slower on CPUs with and without AMX),
-    # and for inference whichever path a short timing at the first call of each shape finds faster
-    # by a clear margin (SDPA's bf16 kernel wins with AMX and loses without; bench/README.md,
-    # "Roofline"). Decisions are kept per process in `inference_paths`.
+    # over the images. None chooses, by a fixed rule so that every process and run computes alike:
+    # SDPA on CUDA; on the CPU the explicit product when training (SDPA has no fused kernel there for
+    # a mask that needs a gradient: slower on CPUs with and without AMX), and for inference SDPA
+    # from SDPA_MIN_SCORES attention scores per call (windows x heads x tokens^2), where its kernel
+    # beat the explicit product in per-shape timings on this project's CPU and whole-model ones on
+    # an AMX CPU; below it the explicit product won (bench/README.md, "Roofline").
     fused_attn: bool | None = None
-    inference_paths: ClassVar[dict[tuple, bool]] = {}  # (dtype, q shape, bias shape) -> SDPA?
-    SDPA_MARGIN: ClassVar[float] = 0.85  # SDPA is chosen only when it takes at most this fraction of the explicit time
+    SDPA_MIN_SCORES: ClassVar[int] = 4_000_000
 
     def __init__(self, dim: int, num_heads: int, head_dim: int, table_window: int, windows: Sequence[int]):
         super().__init__()
@@ -195,26 +193,10 @@ class WindowAttention(Elastic):
             return self.fused_attn
         if q.is_cuda:
             return True
-        if torch.is_grad_enabled() or torch.jit.is_tracing() or torch.compiler.is_compiling():
+        if torch.is_grad_enabled():
             return False
-        key = (q.dtype, tuple(q.shape), tuple(bias.shape))
-        if key not in self.inference_paths:
-            WindowAttention.inference_paths[key] = self._time_paths(q, k, v, bias)
-        return self.inference_paths[key]
-
-    def _time_paths(self, q: Tensor, k: Tensor, v: Tensor, bias: Tensor, rounds: int = 5) -> bool:
-        """Both paths on this call's own inputs, in turns after a warm-up; True when SDPA is faster by
-        the margin."""
-        paths = {"sdpa": self._sdpa, "explicit": self._explicit}
-        times: dict[str, list[float]] = {name: [] for name in paths}
-        for path in paths.values():
-            path(q, k, v, bias)
-        for _ in range(rounds):
-            for name, path in paths.items():
-                start = time.perf_counter()
-                path(q, k, v, bias)
-                times[name].append(time.perf_counter() - start)
-        return statistics.median(times["sdpa"]) <= self.SDPA_MARGIN * statistics.median(times["explicit"])
+        windows, heads, tokens, _ = q.shape
+        return windows * heads * tokens * tokens >= self.SDPA_MIN_SCORES
 
     def extra_repr(self) -> str:
         return f"head_dim={self.head_dim}, table_window={self.table_window}, {super().extra_repr()}"

@@ -82,7 +82,8 @@ def timed(run: SearchContext, picks: list[dict]) -> list[dict]:
     target = run.constraints.latency
     log.info("timing the %d picks at batch %d on %s", len(picks), target.batch, target.backend)
     with torch_threads(target.threads):
-        ms = measure_archs([r["arch"] for r in picks], net_geometry(run.cfg, run.space), target.backend, target.batch)
+        ms = measure_archs([r["arch"] for r in picks], net_geometry(run.cfg, run.space), target.backend, target.batch,
+                           precision=target.precision)
     ratio = statistics.median(ms[r["arch"]] / r["latency_ms"] for r in picks)
     if not 1 / 1.5 < ratio < 1.5:
         log.warning("the picks ran %.2fx their predicted latency: this machine is busier (or quieter) now than when "
@@ -132,7 +133,7 @@ def finish(run: SearchContext, evaluator: CandidateEvaluator, evo: Evolution, pi
     if latency:
         target = run.constraints.latency
         result["latency"] = {"backend": target.backend, "batch": target.batch, "threads": target.threads,
-                             "machine": machine()}
+                             "precision": target.precision, "machine": machine()}
     run.write_result(result)
     log_to_wandb(run.loggers, {"search/archs": [{c: r[c] for c in columns} for r in rows],
                                "search/picks": pick_rows}, "search/plots", plots)

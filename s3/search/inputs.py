@@ -111,7 +111,8 @@ def price_latency(cfg: DictConfig, space: SearchSpace, constraints: Constraints)
     target, geometry = constraints.latency, net_geometry(cfg, space)
     with torch_threads(target.threads):
         predictor, _ = load_or_build(cfg.paths.cache_dir, space, geometry, target.backend, target.batch,
-                                     accept=constraints.analytic_satisfied, progress=log.info)
+                                     accept=constraints.analytic_satisfied, progress=log.info,
+                                     precision=target.precision)
     constraints.use_latency(lambda arch: predictor.predict(arch, geometry))
     constraints.check_feasible(space)
 
