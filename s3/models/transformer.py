@@ -142,7 +142,7 @@ class WindowAttention(Elastic):
     # beat the explicit product in per-shape timings on this project's CPU and whole-model ones on
     # an AMX CPU; below it the explicit product won (bench/README.md, "Roofline").
     fused_attn: bool | None = None
-    SDPA_MIN_SCORES: ClassVar[int] = 4_000_000
+    SDPA_MIN_SCORES: ClassVar[int] = 3_000_000
 
     def __init__(self, dim: int, num_heads: int, head_dim: int, table_window: int, windows: Sequence[int]):
         super().__init__()
