@@ -201,6 +201,7 @@ def test_a_search_with_a_bad_latency_bound_stops_in_one_line(tmp_path, overrides
     assert not (tmp_path / "bad").exists()
 
 
+@pytest.mark.slow  # two whole searches
 def test_a_latency_bounded_search_keeps_every_candidate_under_it_and_re_measures_its_picks(tmp_path, supernet_ckpt):
     cache = tmp_path / "cache"
     base = [f"supernet={supernet_ckpt}", *SMALL, f"paths.cache_dir={cache}", "constraints.latency_ms.threads=1"]
@@ -244,6 +245,7 @@ def test_a_latency_bound_composes_with_the_imagenet_presets_and_bounds_their_poo
     assert all(20e6 <= bound.cost(m.arch)["params"] <= 30e6 for m in pool)
 
 
+@pytest.mark.slow  # a whole search
 def test_picks_that_run_far_from_their_prediction_say_that_the_machine_changed(tmp_path, supernet_ckpt, monkeypatch,
                                                                                caplog):
     import s3.search.arch_search as arch_search
