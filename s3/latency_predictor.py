@@ -271,11 +271,10 @@ class LatencyPredictor:
         """Least-squares scale and offset of the table's sums against whole-arch times."""
         xs = [self.table_sum(a, geometry) for a, _ in measured]
         ys = [ms for _, ms in measured]
-        n = len(xs)
-        mx, my = sum(xs) / n, sum(ys) / n
-        sxx = sum((x - mx) ** 2 for x in xs)
-        self.scale = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx if n > 1 and sxx > 0 else my / mx
-        self.offset = my - self.scale * mx
+        if len(set(xs)) > 1:
+            self.scale, self.offset = statistics.linear_regression(xs, ys)
+        else:  # one point (or equal sums): the ratio, through the origin
+            self.scale, self.offset = statistics.fmean(ys) / statistics.fmean(xs), 0.0
         self.fit = [{"arch": a.to_dict(), "ms": ms} for a, ms in measured]
 
     # -- the cache --------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -32,10 +33,8 @@ class StepMemory:
         """From the measured peaks at two (or more) batches: the least-squares line."""
         if len(peaks) < 2:
             raise ValueError("StepMemory.fit: needs the peaks at two batches at least")
-        xs, ys = list(peaks), list(peaks.values())
-        mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
-        slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
-        return cls(my - slope * mx + optimizer_bytes, max(slope, 0.0))
+        slope, intercept = statistics.linear_regression(list(peaks), list(peaks.values()))
+        return cls(intercept + optimizer_bytes, max(slope, 0.0))
 
     def at(self, batch: int) -> float:
         return self.fixed + self.per_image * batch
