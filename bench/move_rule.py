@@ -124,22 +124,24 @@ def demo_noise(space_dir: Path) -> tuple[float, float, float]:
             float(100 * np.sqrt(accuracy * (1 - accuracy) / len(split))), float(errors.std(ddof=1)))
 
 
-def report(rows: list[dict]) -> None:
-    print("\nMoves under pure noise (mean dimensions moved per iteration, of about 20 tested; ± SE over trials):\n")
-    print("| preset | N, K, pool | noise (points) | significant rule | plain threshold rule |")
-    print("|---|---|---|---|---|")
+def report(rows: list[dict]) -> str:
+    lines: list[str] = []
+    say = lines.append
+    say("\nMoves under pure noise (mean dimensions moved per iteration, of about 20 tested; ± SE over trials):\n")
+    say("| preset | N, K, pool | noise (points) | significant rule | plain threshold rule |")
+    say("|---|---|---|---|---|")
     null = [r for r in rows if r["kind"] == "null"]
     for (preset, noise) in sorted({(r["preset"], float(r["noise"])) for r in null}):
         by = {r["rule"]: r for r in null if r["preset"] == preset and float(r["noise"]) == noise}
         r0 = next(iter(by.values()))
         cells = [f"{float(by[x]['moved_mean']):.2f} ± {float(by[x]['moved_se']):.2f}" if x in by else "-"
                  for x in ("significant", "threshold")]
-        print(f"| {preset} | {r0['samples']}, {r0['top_k']}, {r0['subspace']} | {noise} | {cells[0]} | {cells[1]} |")
-    print("\nPower (share of trials that move the dimension the right way) and the smallest effect detected "
+        say(f"| {preset} | {r0['samples']}, {r0['top_k']}, {r0['subspace']} | {noise} | {cells[0]} | {cells[1]} |")
+    say("\nPower (share of trials that move the dimension the right way) and the smallest effect detected "
           "with >= 80 % power:\n")
-    print("| preset | noise | dimension | rule | " + " | ".join(f"{e:g} points" for e in EFFECTS) +
+    say("| preset | noise | dimension | rule | " + " | ".join(f"{e:g} points" for e in EFFECTS) +
           " | smallest at 80 % |")
-    print("|---|---|---|---|" + "---|" * (len(EFFECTS) + 1))
+    say("|---|---|---|---|" + "---|" * (len(EFFECTS) + 1))
     power = [r for r in rows if r["kind"] == "power"]
     for (preset, noise, target, rule) in sorted({(r["preset"], float(r["noise"]), r["target"], r["rule"])
                                                  for r in power}):
@@ -147,8 +149,9 @@ def report(rows: list[dict]) -> None:
                                                                            r["target"], r["rule"]) ==
               (preset, noise, target, rule)}
         smallest = next((f"{e:g}" for e in EFFECTS if by.get(e, 0) >= 0.8), f"> {EFFECTS[-1]:g}")
-        print(f"| {preset} | {noise} | {target} | {rule} | " + " | ".join(
+        say(f"| {preset} | {noise} | {target} | {rule} | " + " | ".join(
             f"{by[e]:.2f}" if e in by else "-" for e in EFFECTS) + f" | {smallest} |")
+    return "\n".join(lines).strip()
 
 
 def main() -> None:
@@ -170,7 +173,7 @@ def main() -> None:
         for preset in args.preset:
             for noise in noises:
                 measure(preset, noise, args.trials, args.resamples, done)
-    report(read_rows(RESULTS))
+    print(report(read_rows(RESULTS)))
     print(json.dumps({"rows": len(read_rows(RESULTS)), "file": str(RESULTS.relative_to(ROOT))}))
 
 

@@ -191,27 +191,29 @@ def ground_truth_agreement(rows: list[dict], fig: dict, figure: str) -> list[tup
     return out
 
 
-def report(rows: list[dict], figures: list[str], plots: Path) -> None:
+def report(rows: list[dict], figures: list[str], plots: Path) -> str:
+    """Each figure's taus as a markdown table (+- a bootstrap SE over the archs; "minus params" paired
+    on the same resamples); draws each figure's plot into `plots`."""
+    lines: list[str] = []
     for figure in figures:
         fig = figure_of(rows, figure)
         if len(fig["archs"]) < 2:
-            print(f"{figure}: fewer than two archs with every seed trained; nothing to rank")
+            lines.append(f"{figure}: fewer than two archs with every seed trained; nothing to rank")
             continue
         t = taus(fig)
-        print(f"\n{figure}: Kendall tau over {len(fig['archs'])} archs, standalone {recipe_words(fig['recipe'])}, "
-              f"seeds {fig['seeds']}")
+        lines += ["", f"**{figure}**: {len(fig['archs'])} archs, standalone {recipe_words(fig['recipe'])}, "
+                      f"seeds {', '.join(map(str, fig['seeds']))}", "",
+                  "| ranking | Kendall tau | p | minus params | its tau with params |", "|---|---|---|---|---|"]
         for (a, b), tau in zip(itertools.combinations(fig["seeds"], 2), t["seed_vs_seed"]):
-            print(f"  standalone seed {a} vs seed {b} (noise ceiling): {tau:.3f}")
-        print(f"  params count alone: {t['params'][0]:.3f} +- {t['params'][1]:.3f}")
+            lines.append(f"| standalone seed {a} vs seed {b} (the noise ceiling) | {tau:.2f} | | | |")
+        lines.append(f"| params count alone | {t['params'][0]:.2f} ± {t['params'][1]:.2f} | | | |")
         for name, r in t["supernets"].items():
-            print(f"  {name}: {r['tau']:.3f} +- {r['se']:.3f} (p = {r['p']:.3g}); minus params "
-                  f"{r['gain']:+.3f} +- {r['gain_se']:.3f}; its tau with params {r['params_tau']:.3f}")
-        print("  (+- bootstrap SE over the archs; 'minus params' paired on the same resamples)")
+            lines.append(f"| {name} | {r['tau']:.2f} ± {r['se']:.2f} | {r['p']:.2g} | "
+                         f"{r['gain']:+.2f} ± {r['gain_se']:.2f} | {r['params_tau']:.2f} |")
         for other, tau, n in ground_truth_agreement(rows, fig, figure):
-            print(f"  its ground truth vs {other}'s ({n} shared archs): {tau:.3f}")
-        path = plots / f"ranking_fidelity_{figure}.png"
-        plot(fig, t, path)
-        print(f"  plot: {path}")
+            lines.append(f"\nIts ground truth against {other}'s ({n} shared archs): Kendall tau {tau:.2f}.")
+        plot(fig, t, plots / f"ranking_fidelity_{figure}.png")
+    return "\n".join(lines).strip()
 
 
 # -- measuring ----------------------------------------------------------------------------------------
@@ -238,7 +240,7 @@ def main() -> None:
     rows = read_rows(args.rows)
     if args.report:
         figures = [args.figure] if args.figure else list(dict.fromkeys(r["figure"] for r in rows))
-        return report(rows, figures, args.plots)
+        return print(report(rows, figures, args.plots))
     if not args.figure:
         p.error("--figure is required to measure (it names the rows and the plot)")
     if args.jobs < 1:
@@ -305,7 +307,7 @@ def main() -> None:
             append_row(args.rows, COLUMNS, {**base, "arch": str(a), "params": constraints.cost(a)["params"],
                                             "source": label, "test_top1": f"{holder.measure(a)['top1']:.2f}"})
         print(f"{label}: {len(todo)} archs scored", flush=True)
-    report(read_rows(args.rows), [args.figure], args.plots)
+    print(report(read_rows(args.rows), [args.figure], args.plots))
 
 
 if __name__ == "__main__":

@@ -484,6 +484,23 @@ def levers(args, key: dict, names: list[str], modes: list[str]) -> None:
                        f"first call {compile_s:.0f} s; {even}")
 
 
+def report(rows: list[dict], lever_rows: list[dict]) -> str:
+    """The committed roofline and lever rows as markdown tables (the latest row of each key)."""
+    latest = {(r["workload"], r["mode"], r["precision"]): r for r in rows}
+    lines = ["| workload | mode | precision | batch | ms | GMAC/s | share of bf16 peak | share of the roofline bound "
+             "| commit |", "|---|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['workload']} | {r['mode']} | {r['precision']} | {r['batch']} | {float(r['ms']):.1f} | "
+              f"{float(r['gmacs']):.1f} | {100 * float(r['share_bf16_peak']):.0f} % | "
+              f"{100 * float(r['share_of_bound']):.0f} % | {r['commit']} |" for r in latest.values()]
+    levers = {(r["lever"], r["workload"], r["mode"], r["before"], r["after"]): r for r in lever_rows}
+    lines += ["", "| lever | workload | mode | before | after | before ms | after ms | speed-up |",
+              "|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['lever']} | {r['workload']} | {r['mode']} | {r['before']} | {r['after']} | "
+              f"{float(r['before_ms']):.1f} | {float(r['after_ms']):.1f} | {float(r['speedup']):.2f}x |"
+              for r in levers.values()]
+    return "\n".join(lines)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--workloads", default="s3_t,s3_fmnist,subnet")

@@ -56,7 +56,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from rows import append_row, read_rows  # noqa: E402
-from scipy.stats import kendalltau, t, ttest_ind, ttest_rel, wilcoxon  # noqa: E402
+from scipy.stats import kendalltau, nct, t, ttest_ind, ttest_rel, wilcoxon  # noqa: E402
 from standalone import ROOT, Recipe, constraints_of, sample_archs, train_all  # noqa: E402
 
 from s3.constraints import Constraints  # noqa: E402
@@ -414,14 +414,25 @@ def plot_spaces(initial: list[float], searched: list[float], path: Path) -> None
     plt.close(fig)
 
 
-def report(out: Path) -> None:
+PILOT_COMPARISONS = (("s3", "autoformer"), ("s3", "random"), ("random_searched", "random"), ("s3", "random_searched"))
+
+
+def report(out: Path, seeds: set[str] | None = None, comparisons=PILOT_COMPARISONS, suffix: str = "") -> str:
+    """The methods' tables as markdown, over the rows of `seeds` (every row when None; "" is the
+    rows without a search seed: `hand` and the pilot's `band`); draws methods{suffix}.png and
+    space_claim{suffix}.png into `out`."""
     rows, fid = read_rows(ROWS), read_rows(FIDELITY)
+    if seeds is not None:
+        rows = [r for r in rows if r["search_seed"] in seeds]
+        fid = [r for r in fid if r["search_seed"] in seeds]
     if not rows:
-        sys.exit(f"{ROWS} holds no rows: run `python bench/search_evidence.py` first")
+        return f"{ROWS.name} holds no rows yet: run `python bench/search_evidence.py`"
     out.mkdir(parents=True, exist_ok=True)
-    print("| method | search seeds | found archs' test top-1 (%), mean +- SE over search seeds | per seed | "
+    lines: list[str] = []
+    say = lines.append
+    say("| method | search seeds | found archs' test top-1 (%), mean ± SE over search seeds | per seed | "
           "params | MACs | evaluations | supernet epochs |")
-    print("|---|---|---|---|---|---|---|---|")
+    say("|---|---|---|---|---|---|---|---|")
     for m in (*SEARCHED_METHODS, "hand"):
         seeds = per_seed(rows, m)
         if not seeds:
@@ -433,46 +444,47 @@ def report(out: Path) -> None:
         macs = "/".join(f"{int(r['macs']) / 1e6:.1f}M" for r in archs.values())
         ev = "/".join(sorted({r["evaluations"] for r in mine if r["evaluations"]})) or "-"
         ep = "/".join(sorted({r["supernet_epochs"] for r in mine if r["supernet_epochs"]})) or "-"
-        print(f"| {m} | {len(seeds)} | {mean:.2f} +- {se:.2f} | {' / '.join(f'{v:.2f}' for v in seeds.values())} | "
+        say(f"| {m} | {len(seeds)} | {mean:.2f}{'' if math.isnan(se) else f' ± {se:.2f}'} | {' / '.join(f'{v:.2f}' for v in seeds.values())} | "
               f"{params} | {macs} | {ev} | {ep} |")
     band = [float(r["test_top1"]) for r in rows if r["method"] == "band"]
     if band:
         mean, se = mean_se(band)
-        print(f"| band (typical arch) | {len(band)} archs | {mean:.2f} +- {se:.2f} (over archs) | | | | | |")
-    print("\nVerdicts (paired over search seeds; target: S3 ahead by more than 2 SE)")
-    print("| comparison | difference (points) | SE | in SE | paired t-test p | seeds |")
-    print("|---|---|---|---|---|---|")
-    for a, b in (("s3", "autoformer"), ("s3", "random"), ("random_searched", "random"), ("s3", "random_searched")):
+        say(f"| band (typical arch) | {len(band)} archs | {mean:.2f} ± {se:.2f} (over archs) | | | | | |")
+    if comparisons:
+        say("\nPaired over search seeds (difference, its SE, a paired t-test's two-sided p)")
+        say("| comparison | difference (points) | SE | in SE | paired t-test p | seeds |")
+        say("|---|---|---|---|---|---|")
+    for a, b in comparisons:
         v = paired(per_seed(rows, a), per_seed(rows, b))
-        print(f"| {a} - {b} | {v['diff']:+.2f} | {v['se']:.2f} | {v['in_se']:+.1f} | {v['p']:.3g} | {len(v['seeds'])} |")
+        say(f"| {a} - {b} | {v['diff']:+.2f} | {v['se']:.2f} | {v['in_se']:+.1f} | {v['p']:.3g} | {len(v['seeds'])} |")
     searched = [100 - float(r["test_top1"]) for r in rows if r["method"] == "searched"]
     initial = [100 - x for x in band]
     if len(searched) > 1 and len(initial) > 1:
         (mi, si), (ms, ss) = mean_se(initial), mean_se(searched)
         diff, se = mi - ms, math.sqrt(si ** 2 + ss ** 2)
         lo, hi = bootstrap_ci(initial, searched)
-        print(f"\nSpace claim in the joint budget: standalone test error, initial space {mi:.2f} +- {si:.2f} "
-              f"({len(initial)} archs) vs searched spaces {ms:.2f} +- {ss:.2f} ({len(searched)} archs): "
-              f"initial - searched {diff:+.2f} +- {se:.2f} points ({diff / se:+.1f} SE), Welch p = "
+        say(f"\nSpace claim in the joint budget: standalone test error, initial space {mi:.2f} ± {si:.2f} "
+              f"({len(initial)} archs) vs searched spaces {ms:.2f} ± {ss:.2f} ({len(searched)} archs): "
+              f"initial - searched {diff:+.2f} ± {se:.2f} points ({diff / se:+.1f} SE), Welch p = "
               f"{ttest_ind(initial, searched, equal_var=False).pvalue:.3g}, bootstrap 95% [{lo:+.2f}, {hi:+.2f}]")
-        plot_spaces(initial, searched, out / "space_claim.png")
+        plot_spaces(initial, searched, out / f"space_claim{suffix}.png")
     fr = fidelity(rows, fid)
     if fr:
-        print("\nRanking fidelity on the search split (Kendall tau with standalone top-1), per supernet, mean +- SE "
+        say("\nRanking fidelity on the search split (Kendall tau with standalone top-1), per supernet, mean ± SE "
               "over search seeds")
-        print("| supernet | seeds | archs | supernet tau | params tau | MACs tau | seed-to-seed tau (archs) |")
-        print("|---|---|---|---|---|---|---|")
+        say("| supernet | seeds | archs | supernet tau | params tau | MACs tau | seed-to-seed tau (archs) |")
+        say("|---|---|---|---|---|---|---|")
         for kind, group in itertools.groupby(sorted(fr, key=lambda r: r["supernet"]), key=lambda r: r["supernet"]):
             group = list(group)
 
             def f(key, g=group):
                 m, se = mean_se([x[key] for x in g if not math.isnan(x[key])] or [math.nan])
-                return f"{m:.2f} +- {se:.2f}" if not math.isnan(se) else f"{m:.2f}"
-            print(f"| {kind} | {len(group)} | {'/'.join(str(g['archs']) for g in group)} | {f('tau')} | "
+                return f"{m:.2f} ± {se:.2f}" if not math.isnan(se) else f"{m:.2f}"
+            say(f"| {kind} | {len(group)} | {'/'.join(str(g['archs']) for g in group)} | {f('tau')} | "
                   f"{f('params_tau')} | {f('macs_tau')} | {f('ceiling')} "
                   f"({'/'.join(str(g['ceiling_archs']) for g in group)}) |")
-    plot_methods(rows, out / "methods.png")
-    print(f"\nplots: {out / 'methods.png'}" + (f", {out / 'space_claim.png'}" if searched else ""))
+    plot_methods(rows, out / f"methods{suffix}.png")
+    return "\n".join(lines)
 
 
 # -- the pre-registered tests (bench/README.md, "Pre-registered study (issue 43)") ----------------------
@@ -524,6 +536,15 @@ def test_row(name: str, a: dict, b: dict, seeds: list[str], alternative: str) ->
     return row
 
 
+def seeds_for_power(sd: float, effect: float = 0.5, alpha: float = 0.05, power: float = 0.8, most: int = 200) -> int:
+    """The search seeds a one-sided paired t-test needs to detect `effect` with `power` (noncentral t)."""
+    for n in range(2, most + 1):
+        df = n - 1
+        if 1 - nct.cdf(t.ppf(1 - alpha, df), df, effect / (sd / math.sqrt(n))) >= power:
+            return n
+    return most
+
+
 def holm(ps: list[float]) -> list[float]:
     """Holm-adjusted p-values; nan (a test without data) stays nan and does not count."""
     order = sorted((i for i in range(len(ps)) if not math.isnan(ps[i])), key=lambda i: ps[i])
@@ -534,27 +555,37 @@ def holm(ps: list[float]) -> list[float]:
     return out
 
 
-def preregistered(rows: list[dict], constraints: str, n: int, per_seed_n: int, retrain_seeds: list[int]) -> None:
-    """The study's tests on its first `n` complete seeds from 3 on; H1 also over every seed (the pilot's too)."""
+def preregistered_tests(rows: list[dict], constraints: str, n: int, per_seed_n: int, retrain_seeds: list[int]) -> dict:
+    """The study's tests on its first `n` complete seeds from 3 on (each `test_row` with its Holm p
+    for H1-H3), and H1 also over every seed, the pilot's too (the secondary analysis)."""
     searched, initial_side = space_per_seed(rows, constraints, per_seed_n)
     scores = {m: per_seed(rows, m) for m in STUDY_METHODS}
     seeds = complete_seeds(rows, {**scores, "searched": searched}, retrain_seeds)[:n]
-    print(f"\nPre-registered tests (bench/README.md): {len(seeds)} of {n} complete search seeds "
-          f"({', '.join(seeds) or 'none yet'}); one-sided for H1-H3, two-sided for C1-C5")
-    print("| | comparison | seeds | difference (points) | SE | 95 % interval | paired t p | Wilcoxon p | Holm p (H1-H3) |")
-    print("|---|---|---|---|---|---|---|---|---|")
     scores = {**scores, "searched": searched, "band": initial_side}
-    out = [test_row(name, scores[a], scores[b], seeds, alt) | {"a": a, "b": b} for name, a, b, alt in HYPOTHESES]
-    adjusted = holm([r["t_p"] for r in out[:3]])
-    for i, r in enumerate(out):
-        h = f"{adjusted[i]:.3g}" if i < 3 else ""
-        print(f"| {r['name']} | {r['a']} - {r['b']} | {r['n']} | {r['diff']:+.2f} | {r['se']:.2f} | "
-              f"[{r['lo']:+.2f}, {r['hi']:+.2f}] | {r['t_p']:.3g} | {r['w_p']:.3g} | {h} |")
+    tests = [test_row(name, scores[a], scores[b], seeds, alt) | {"a": a, "b": b} for name, a, b, alt in HYPOTHESES]
+    for r, p in zip(tests, holm([r["t_p"] for r in tests[:3]])):
+        r["holm_p"] = p
     pilot = {m: per_seed(rows, m) for m in ("s3", "random")}
     every = [s for s in pilot["s3"] if s in pilot["random"] and (int(s) < STUDY_SEEDS[0] or s in seeds)]
-    r = test_row("H1, pilot seeds too", pilot["s3"], pilot["random"], every, "greater")
-    print(f"\nH1 over seeds {', '.join(every)} (secondary): {r['diff']:+.2f} +- {r['se']:.2f} points, "
-          f"paired t p = {r['t_p']:.3g}, Wilcoxon p = {r['w_p']:.3g}")
+    return {"seeds": seeds, "planned": n, "tests": tests, "scores": scores,
+            "h1_every": test_row("H1, pilot seeds too", pilot["s3"], pilot["random"], every, "greater") | {"seeds": every}}
+
+
+def preregistered(rows: list[dict], constraints: str, n: int, per_seed_n: int, retrain_seeds: list[int]) -> str:
+    study = preregistered_tests(rows, constraints, n, per_seed_n, retrain_seeds)
+    seeds = study["seeds"]
+    lines = [f"Pre-registered tests (bench/README.md): {len(seeds)} of {n} complete search seeds "
+             f"({', '.join(seeds) or 'none yet'}); one-sided for H1-H3, two-sided for C1-C5", "",
+             "| | comparison | seeds | difference (points) | SE | 95 % interval | paired t p | Wilcoxon p | Holm p (H1-H3) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in study["tests"]:
+        h = f"{r['holm_p']:.3g}" if "holm_p" in r else ""
+        lines.append(f"| {r['name']} | {r['a']} - {r['b']} | {r['n']} | {r['diff']:+.2f} | {r['se']:.2f} | "
+                     f"[{r['lo']:+.2f}, {r['hi']:+.2f}] | {r['t_p']:.3g} | {r['w_p']:.3g} | {h} |")
+    r = study["h1_every"]
+    lines += ["", f"H1 over seeds {', '.join(r['seeds'])} (secondary): {r['diff']:+.2f} ± {r['se']:.2f} points, "
+                  f"paired t p = {r['t_p']:.3g}, Wilcoxon p = {r['w_p']:.3g}"]
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -578,8 +609,8 @@ def main() -> None:
     args = p.parse_args()
     if not args.report:
         run(args)
-    report(Path(args.plots))
-    preregistered(read_rows(ROWS), args.constraints, args.study_seeds, args.band_per_seed, args.retrain_seeds)
+    print(report(Path(args.plots)))
+    print(preregistered(read_rows(ROWS), args.constraints, args.study_seeds, args.band_per_seed, args.retrain_seeds))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,258 @@
+"""docs/results.md, regenerated from the committed rows alone (`bench/results/*.csv`), with the
+plots it shows. Nothing here measures: every figure is recomputed from rows, so the page cannot
+drift from the evidence, and `tests/test_published_figures.py` fails when it has.
+
+    python -m bench.report            # writes docs/results.md and its plots
+    python -m bench.report --check    # exit 1 when docs/results.md is not what the rows give
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+sys.path.insert(0, str(BENCH))  # the bench scripts import their siblings by name
+
+import ground_truth  # noqa: E402
+import latency  # noqa: E402
+import move_rule  # noqa: E402
+import ranking_fidelity  # noqa: E402
+import roofline  # noqa: E402
+import search_evidence as evidence  # noqa: E402
+import space_moves  # noqa: E402
+from rows import read_rows  # noqa: E402
+
+RESULTS = ROOT / "docs" / "results.md"
+RESULTS_DIR = BENCH / "results"
+PILOT_SEEDS = {"", "0", "1", "2"}  # "": hand and the pilot's band archs, which carry no search seed
+CONSTRAINTS = "band_1m_macs"
+RETRAIN_SEEDS = [0, 1]
+PER_SEED_BAND = 4
+DESIGN_SEEDS = 12  # the pre-registered number of search seeds (bench/README.md)
+
+
+def pm(mean: float, se: float, digits: int = 2) -> str:
+    return f"{mean:+.{digits}f} ± {se:.{digits}f}"
+
+
+def figures() -> dict:
+    """The headline figures the summary, the README's verdict and the test quote."""
+    rows = read_rows(evidence.ROWS)
+    pilot = [r for r in rows if r["search_seed"] in PILOT_SEEDS]
+    comparisons = {f"{a} - {b}": evidence.paired(evidence.per_seed(pilot, a), evidence.per_seed(pilot, b))
+                   for a, b in evidence.PILOT_COMPARISONS}
+    study = evidence.preregistered_tests(rows, CONSTRAINTS, DESIGN_SEEDS, PER_SEED_BAND, RETRAIN_SEEDS)
+    initial = [100 - float(r["test_top1"]) for r in pilot if r["method"] == "band"]
+    searched = [100 - float(r["test_top1"]) for r in pilot if r["method"] == "searched"]
+    (mi, si), (ms, ss) = evidence.mean_se(initial), evidence.mean_se(searched)
+    wide = ranking_fidelity.figure_of(read_rows(ranking_fidelity.ROWS), "wide")
+    taus = ranking_fidelity.taus(wide)
+    best = max(taus["supernets"].items(), key=lambda kv: kv[1]["tau"])
+    null = {r["rule"]: float(r["moved_mean"]) for r in read_rows(move_rule.RESULTS)
+            if r["kind"] == "null" and r["preset"] == "demo" and float(r["noise"]) == 1.5}
+    return {"pilot": comparisons, "study": study, "design_sd": design_sd(study),
+            "space_claim": {"diff": mi - ms, "se": math.hypot(si, ss), "n": (len(initial), len(searched))},
+            "fidelity": {"archs": len(wide["archs"]), "params": taus["params"][0], "best": best[0], **best[1],
+                         "ceiling": taus["seed_vs_seed"][0]},
+            "move_null": null, "moves": moves(), "latency": latency.study_figures()}
+
+
+def moves() -> dict:
+    """Iteration 0's moves across the study's S3 seeds, and the null's expected false moves."""
+    rows = [r for r in read_rows(space_moves.ROWS) if r["iteration"] == "0"]
+    seeds = sorted({r["seed"] for r in rows}, key=int)
+    by_dim: dict[tuple, list[bool]] = {}
+    for r in rows:
+        by_dim.setdefault((int(r["stage"]), r["dimension"]), []).append(space_moves.moved(r))
+    expected = sum({r["seed"]: float(r["null_moves_mean"]) for r in rows if r["null_moves_mean"]}.values())
+    return {"seeds": seeds, "every": [d for d, m in by_dim.items() if all(m)],
+            "sporadic": [d for d, m in by_dim.items() if any(m) and not all(m)], "expected": expected}
+
+
+def design_sd(study: dict) -> dict | None:
+    """The pre-registered re-estimate: the pooled SD of H1's and H2's differences over the first 6
+    complete seeds, and the search seeds it needs (80 % power at 0.5 points, one-sided 0.05)."""
+    seeds = study["seeds"][:6]
+    if len(seeds) < 6:
+        return None
+    s = study["scores"]
+    sds = [statistics.stdev([s[a][x] - s[b][x] for x in seeds]) for a, b in (("s3", "random"),
+                                                                            ("s3", "autoformer_faithful"))]
+    pooled = math.sqrt(statistics.fmean(v * v for v in sds))
+    return {"seeds": seeds, "sds": sds, "pooled": pooled, "needed": evidence.seeds_for_power(pooled)}
+
+
+def summary(f: dict) -> str:
+    p, study, fid, mv, lat = f["pilot"], f["study"], f["fidelity"], f["moves"], f["latency"]
+    s3r, s3a = p["s3 - random"], p["s3 - autoformer"]
+    sc = f["space_claim"]
+    every = ", ".join(f"stage {s}'s {d}" for s, d in mv["every"]) or "none"
+    lines = [
+        f"- **The pre-registered study** (S3 against random search, a faithful AutoFormer and a band-trained "
+        f"supernet, {DESIGN_SEEDS} search seeds) has {len(study['seeds'])} of its {DESIGN_SEEDS} seeds complete. "
+        f"Its hypotheses are tested once, when all are in; until then it gives no verdict.",
+        f"- **The pilot** (3 search seeds, seen before the plan): S3 minus random search {pm(s3r['diff'], s3r['se'])} "
+        f"points (paired t p = {s3r['p']:.2f}), S3 minus the demo-scaled AutoFormer evolution "
+        f"{pm(s3a['diff'], s3a['se'])} (p = {s3a['p']:.2f}); at 3 seeds neither is significant. Archs drawn from "
+        f"S3's searched spaces minus archs drawn from the initial space, in one params-and-MACs budget: "
+        f"{pm(sc['diff'], sc['se'])} points of test top-1 ({sc['n'][1]} against {sc['n'][0]} archs).",
+        f"- **The space moves**: over the S3 seeds {', '.join(mv['seeds'])}, iteration 0 moved {every} in every "
+        f"seed; {len(mv['sporadic'])} dimension(s) moved in some seeds only, where the rule's null expects "
+        f"{mv['expected']:.2f} false moves over these seeds.",
+        f"- **Ranking fidelity**: over {fid['archs']} archs of one budget, the best supernet ranks standalone "
+        f"top-1 at Kendall tau {fid['tau']:.2f} ± {fid['se']:.2f}, the params count at {fid['params']:.2f} "
+        f"(difference {pm(fid['gain'], fid['gain_se'])}), two standalone seeds agree at {fid['ceiling']:.2f}.",
+        f"- **The move rule**: under pure noise at `make demo`'s pool it moves {f['move_null']['significant']:.2f} "
+        f"dimensions per iteration, the paper's plain threshold rule {f['move_null']['threshold']:.2f}.",
+    ]
+    if lat:
+        lines.append(f"- **Latency**: evolution under a latency bound found archs {abs(lat['latency']['mean']):.2f} "
+                     f"± {lat['latency']['se']:.2f} ms faster than under the MACs band (one-sided p = "
+                     f"{lat['latency']['p']:.3f}, {len(lat['seeds'])} seeds) at {pm(lat['top1']['mean'], lat['top1']['se'])} "
+                     f"points of validation top-1 (p = {lat['top1']['p']:.2f}).")
+    return "\n".join(lines)
+
+
+def study_section(f: dict) -> str:
+    study = f["study"]
+    rows = read_rows(evidence.ROWS)
+    started = sorted({r["search_seed"] for r in rows if r["search_seed"] and int(r["search_seed"]) >= 3}, key=int)
+    scores = study["scores"]
+    lines = ["| search seed | " + " | ".join(f"`{m}`" for m in (*evidence.STUDY_METHODS, "searched")) + " | complete |",
+             "|---" * (len(evidence.STUDY_METHODS) + 3) + "|"]
+    for s in started:
+        cells = [f"{scores[m][s]:.2f}" if s in scores[m] and
+                 evidence.found_in_rows(rows, m, s, RETRAIN_SEEDS) else "running" for m in evidence.STUDY_METHODS]
+        cells.append(f"{scores['searched'][s]:.2f}" if s in scores["searched"] else "running")
+        lines.append(f"| {s} | " + " | ".join(cells) + f" | {'yes' if s in study['seeds'] else 'no'} |")
+    lines += ["", "Each cell: the found arch's standalone test top-1 (%), the mean of retraining seeds 0 and 1; "
+                  "`searched`: the mean of the seed's 4 archs drawn in the budget from its searched space."]
+    sd = f["design_sd"]
+    lines.append("")
+    if sd:
+        lines.append(f"**The SD re-estimate** (pre-registered, over seeds {', '.join(sd['seeds'])}): H1's paired SD "
+                     f"{sd['sds'][0]:.2f}, H2's {sd['sds'][1]:.2f}, pooled {sd['pooled']:.2f} points (designed: "
+                     f"0.63); 80 % power at 0.5 points needs {sd['needed']} search seeds, so the study runs "
+                     f"{min(20, max(DESIGN_SEEDS, sd['needed']))}.")
+    else:
+        lines.append(f"**The SD re-estimate** is due when seeds 3-8 are complete ({len(study['seeds'])} of 6 now).")
+    lines += ["", "**Interim state of the tests** (no decision is taken on it; the tests are run once on the "
+                  f"first {DESIGN_SEEDS} complete seeds):", "",
+              evidence.preregistered(rows, CONSTRAINTS, DESIGN_SEEDS, PER_SEED_BAND, RETRAIN_SEEDS)]
+    return "\n".join(lines)
+
+
+def latency_section() -> str:
+    text = latency.report()
+    return "\n".join(line for line in text.splitlines() if not line.startswith("plot:")).strip()
+
+
+def render(docs: Path = RESULTS.parent) -> str:
+    """The page as markdown; the plots are drawn under `docs` (search_evidence/, bench/)."""
+    latency.FIGURES = docs / "bench"
+    f = figures()
+    fidelity_rows = read_rows(ranking_fidelity.ROWS)
+    fidelity_figures = list(dict.fromkeys(r["figure"] for r in fidelity_rows))
+    sections = [
+        ("Results: what the evidence shows", 1, INTRO),
+        ("In short", 2, summary(f)),
+        ("The pre-registered study: S3 against its baselines (seeds 3-14)", 2,
+         STUDY_INTRO + "\n\n" + study_section(f) + "\n\n" +
+         evidence.report(docs / "search_evidence", set(f["study"]["seeds"]), (), "_study") +
+         "\n\n| the found archs per method, complete study seeds | the space claim |\n|---|---|\n"
+         "| ![](search_evidence/methods_study.png) | ![](search_evidence/space_claim_study.png) |"),
+        ("The pilot (search seeds 0-2)", 2,
+         PILOT_INTRO + "\n\n" + evidence.report(docs / "search_evidence", PILOT_SEEDS) +
+         "\n\n| the found archs per method | the space claim in the budget |\n|---|---|\n"
+         "| ![](search_evidence/methods.png) | ![](search_evidence/space_claim.png) |"),
+        ("Do the space moves replicate across supernet seeds?", 2, MOVES_INTRO + "\n\n" + space_moves.report()),
+        ("A ground-truth library of the band", 2, LIBRARY_INTRO + "\n\n" + ground_truth.report()),
+        ("Ranking fidelity", 2, FIDELITY_INTRO + "\n\n" +
+         ranking_fidelity.report(fidelity_rows, fidelity_figures, docs / "bench") + "\n\n" +
+         " ".join(f"![{name}](bench/ranking_fidelity_{name}.png)" for name in fidelity_figures)),
+        ("The move rule under pure noise", 2, MOVE_RULE_INTRO + "\n\n" + move_rule.report(read_rows(move_rule.RESULTS))),
+        ("Latency: the predictor and a latency-bounded search", 2, LATENCY_INTRO + "\n\n" + latency_section() +
+         "\n\n![latency predictor](bench/latency_predictor.png)\n\n![latency-bound vs MACs-band picks]"
+         "(bench/latency_search.png)"),
+        ("Speed on this CPU", 2, SPEED_INTRO + "\n\n" + roofline.report(
+            read_rows(RESULTS_DIR / "roofline.csv"), read_rows(RESULTS_DIR / "roofline_levers.csv"))),
+    ]
+    return "\n\n".join(f"{'#' * level} {title}\n\n{body.strip()}" for title, level, body in sections) + "\n"
+
+
+INTRO = """\
+*Generated by `python -m bench.report` from `bench/results/*.csv` alone; do not edit by hand.*
+
+Everything here was measured on the embedded benchmark (Fashion-MNIST at 32x32, the `wide` or `tiny`
+space) on a 2-core CPU machine (AMD EPYC, no GPU). Nothing was run on ImageNet or on a GPU. ± is a
+standard error: over search seeds for a search, a bootstrap over archs for a Kendall tau. The
+methods, the commands that measured each row and the plans written before the data are in
+[bench/README.md](../bench/README.md)."""
+
+STUDY_INTRO = """\
+Every method searches the `wide` initial space under one params AND MACs budget
+(`constraints=band_1m_macs`: 750k-1M params, 20M-30M MACs); every found arch is retrained
+standalone (2 epochs of 20,000 images, retraining seeds 0 and 1) and tested on the 10,000 test
+images. The plan (hypotheses H1-H3, the tests, 12 search seeds, the stopping rule) was committed
+before the first row: bench/README.md, "Pre-registered study (issue 43)". Rows:
+`bench/results/search_evidence.csv`, `search_fidelity.csv`."""
+
+PILOT_INTRO = """\
+The first three search seeds, run before the plan: `s3`, the demo-scaled `autoformer` evolution,
+`random` and `random_searched`, and the Swin-style `hand` design (one arch with Swin's proportions,
+shown for orientation, not a baseline a search must beat). Their SDs sized the study; they are not
+counted in its tests."""
+
+MOVES_INTRO = """\
+Iteration 0 of every S3 seed starts from the same initial space on its own supernet, so its moves
+are replicates. A dimension the rule moves for a real effect moves in every seed; the rule's null
+(one pool on one supernet) says how many false moves to expect. Rows: `bench/results/space_moves.csv`."""
+
+LIBRARY_INTRO = """\
+150 archs drawn uniformly in the band (`band:0`), each trained standalone with the study's recipe
+(seed 0; seed 1 too for the first 30). Rows: `bench/results/ground_truth.csv`; it fills in the
+background (bench/README.md, "A ground-truth library of the band")."""
+
+FIDELITY_INTRO = """\
+Kendall tau of a supernet's inherited top-1 against the mean standalone top-1 of two seeds, beside
+the params count's and the seed-to-seed ceiling. Rows: `bench/results/ranking_fidelity.csv`."""
+
+MOVE_RULE_INTRO = """\
+Synthetic errors through the real pool, fit and shift, 12 trials per cell. Noise 1.5 points is the
+per-arch noise measured on `make demo`'s pool; 3.0 is an upper bound. Rows:
+`bench/results/move_rule.csv`."""
+
+LATENCY_INTRO = """\
+Archs timed whole on this CPU (1 thread, fp32, in turns, two passes) against the table predictor,
+and evolution under a latency bound against evolution under the MACs band (3 search seeds). Rows:
+`bench/results/latency*.csv`."""
+
+SPEED_INTRO = """\
+Achieved MAC/s against this CPU's measured bf16 matmul peak and each step's roofline bound, and
+each speed lever before and after, timed side by side. Rows: `bench/results/roofline*.csv`."""
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--check", action="store_true", help="only compare docs/results.md with what the rows give")
+    args = p.parse_args()
+    if args.check:
+        with tempfile.TemporaryDirectory() as plots:  # the plots are redrawn elsewhere: only the text is compared
+            text = render(Path(plots))
+        if RESULTS.read_text() != text:
+            sys.exit(f"{RESULTS.relative_to(ROOT)} is not what the rows give: run `python -m bench.report`")
+        print(f"{RESULTS.relative_to(ROOT)} matches the rows")
+        return
+    text = render()
+    RESULTS.write_text(text)
+    print(f"wrote {RESULTS.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
