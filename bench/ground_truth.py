@@ -3,9 +3,12 @@ of the fixed sequence `band:0` (space=wide inside constraints=band_1m_macs) trai
 the ablation's recipe, seed 0 for all, seed 1 for the first 30. The plan: bench/README.md.
 
     taskset -c 0 python bench/ground_truth.py --jobs 1     # trains what the rows lack (resumable)
-    python bench/ground_truth.py --report                  # the noise and ceilings, from the rows
+    python bench/ground_truth.py --score <the study's --out>  # scores the library with its finished supernets
+    python bench/ground_truth.py --report                  # the noise, ceilings and fidelity, from the rows
 
-Rows: bench/results/ground_truth.csv (one per run, appended as it ends).
+Rows: bench/results/ground_truth.csv (one per run, appended as it ends); library_scores.csv (each
+finished supernet of bench/search_evidence.py's study: every library arch's inherited top-1 on the
+search split the searches rank on).
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from s3.space import SearchSpace  # noqa: E402
 
 ROWS = ROOT / "bench" / "results" / "ground_truth.csv"
 COLUMNS = ["arch", "params", "macs", "seed", "test_top1", "recipe", "seconds"]
+SCORES = ROOT / "bench" / "results" / "library_scores.csv"
+SCORE_COLUMNS = ["search_seed", "supernet", "arch", "search_top1"]
 LIBRARY, NOISE = 150, 30
 RECIPE = Recipe(2, "20000")  # the ablation's (bench/search_evidence.py --epochs 2 --max-train 20000)
 CONSTRAINTS = "band_1m_macs"
@@ -38,8 +43,9 @@ def library() -> list:
 
 
 def jobs() -> list:
+    """Seed 0 of the first 30 archs, their seed 1 (the noise, early), then seed 0 of the rest."""
     archs = library()
-    return [(a, 0) for a in archs] + [(a, 1) for a in archs[:NOISE]]
+    return [(a, 0) for a in archs[:NOISE]] + [(a, 1) for a in archs[:NOISE]] + [(a, 0) for a in archs[NOISE:]]
 
 
 def train(parallel: int, root: str) -> None:
@@ -61,6 +67,37 @@ def train(parallel: int, root: str) -> None:
 
     for start in range(0, len(todo), 4 * parallel):  # in chunks: rows land as runs end, memory stays small
         train_all(todo[start:start + 4 * parallel], RECIPE, root=root, parallel=parallel, finished=finished)
+
+
+def finished_supernets(out: Path) -> dict[tuple[str, str], Path]:
+    """(search seed, supernet kind) -> checkpoint, for every supernet of the study under `out` whose
+    training finished (a run still training is left for a later call)."""
+    runs = {"autoformer": "autoformer_supernet", "band": "band_supernet", "s3_iter0": "s3_space/iter0",
+            "s3_searched": "s3_supernet", **{f"s3_iter{i}": f"s3_space/iter{i}" for i in range(1, 4)}}
+    # the kinds that score the whole library first; the searched space's and iteration 1's hold only part of it
+    return {(d.name.removeprefix("seed"), kind): d / run / "checkpoints" / "last.ckpt"
+            for kind, run in runs.items() for d in sorted(out.glob("seed*"), key=lambda d: int(d.name[4:]))
+            if (d / run / "finished.json").is_file()}
+
+
+def score(out: Path) -> None:
+    from search_evidence import inherited_top1, search_split
+
+    archs = library()
+    have = {(r["search_seed"], r["supernet"], r["arch"]) for r in read_rows(SCORES)}
+    split = None
+    for (seed, kind), ckpt in finished_supernets(out).items():
+        todo = [a for a in archs if (seed, kind, str(a)) not in have]
+        if not todo:
+            continue
+        split = split or search_split()
+        t0, n = time.time(), 0
+        for a, top1 in inherited_top1(ckpt, split, todo):
+            append_row(SCORES, SCORE_COLUMNS, {"search_seed": seed, "supernet": kind, "arch": str(a),
+                                               "search_top1": f"{top1:.2f}"})
+            n += 1
+        print(f"[{time.strftime('%H:%M:%S')}] seed {seed} {kind}: {n} archs scored in {time.time() - t0:.0f} s",
+              flush=True)
 
 
 def kendall(x, y) -> float:
@@ -107,9 +144,12 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--jobs", type=int, default=1, help="standalone runs side by side (1 per core)")
     p.add_argument("--root", default="logs/bench/standalone", help="the standalone runs' cache")
+    p.add_argument("--score", type=Path, metavar="OUT", help="score the library with the study's finished supernets")
     p.add_argument("--report", action="store_true", help="only the figures, from the rows")
     args = p.parse_args()
-    if not args.report:
+    if args.score:
+        score(args.score)
+    elif not args.report:
         train(args.jobs, args.root)
     print(report())
 

@@ -238,31 +238,44 @@ def retrain(method: str, seed: int | str, archs: list[Arch], retrain_seeds: list
                                    "recipe": recipe.name, **(extra or {})})
 
 
-def score_supernets(seed: Seed, archs: list[Arch], constraints: Constraints, methods=PILOT_METHODS) -> None:
-    """Inherited top-1 on the search split (bf16 autocast, as the search scores) of every arch of
-    `archs` that a supernet's space holds, for each supernet `seed` searched with."""
-    import torch
-
+def search_split():
+    """The split the study's searches rank on (make demo's data: 100 images per class, split seed 0)."""
     from s3.data import FashionMNISTDataModule
-    from s3.models import load_supernet
-    from s3.search.evaluator import CachedSplit, CandidateEvaluator
+    from s3.search.evaluator import CachedSplit
 
-    have = {(r["search_seed"], r["supernet"], r["arch"]) for r in read_rows(FIDELITY)}
-    nets = seed.supernets(methods)
     dm = FashionMNISTDataModule(search_per_class=100, split_seed=0, max_train=12000, max_val=2000, eval_batch_size=500)
     dm.setup("fit")
-    split = CachedSplit.from_loader(dm.search_dataloader())
-    for name, ckpt in nets.items():
-        supernet = load_supernet(ckpt)
-        evaluator = CandidateEvaluator(supernet, split, Constraints(supernet.space, num_classes=10), batch_size=500,
-                                       autocast=lambda: torch.autocast("cpu", torch.bfloat16))
-        for a in archs:
-            if (str(seed.seed), name, str(a)) in have or not supernet.space.contains(a):
-                continue
+    return CachedSplit.from_loader(dm.search_dataloader())
+
+
+def inherited_top1(checkpoint: Path, split, archs: list[Arch]):
+    """(arch, top-1 with weights inherited from the supernet at `checkpoint`) for every arch of `archs`
+    its space holds, scored as the search scores (bf16 autocast)."""
+    import torch
+
+    from s3.models import load_supernet
+    from s3.search.evaluator import CandidateEvaluator
+
+    supernet = load_supernet(checkpoint)
+    evaluator = CandidateEvaluator(supernet, split, Constraints(supernet.space, num_classes=10), batch_size=500,
+                                   autocast=lambda: torch.autocast("cpu", torch.bfloat16))
+    for a in archs:
+        if supernet.space.contains(a):
+            yield a, evaluator.measure(a)["top1"]
+
+
+def score_supernets(seed: Seed, archs: list[Arch], constraints: Constraints, methods=PILOT_METHODS) -> None:
+    """Inherited top-1 on the search split of every arch of `archs` that a supernet's space holds,
+    for each supernet `seed` searched with."""
+    have = {(r["search_seed"], r["supernet"], r["arch"]) for r in read_rows(FIDELITY)}
+    split = search_split()
+    for name, ckpt in seed.supernets(methods).items():
+        todo = [a for a in archs if (str(seed.seed), name, str(a)) not in have]
+        for a, top1 in inherited_top1(ckpt, split, todo):
             cost = constraints.cost(a)
             append_row(FIDELITY, FIDELITY_COLUMNS, {"search_seed": seed.seed, "supernet": name, "arch": str(a),
                                                     "params": cost["params"], "macs": cost["macs"],
-                                                    "search_top1": f"{evaluator.measure(a)['top1']:.2f}"})
+                                                    "search_top1": f"{top1:.2f}"})
 
 
 def found_in_rows(rows: list[dict], method: str, seed: int | str, retrain_seeds: list[int]) -> Arch | None:
