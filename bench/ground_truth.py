@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import random
 import statistics
 import sys
 import time
@@ -106,37 +105,101 @@ def kendall(x, y) -> float:
     return float(kendalltau(x, y)[0])
 
 
-def report() -> str:
-    rows = [r for r in read_rows(ROWS) if r["recipe"] == RECIPE.name]
+def truth() -> dict[str, dict[str, float]]:
+    """arch -> retraining seed -> standalone test top-1."""
     by_arch: dict[str, dict[str, float]] = {}
-    for r in rows:
-        by_arch.setdefault(r["arch"], {})[r["seed"]] = float(r["test_top1"])
-    seed0 = [v["0"] for v in by_arch.values() if "0" in v]
+    for r in read_rows(ROWS):
+        if r["recipe"] == RECIPE.name:
+            by_arch.setdefault(r["arch"], {})[r["seed"]] = float(r["test_top1"])
+    return by_arch
+
+
+def reliability(by_arch: dict[str, dict[str, float]]) -> dict | None:
+    """How much of the band's top-1 spread is the arch, not the seed: one seed's and the 2-seed mean's
+    reliability (Spearman-Brown), and the Kendall tau a perfect predictor reaches against each, for
+    normal scores tau = (2 / pi) asin(rho) with rho = sqrt(reliability). Two seeds' own agreement
+    (rho = reliability) understates it."""
     both = [(v["0"], v["1"]) for v in by_arch.values() if {"0", "1"} <= set(v)]
-    lines = [f"ground truth ({RECIPE.name}, {CONSTRAINTS}): {len(seed0)} of {LIBRARY} archs with seed 0, "
-             f"{len(both)} of {NOISE} with both seeds"]
+    seed0 = [v["0"] for v in by_arch.values() if "0" in v]
+    if len(both) < 5 or len(seed0) < 5:
+        return None
+    noise = statistics.stdev([x - y for x, y in both]) / math.sqrt(2)
+    one = max(0.0, 1 - noise ** 2 / statistics.variance(seed0))
+    two = 2 * one / (1 + one)
+    return {"noise": noise, "one": one, "two": two, "pairs": len(both),
+            "ceiling_one": 2 / math.pi * math.asin(math.sqrt(one)), "ceiling_two": 2 / math.pi * math.asin(math.sqrt(two))}
+
+
+def fidelity(by_arch: dict[str, dict[str, float]], resamples: int = 1000) -> list[dict]:
+    """Per supernet kind: the mean over its search seeds of the Kendall tau between its inherited
+    top-1 and the seed-0 standalone top-1 over the library archs it scored, beside params' and MACs'
+    over the same archs; the SE is a bootstrap over library archs (one resample for every seed)."""
+    import numpy as np
+    from scipy.stats import kendalltau
+
+    from s3.space import Arch
+
+    archs = [str(a) for a in library() if "0" in by_arch.get(str(a), {})]
+    index = {a: i for i, a in enumerate(archs)}
+    cost = constraints_of(CONSTRAINTS, SearchSpace.from_yaml(ROOT / "conf" / "space" / "wide.yaml"))
+    params = np.array([cost.cost(Arch.parse(a))["params"] for a in archs], dtype=float)
+    macs = np.array([cost.cost(Arch.parse(a))["macs"] for a in archs], dtype=float)
+    top1 = np.array([by_arch[a]["0"] for a in archs])
+    scores: dict[str, dict[str, np.ndarray]] = {}
+    for r in read_rows(SCORES):
+        if r["arch"] in index:
+            scores.setdefault(r["supernet"], {}).setdefault(r["search_seed"], np.full(len(archs), np.nan))[
+                index[r["arch"]]] = float(r["search_top1"])
+    rng = np.random.default_rng(0)
+    draws = [np.arange(len(archs))] + [rng.integers(0, len(archs), len(archs)) for _ in range(resamples)]
+
+    def taus(x: np.ndarray) -> np.ndarray:
+        out = []
+        for idx in draws:
+            idx = idx[~np.isnan(x[idx])]
+            out.append(kendalltau(x[idx], top1[idx])[0] if len(idx) >= 5 else np.nan)
+        return np.array(out)
+
+    out = []
+    for kind, by_seed in sorted(scores.items()):
+        held = [x for x in by_seed.values() if (~np.isnan(x)).sum() >= 10]
+        if not held:
+            continue
+        tau = np.nanmean([taus(x) for x in held], axis=0)
+        mask = ~np.isnan(held[0])  # params' and MACs' taus over the archs the first seed's supernet holds
+        p = taus(np.where(mask, params, np.nan))
+        m = taus(np.where(mask, macs, np.nan))
+        out.append({"kind": kind, "seeds": len(held), "archs": int(mask.sum()), "tau": tau[0],
+                    "se": float(np.nanstd(tau[1:])), "params": p[0], "macs": m[0],
+                    "minus_params": tau[0] - p[0], "minus_params_se": float(np.nanstd(tau[1:] - p[1:]))})
+    return out
+
+
+def report() -> str:
+    by_arch = truth()
+    seed0 = [v["0"] for v in by_arch.values() if "0" in v]
+    both = sum({"0", "1"} <= set(v) for v in by_arch.values())
+    lines = [f"{len(seed0)} of {LIBRARY} archs trained with seed 0, {both} of {NOISE} with seed 1 too "
+             f"({RECIPE.name}, {CONSTRAINTS})."]
     if len(seed0) >= 2:
-        lines.append(f"- seed-0 top-1 across the band: mean {statistics.fmean(seed0):.2f} %, SD "
-                     f"{statistics.stdev(seed0):.2f}, range {min(seed0):.2f}-{max(seed0):.2f}")
-    if len(both) >= 5:
-        a, b = zip(*both)
-        d = [x - y for x, y in both]
-        rng = random.Random(0)
-        boot = []
-        for _ in range(2000):
-            idx = [rng.randrange(len(both)) for _ in both]
-            t = kendall([a[i] for i in idx], [b[i] for i in idx])
-            if not math.isnan(t):
-                boot.append(t)
-        tau = kendall(a, b)
-        lines.append(f"- seed 0 vs seed 1 on {len(both)} archs: Kendall tau {tau:.3f} ± {statistics.stdev(boot):.3f} "
-                     f"(bootstrap SE); SD of the difference {statistics.stdev(d):.2f} points "
-                     f"(one run's SD {statistics.stdev(d) / math.sqrt(2):.2f})")
-        spread = statistics.stdev(seed0) if len(seed0) >= 2 else float("nan")
-        noise = statistics.stdev(d) / math.sqrt(2)
-        reliability = max(0.0, 1 - noise**2 / spread**2) if spread == spread and spread > 0 else float("nan")
-        lines.append(f"- share of the band's top-1 variance that is the arch, not the seed: {reliability:.2f} "
-                     f"for one seed, {2 * reliability / (1 + reliability):.2f} for the 2-seed mean (Spearman-Brown)")
+        lines.append(f"\n- Seed-0 top-1 across the band: mean {statistics.fmean(seed0):.2f} %, SD "
+                     f"{statistics.stdev(seed0):.2f}, range {min(seed0):.2f}-{max(seed0):.2f}.")
+    rel = reliability(by_arch)
+    if rel:
+        pairs = [(v["0"], v["1"]) for v in by_arch.values() if {"0", "1"} <= set(v)]
+        lines += [f"- Seed 0 against seed 1 on {rel['pairs']} archs: Kendall tau {kendall(*zip(*pairs)):.2f}; one "
+                  f"run's SD {rel['noise']:.2f} points.",
+                  f"- The arch's share of the band's top-1 variance: {rel['one']:.2f} for one seed, {rel['two']:.2f} "
+                  f"for the 2-seed mean. A perfect predictor ranks one seed's top-1 at Kendall tau at most "
+                  f"{rel['ceiling_one']:.2f}, the 2-seed mean at most {rel['ceiling_two']:.2f}."]
+    fid = fidelity(by_arch)
+    if fid:
+        lines += ["", "Ranking fidelity against the library (Kendall tau with the seed-0 standalone top-1; the mean "
+                      "over the study's supernet seeds; ± a bootstrap SE over library archs):", "",
+                  "| supernet | seeds | archs | supernet tau | params tau | MACs tau | supernet minus params |",
+                  "|---|---|---|---|---|---|---|"]
+        lines += [f"| {f['kind']} | {f['seeds']} | {f['archs']} | {f['tau']:.2f} ± {f['se']:.2f} | {f['params']:.2f} | "
+                  f"{f['macs']:.2f} | {f['minus_params']:+.2f} ± {f['minus_params_se']:.2f} |" for f in fid]
     return "\n".join(lines)
 
 

@@ -26,6 +26,7 @@ import ranking_fidelity  # noqa: E402
 import roofline  # noqa: E402
 import search_evidence as evidence  # noqa: E402
 import space_moves  # noqa: E402
+import tabular  # noqa: E402
 from rows import read_rows  # noqa: E402
 
 RESULTS = ROOT / "docs" / "results.md"
@@ -172,7 +173,8 @@ def render(docs: Path = RESULTS.parent) -> str:
          "\n\n| the found archs per method | the space claim in the budget |\n|---|---|\n"
          "| ![](search_evidence/methods.png) | ![](search_evidence/space_claim.png) |"),
         ("Do the space moves replicate across supernet seeds?", 2, MOVES_INTRO + "\n\n" + space_moves.report()),
-        ("A ground-truth library of the band", 2, LIBRARY_INTRO + "\n\n" + ground_truth.report()),
+        ("A ground-truth library of the band", 2, LIBRARY_INTRO + "\n\n" + ground_truth.report() +
+         "\n\n**A tabular benchmark** (`python bench/tabular.py`): " + TABULAR_INTRO + "\n\n" + tabular.report()),
         ("Ranking fidelity", 2, FIDELITY_INTRO + "\n\n" +
          ranking_fidelity.report(fidelity_rows, fidelity_figures, docs / "bench") + "\n\n" +
          " ".join(f"![{name}](bench/ranking_fidelity_{name}.png)" for name in fidelity_figures)),
@@ -216,8 +218,16 @@ are replicates. A dimension the rule moves for a real effect moves in every seed
 
 LIBRARY_INTRO = """\
 150 archs drawn uniformly in the band (`band:0`), each trained standalone with the study's recipe
-(seed 0; seed 1 too for the first 30). Rows: `bench/results/ground_truth.csv`; it fills in the
-background (bench/README.md, "A ground-truth library of the band")."""
+(seed 0; seed 1 too for the first 30), and scored by every finished supernet of the study. Rows:
+`bench/results/ground_truth.csv`, `library_scores.csv`; they fill in the background
+(bench/README.md, "A ground-truth library of the band")."""
+
+TABULAR_INTRO = """\
+searches confined to the library rank its archs by a supernet's inherited top-1
+(`bench/results/library_scores.csv`) and are scored by their pick's standalone top-1, so each runs
+many search seeds in seconds. `random` and AutoFormer's `evolution` (its candidates snapped to the
+nearest library arch) search the initial space's supernets; `s3` searches the library archs inside
+the seed's searched space with its supernet."""
 
 FIDELITY_INTRO = """\
 Kendall tau of a supernet's inherited top-1 against the mean standalone top-1 of two seeds, beside
