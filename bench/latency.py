@@ -46,7 +46,7 @@ from s3.latency_predictor import (  # noqa: E402
     draw_archs,
     machine,
     space_components,
-    standalone,
+    time_arch_groups,
 )
 from s3.space import Arch, SearchSpace  # noqa: E402
 
@@ -145,24 +145,20 @@ def time_archs(setting: Setting, which: str, archs: list[Arch], passes: int = 2)
     """Whole archs, `passes` independent passes, in turns within groups of GROUP."""
     rows = mine(read_rows(ARCH_ROWS), setting)
     constraints = setting.constraints()
-    images = torch.randn(setting.batch, 3, setting.search_space.img_size, setting.search_space.img_size)
     for p in range(passes):
         done = {r["arch"] for r in rows if r["set"] == which and r["pass"] == str(p)}
         todo = [a for a in archs if json.dumps(a.to_dict()) not in done]
         say(f"{setting.name}: {which} archs, pass {p}: {len(todo)} to time")
-        for start in range(0, len(todo), GROUP):
-            chunk = todo[start:start + GROUP]
-            models = {a: standalone(a, setting.geometry) for a in chunk}
-            with tempfile.TemporaryDirectory() as work:
-                times = interleaved({a: backend_runner(m, setting.backend, images, work) for a, m in models.items()},
-                                    setting.repeats, ROUNDS)
+        timed = 0
+        for times in time_arch_groups(todo, setting.geometry, setting.backend, setting.batch, setting.repeats, ROUNDS,
+                                      GROUP):
             for a, t in times.items():
-                cost = constraints.cost(a)
                 append_row(ARCH_ROWS, ARCH_COLUMNS, {**setting.key(), "set": which, "pass": p,
-                                                     "arch": json.dumps(a.to_dict()), **cost,
+                                                     "arch": json.dumps(a.to_dict()), **constraints.cost(a),
                                                      "median_ms": statistics.median(t), "min_ms": min(t),
                                                      "max_ms": max(t)})
-            say(f"{setting.name}: {which} archs, pass {p}: {start + len(chunk)}/{len(todo)}")
+            timed += len(times)
+            say(f"{setting.name}: {which} archs, pass {p}: {timed}/{len(todo)}")
 
 
 # -- the predictor from the rows --------------------------------------------------------------------

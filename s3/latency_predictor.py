@@ -23,7 +23,7 @@ import statistics
 import tempfile
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -336,19 +336,24 @@ def draw_archs(space: SearchSpace, n: int, seed: int, accept: Callable[[Arch], b
     return archs
 
 
-def measure_archs(archs: Iterable[Arch], geometry: NetGeometry, backend: str, batch: int, repeats: int = 5,
-                  rounds: int = 5, group: int = 8, precision: str = "fp32") -> dict[Arch, float]:
-    """Each arch's whole forward pass (a standalone model), in turns within groups of `group`."""
-    archs, out = list(archs), {}
+def time_arch_groups(archs: Iterable[Arch], geometry: NetGeometry, backend: str, batch: int, repeats: int = 5,
+                     rounds: int = 5, group: int = 8, precision: str = "fp32") -> Iterator[dict[Arch, list[float]]]:
+    """Each arch's whole forward pass (a standalone model), in turns within groups of `group`: per
+    group, every arch's milliseconds per call in each round."""
+    archs = list(archs)
     images = torch.randn(batch, geometry.in_chans, geometry.img_size, geometry.img_size)
     for start in range(0, len(archs), group):
-        chunk = archs[start:start + group]
-        models = {a: standalone(a, geometry) for a in chunk}
+        models = {a: standalone(a, geometry) for a in archs[start:start + group]}
         with tempfile.TemporaryDirectory() as work:
-            times = interleaved({a: backend_runner(m, backend, images, work, precision) for a, m in models.items()},
-                                repeats, rounds, synchronize=_sync(backend))
-        out.update({a: statistics.median(t) for a, t in times.items()})
-    return out
+            yield interleaved({a: backend_runner(m, backend, images, work, precision) for a, m in models.items()},
+                              repeats, rounds, synchronize=_sync(backend))
+
+
+def measure_archs(archs: Iterable[Arch], geometry: NetGeometry, backend: str, batch: int, repeats: int = 5,
+                  rounds: int = 5, group: int = 8, precision: str = "fp32") -> dict[Arch, float]:
+    """Each arch's median milliseconds per forward pass (`time_arch_groups`)."""
+    return {a: statistics.median(t) for times in time_arch_groups(archs, geometry, backend, batch, repeats, rounds,
+                                                                   group, precision) for a, t in times.items()}
 
 
 def backend_runner(module: nn.Module, backend: str, images: torch.Tensor, work: str | Path,
@@ -377,4 +382,4 @@ def _sync(backend: str):
 
 
 __all__ = ["BACKENDS", "PREDICTOR_BACKENDS", "ComponentModule", "LatencyPredictor", "NetGeometry", "backend_runner", "cache_path", "component_features", "components", "draw_archs",
-           "load_or_build", "machine", "measure_archs", "space_components", "standalone"]
+           "load_or_build", "machine", "measure_archs", "time_arch_groups", "space_components", "standalone"]
