@@ -175,7 +175,47 @@ def fidelity(by_arch: dict[str, dict[str, float]], resamples: int = 1000) -> lis
     return out
 
 
-def report() -> str:
+def plot(by_arch: dict[str, dict[str, float]], fid: list[dict], path: Path) -> None:
+    """Per supernet kind, every scored library arch: inherited top-1 (one colour per supernet seed)
+    against its seed-0 standalone top-1, the kind's tau in the title; params first."""
+    from matplotlib.figure import Figure
+
+    from s3.space import Arch
+
+    archs = [a for a in by_arch if "0" in by_arch[a]]
+    cost = constraints_of(CONSTRAINTS, SearchSpace.from_yaml(ROOT / "conf" / "space" / "wide.yaml"))
+    scores: dict[str, dict[str, dict[str, float]]] = {}
+    for r in read_rows(SCORES):
+        if r["arch"] in by_arch and "0" in by_arch[r["arch"]]:
+            scores.setdefault(r["supernet"], {}).setdefault(r["search_seed"], {})[r["arch"]] = float(r["search_top1"])
+    panels = [("params count", {"": {a: cost.cost(Arch.parse(a))["params"] / 1e6 for a in archs}}, "params (M)",
+               f"tau {fid[0]['params']:.2f}" if fid else "")]
+    panels += [(f["kind"], scores[f["kind"]], "inherited top-1 on the search split (%)",
+                f"tau {f['tau']:.2f} ± {f['se']:.2f}, {f['seeds']} supernet seed(s)") for f in fid]
+    cols = min(3, len(panels))
+    rows = -(-len(panels) // cols)
+    fig = Figure(figsize=(4.2 * cols, 3.6 * rows), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False, sharey=True)
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
+    for ax, (name, by_seed, xlabel, stat) in zip(axes.flat, panels):
+        for seed, xs in sorted(by_seed.items()):
+            ax.scatter(list(xs.values()), [by_arch[a]["0"] for a in xs], s=10, alpha=0.6,
+                       label=f"seed {seed}" if seed else None)
+        ax.set_title(f"{name}\n{stat}", fontsize=9)
+        ax.set_xlabel(xlabel, fontsize=8)
+        ax.grid(alpha=0.3)
+        if ax.get_subplotspec().is_first_col():
+            ax.set_ylabel("standalone top-1, seed 0 (%)", fontsize=8)
+        if len(by_seed) > 1:
+            ax.legend(fontsize=7, loc="lower right")
+    fig.suptitle(f"Ranking fidelity against the ground-truth library ({len(archs)} archs of the band)", fontsize=10)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+
+
+def report(plots: Path | None = None) -> str:
+    """The library's figures as markdown; with `plots`, draws library_fidelity.png there."""
     by_arch = truth()
     seed0 = [v["0"] for v in by_arch.values() if "0" in v]
     both = sum({"0", "1"} <= set(v) for v in by_arch.values())
@@ -200,6 +240,8 @@ def report() -> str:
                   "|---|---|---|---|---|---|---|"]
         lines += [f"| {f['kind']} | {f['seeds']} | {f['archs']} | {f['tau']:.2f} ± {f['se']:.2f} | {f['params']:.2f} | "
                   f"{f['macs']:.2f} | {f['minus_params']:+.2f} ± {f['minus_params_se']:.2f} |" for f in fid]
+        if plots:
+            plot(by_arch, fid, plots / "library_fidelity.png")
     return "\n".join(lines)
 
 

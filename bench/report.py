@@ -173,7 +173,8 @@ def render(docs: Path = RESULTS.parent) -> str:
          "\n\n| the found archs per method | the space claim in the budget |\n|---|---|\n"
          "| ![](search_evidence/methods.png) | ![](search_evidence/space_claim.png) |"),
         ("Do the space moves replicate across supernet seeds?", 2, MOVES_INTRO + "\n\n" + space_moves.report()),
-        ("A ground-truth library of the band", 2, LIBRARY_INTRO + "\n\n" + ground_truth.report() +
+        ("A ground-truth library of the band", 2, LIBRARY_INTRO + "\n\n" + ground_truth.report(docs / "bench") +
+         "\n\n![ranking fidelity against the library](bench/library_fidelity.png)" +
          "\n\n**A tabular benchmark** (`python bench/tabular.py`): " + TABULAR_INTRO + "\n\n" + tabular.report()),
         ("Ranking fidelity", 2, FIDELITY_INTRO + "\n\n" +
          ranking_fidelity.report(fidelity_rows, fidelity_figures, docs / "bench") + "\n\n" +
