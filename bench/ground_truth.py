@@ -114,28 +114,66 @@ def truth() -> dict[str, dict[str, float]]:
     return by_arch
 
 
-def reliability(by_arch: dict[str, dict[str, float]]) -> dict | None:
-    """How much of the band's top-1 spread is the arch, not the seed: one seed's and the 2-seed mean's
-    reliability (Spearman-Brown), and the Kendall tau a perfect predictor reaches against each, for
-    normal scores tau = (2 / pi) asin(rho) with rho = sqrt(reliability). Two seeds' own agreement
-    (rho = reliability) understates it."""
-    both = [(v["0"], v["1"]) for v in by_arch.values() if {"0", "1"} <= set(v)]
-    seed0 = [v["0"] for v in by_arch.values() if "0" in v]
-    if len(both) < 5 or len(seed0) < 5:
-        return None
-    noise = statistics.stdev([x - y for x, y in both]) / math.sqrt(2)
-    one = max(0.0, 1 - noise ** 2 / statistics.variance(seed0))
-    two = 2 * one / (1 + one)
-    return {"noise": noise, "one": one, "two": two, "pairs": len(both),
-            "ceiling_one": 2 / math.pi * math.asin(math.sqrt(one)), "ceiling_two": 2 / math.pi * math.asin(math.sqrt(two))}
+MIN_PAIRS = 20  # archs with both seeds before the noise, and so the ceilings, are estimated
 
 
-def fidelity(by_arch: dict[str, dict[str, float]], resamples: int = 1000) -> list[dict]:
-    """Per supernet kind: the mean over its search seeds of the Kendall tau between its inherited
-    top-1 and the seed-0 standalone top-1 over the library archs it scored, beside params' and MACs'
-    over the same archs; the SE is a bootstrap over library archs (one resample for every seed)."""
+def reliability(by_arch: dict[str, dict[str, float]], resamples: int = 2000) -> dict | None:
+    """How much of the band's top-1 spread is the arch, not the seed: one seed's reliability r1 =
+    1 - noise^2 / var(seed-0 top-1), the 2-seed mean's r2 = 2 r1 / (1 + r1) (Spearman-Brown), and
+    the Kendall tau a noise-free predictor is expected to reach against each: for normal scores
+    tau = (2 / pi) asin(rho), rho = sqrt(r). Two seeds' own agreement (rho = r1) understates it.
+    The interval is a bootstrap over the archs (2.5 and 97.5 percentiles)."""
     import numpy as np
-    from scipy.stats import kendalltau
+
+    both = np.array([(v["0"], v["1"]) for v in by_arch.values() if {"0", "1"} <= set(v)])
+    seed0 = np.array([v["0"] for v in by_arch.values() if "0" in v])
+    if len(both) < MIN_PAIRS:
+        return None
+
+    def figures(pairs, singles):
+        noise2 = np.var(pairs[:, 0] - pairs[:, 1], ddof=1) / 2
+        one = max(0.0, 1 - noise2 / np.var(singles, ddof=1))
+        two = 2 * one / (1 + one)
+        return one, two, 2 / math.pi * math.asin(math.sqrt(one)), 2 / math.pi * math.asin(math.sqrt(two))
+
+    rng = np.random.default_rng(0)
+    boot = np.array([figures(both[rng.integers(0, len(both), len(both))], seed0[rng.integers(0, len(seed0), len(seed0))])
+                     for _ in range(resamples)])
+    lo, hi = np.percentile(boot, 2.5, axis=0), np.percentile(boot, 97.5, axis=0)
+    one, two, c1, c2 = figures(both, seed0)
+    return {"noise": math.sqrt(np.var(both[:, 0] - both[:, 1], ddof=1) / 2), "pairs": len(both),
+            "one": one, "two": two, "ceiling_one": c1, "ceiling_two": c2,
+            "interval_one": (lo[2], hi[2]), "interval_two": (lo[3], hi[3])}
+
+
+def kendall_resampled(x, y, counts):
+    """Kendall's tau-b of x and y over each resample, a row of `counts` (how many times each item is
+    drawn; 0 leaves it out): the tau scipy gives on the expanded sample, two copies of one item a
+    pair tied in both, computed from the n x n sign matrices once for every resample."""
+    import numpy as np
+
+    sx, sy = np.sign(x[:, None] - x[None, :]), np.sign(y[:, None] - y[None, :])
+    tied_x, tied_y = (sx == 0).astype(float), (sy == 0).astype(float)
+    np.fill_diagonal(tied_x, 0)
+    np.fill_diagonal(tied_y, 0)
+    c = np.asarray(counts, dtype=float)
+    n = c.sum(1)
+    copies = (c * (c - 1) / 2).sum(1)
+    pairs = n * (n - 1) / 2
+
+    def over_pairs(m):
+        return np.einsum("bi,ij,bj->b", c, m, c) / 2
+
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return over_pairs(sx * sy) / np.sqrt((pairs - over_pairs(tied_x) - copies) * (pairs - over_pairs(tied_y) - copies))
+
+
+def fidelity(by_arch: dict[str, dict[str, float]], resamples: int = 2000) -> list[dict]:
+    """Per supernet kind: the mean over its supernet seeds of the Kendall tau between its inherited
+    top-1 and the seed-0 standalone top-1 over the library archs that seed's supernet scored, and
+    params' and MACs' taus over the same archs per seed, averaged alike; the SE is a bootstrap over
+    library archs (one resample for every seed), the supernet seeds held fixed."""
+    import numpy as np
 
     from s3.space import Arch
 
@@ -151,27 +189,23 @@ def fidelity(by_arch: dict[str, dict[str, float]], resamples: int = 1000) -> lis
             scores.setdefault(r["supernet"], {}).setdefault(r["search_seed"], np.full(len(archs), np.nan))[
                 index[r["arch"]]] = float(r["search_top1"])
     rng = np.random.default_rng(0)
-    draws = [np.arange(len(archs))] + [rng.integers(0, len(archs), len(archs)) for _ in range(resamples)]
-
-    def taus(x: np.ndarray) -> np.ndarray:
-        out = []
-        for idx in draws:
-            idx = idx[~np.isnan(x[idx])]
-            out.append(kendalltau(x[idx], top1[idx])[0] if len(idx) >= 5 else np.nan)
-        return np.array(out)
-
+    counts = np.vstack([np.ones(len(archs))] + [np.bincount(rng.integers(0, len(archs), len(archs)),
+                                                            minlength=len(archs)) for _ in range(resamples)])
     out = []
     for kind, by_seed in sorted(scores.items()):
         held = [x for x in by_seed.values() if (~np.isnan(x)).sum() >= 10]
         if not held:
             continue
-        tau = np.nanmean([taus(x) for x in held], axis=0)
-        mask = ~np.isnan(held[0])  # params' and MACs' taus over the archs the first seed's supernet holds
-        p = taus(np.where(mask, params, np.nan))
-        m = taus(np.where(mask, macs, np.nan))
-        out.append({"kind": kind, "seeds": len(held), "archs": int(mask.sum()), "tau": tau[0],
-                    "se": float(np.nanstd(tau[1:])), "params": p[0], "macs": m[0],
-                    "minus_params": tau[0] - p[0], "minus_params_se": float(np.nanstd(tau[1:] - p[1:]))})
+        taus = {"supernet": [], "params": [], "macs": []}
+        for x in held:
+            mine = counts * ~np.isnan(x)
+            taus["supernet"].append(kendall_resampled(np.nan_to_num(x), top1, mine))
+            taus["params"].append(kendall_resampled(params, top1, mine))
+            taus["macs"].append(kendall_resampled(macs, top1, mine))
+        t, p, m = (np.mean(taus[k], axis=0) for k in ("supernet", "params", "macs"))
+        out.append({"kind": kind, "seeds": len(held), "archs": "/".join(str(int((~np.isnan(x)).sum())) for x in held),
+                    "tau": t[0], "se": float(np.nanstd(t[1:])), "params": p[0], "macs": m[0],
+                    "minus_params": t[0] - p[0], "minus_params_se": float(np.nanstd(t[1:] - p[1:]))})
     return out
 
 
@@ -214,8 +248,9 @@ def plot(by_arch: dict[str, dict[str, float]], fid: list[dict], path: Path) -> N
     fig.savefig(path, dpi=110)
 
 
-def report(plots: Path | None = None) -> str:
-    """The library's figures as markdown; with `plots`, draws library_fidelity.png there."""
+def report(plots: Path | None = None, link: str = "library_fidelity.png") -> str:
+    """The library's figures as markdown; with `plots`, draws library_fidelity.png there and shows
+    it at `link` (the path from the page that shows it)."""
     by_arch = truth()
     seed0 = [v["0"] for v in by_arch.values() if "0" in v]
     both = sum({"0", "1"} <= set(v) for v in by_arch.values())
@@ -230,18 +265,23 @@ def report(plots: Path | None = None) -> str:
         lines += [f"- Seed 0 against seed 1 on {rel['pairs']} archs: Kendall tau {kendall(*zip(*pairs)):.2f}; one "
                   f"run's SD {rel['noise']:.2f} points.",
                   f"- The arch's share of the band's top-1 variance: {rel['one']:.2f} for one seed, {rel['two']:.2f} "
-                  f"for the 2-seed mean. A perfect predictor ranks one seed's top-1 at Kendall tau at most "
-                  f"{rel['ceiling_one']:.2f}, the 2-seed mean at most {rel['ceiling_two']:.2f}."]
+                  f"for the 2-seed mean. A noise-free predictor is expected to rank one seed's top-1 at Kendall tau "
+                  f"{rel['ceiling_one']:.2f} (95 % bootstrap interval {rel['interval_one'][0]:.2f}-"
+                  f"{rel['interval_one'][1]:.2f}), the 2-seed mean at {rel['ceiling_two']:.2f} "
+                  f"({rel['interval_two'][0]:.2f}-{rel['interval_two'][1]:.2f}): the ceilings below."]
+    elif both:
+        lines.append(f"- The noise and the ceilings wait for {MIN_PAIRS} archs with both seeds ({both} now).")
     fid = fidelity(by_arch)
     if fid:
         lines += ["", "Ranking fidelity against the library (Kendall tau with the seed-0 standalone top-1; the mean "
-                      "over the study's supernet seeds; ± a bootstrap SE over library archs):", "",
+                      "over the study's supernet seeds; ± a bootstrap SE over library archs, the supernet seeds held fixed):", "",
                   "| supernet | seeds | archs | supernet tau | params tau | MACs tau | supernet minus params |",
                   "|---|---|---|---|---|---|---|"]
         lines += [f"| {f['kind']} | {f['seeds']} | {f['archs']} | {f['tau']:.2f} ± {f['se']:.2f} | {f['params']:.2f} | "
                   f"{f['macs']:.2f} | {f['minus_params']:+.2f} ± {f['minus_params_se']:.2f} |" for f in fid]
         if plots:
             plot(by_arch, fid, plots / "library_fidelity.png")
+            lines += ["", f"![ranking fidelity against the library]({link})"]
     return "\n".join(lines)
 
 

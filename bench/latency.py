@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,9 +116,17 @@ SETTINGS = {s.name: s for s in (
 )}
 
 
-def mine(rows: list[dict], setting: Setting) -> list[dict]:
-    key = {k: str(v) for k, v in setting.key().items()}
+def mine(rows: list[dict], setting: Setting, host: str | None = None) -> list[dict]:
+    """The rows of `setting` on `host` (this machine when None: what a measurement skips)."""
+    key = {k: str(v) for k, v in setting.key().items()} | ({"machine": host} if host is not None else {})
     return [r for r in rows if all(r[k] == v for k, v in key.items())]
+
+
+def published_host() -> str:
+    """The machine the committed rows were timed on (the one with the most rows): the figures are
+    recomputed from its rows whatever machine recomputes them."""
+    hosts = Counter(r["machine"] for r in read_rows(ARCH_ROWS))
+    return hosts.most_common(1)[0][0] if hosts else ""
 
 
 def say(text: str) -> None:
@@ -162,22 +171,23 @@ def time_archs(setting: Setting, which: str, archs: list[Arch], passes: int = 2)
 
 
 # -- the predictor from the rows --------------------------------------------------------------------
-def predictor_from_rows(setting: Setting, calibrated: bool = True) -> LatencyPredictor:
-    table = {tuple(json.loads(r["component"])): float(r["median_ms"]) for r in mine(read_rows(TABLE_ROWS), setting)}
+def predictor_from_rows(setting: Setting, calibrated: bool = True, host: str | None = None) -> LatencyPredictor:
+    table = {tuple(json.loads(r["component"])): float(r["median_ms"])
+             for r in mine(read_rows(TABLE_ROWS), setting, host)}
     missing = set(space_components(setting.search_space, setting.geometry)) - set(table)
     if missing:
         raise SystemExit(f"{setting.name}: the table rows lack {len(missing)} components; run --parts table")
     predictor = LatencyPredictor(setting.backend, setting.batch, THREADS, machine(), table)
     if calibrated:
-        fit = measured(setting, "fit")
+        fit = measured(setting, "fit", host)
         predictor.calibrate([(Arch.from_dict(json.loads(a)), ms) for a, ms in fit.items()], setting.geometry)
     return predictor
 
 
-def measured(setting: Setting, which: str) -> dict[str, float]:
+def measured(setting: Setting, which: str, host: str | None = None) -> dict[str, float]:
     """arch (JSON) -> the mean of its passes' medians."""
     by_arch: dict[str, list[float]] = {}
-    for r in mine(read_rows(ARCH_ROWS), setting):
+    for r in mine(read_rows(ARCH_ROWS), setting, host):
         if r["set"] == which:
             by_arch.setdefault(r["arch"], []).append(float(r["median_ms"]))
     return {a: statistics.fmean(v) for a, v in by_arch.items()}
@@ -273,9 +283,9 @@ def bootstrap_se(fn, n: int, draws: int = 2000, seed: int = 0) -> float:
 
 def onnxruntime_figures() -> dict | None:
     """Whole archs on onnxruntime (the exported models) against the PyTorch table's predictor."""
-    ort, eager = SETTINGS["wide-b1-onnxruntime"], SETTINGS["wide-b1"]
+    ort, eager, host = SETTINGS["wide-b1-onnxruntime"], SETTINGS["wide-b1"], published_host()
     passes: dict[str, dict[str, float]] = {}
-    for r in mine(read_rows(ARCH_ROWS), ort):
+    for r in mine(read_rows(ARCH_ROWS), ort, host):
         if r["set"] == "eval":
             passes.setdefault(r["arch"], {})[r["pass"]] = float(r["median_ms"])
     archs = [a for a, p in passes.items() if {"0", "1"} <= set(p)]
@@ -283,9 +293,9 @@ def onnxruntime_figures() -> dict | None:
         return None
     a, b = [passes[x]["0"] for x in archs], [passes[x]["1"] for x in archs]
     m = [(u + v) / 2 for u, v in zip(a, b)]
-    predictor = predictor_from_rows(eager)
+    predictor = predictor_from_rows(eager, host=host)
     pred = [predictor.predict(Arch.from_dict(json.loads(x)), eager.geometry) for x in archs]
-    pytorch = measured(eager, "eval")
+    pytorch = measured(eager, "eval", host)
     macs = [eager.constraints().cost(Arch.from_dict(json.loads(x)))["macs"] for x in archs]
     return {"archs": len(archs), "min_ms": min(m), "max_ms": max(m), "tau_repeat": kendall(a, b),
             "tau_pred": kendall(pred, m), "tau_macs": kendall(macs, m),
@@ -294,18 +304,19 @@ def onnxruntime_figures() -> dict | None:
 
 
 def setting_figures(setting: Setting) -> dict | None:
-    rows = [r for r in mine(read_rows(ARCH_ROWS), setting) if r["set"] == "eval"]
+    host = published_host()
+    rows = [r for r in mine(read_rows(ARCH_ROWS), setting, host) if r["set"] == "eval"]
     passes: dict[str, dict[str, float]] = {}
     for r in rows:
         passes.setdefault(r["arch"], {})[r["pass"]] = float(r["median_ms"])
     archs = [a for a, p in passes.items() if {"0", "1"} <= set(p)]
-    if len(archs) < 10 or not mine(read_rows(TABLE_ROWS), setting):
+    if len(archs) < 10 or not mine(read_rows(TABLE_ROWS), setting, host):
         return None
     cost = {r["arch"]: (float(r["params"]), float(r["macs"])) for r in rows}
     a = [passes[x]["0"] for x in archs]
     b = [passes[x]["1"] for x in archs]
     m = [(u + v) / 2 for u, v in zip(a, b)]
-    predictor, raw = predictor_from_rows(setting), predictor_from_rows(setting, calibrated=False)
+    predictor, raw = predictor_from_rows(setting, host=host), predictor_from_rows(setting, False, host)
     arch_objs = [Arch.from_dict(json.loads(x)) for x in archs]
     pred = [predictor.predict(x, setting.geometry) for x in arch_objs]
     table_sum = [raw.predict(x, setting.geometry) for x in arch_objs]
@@ -355,7 +366,8 @@ def study_figures() -> dict | None:
     rows = read_rows(SEARCH_ROWS)
     if not rows:
         return None
-    timed = measured(STUDY, "search")
+    host = published_host()
+    timed = measured(STUDY, "search", host)
     found = {}
     for r in rows:
         if r["rank"] == "1":
@@ -376,7 +388,7 @@ def study_figures() -> dict | None:
         return {"x": x, "y": y, "d": d, "mean": statistics.fmean(d), "se": se, "p": p}
 
     bound = float(rows[0]["bound_ms"])
-    then = measured(STUDY, "fit")
+    then = measured(STUDY, "fit", host)
     drift = statistics.median(timed[a] / then[a] for a in then if a in timed) if any(a in timed for a in then) else 1.0
     bounded = [r for r in rows if r["condition"] == "latency_bound" and r["arch"] in timed]
     over = [r for r in bounded if timed[r["arch"]] > bound]

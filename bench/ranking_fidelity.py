@@ -165,7 +165,7 @@ def plot(fig: dict, t: dict, path: Path) -> None:
         ax.grid(alpha=0.3)
         if ax.get_subplotspec().is_first_col():
             ax.set_ylabel(ylabel, fontsize=9)
-    ceiling = (f"; seed vs seed (noise ceiling): tau {statistics.mean(t['seed_vs_seed']):.2f}"
+    ceiling = (f"; seed vs seed (agreement): tau {statistics.mean(t['seed_vs_seed']):.2f}"
                if t["seed_vs_seed"] else "")
     figure.suptitle(f"Ranking fidelity: {len(fig['archs'])} archs{ceiling}", fontsize=10)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -205,7 +205,7 @@ def report(rows: list[dict], figures: list[str], plots: Path) -> str:
                       f"seeds {', '.join(map(str, fig['seeds']))}", "",
                   "| ranking | Kendall tau | p | minus params | its tau with params |", "|---|---|---|---|---|"]
         for (a, b), tau in zip(itertools.combinations(fig["seeds"], 2), t["seed_vs_seed"]):
-            lines.append(f"| standalone seed {a} vs seed {b} (the noise ceiling) | {tau:.2f} | | | |")
+            lines.append(f"| standalone seed {a} vs seed {b} (seed-to-seed agreement) | {tau:.2f} | | | |")
         lines.append(f"| params count alone | {t['params'][0]:.2f} ± {t['params'][1]:.2f} | | | |")
         for name, r in t["supernets"].items():
             lines.append(f"| {name} | {r['tau']:.2f} ± {r['se']:.2f} | {r['p']:.2g} | "

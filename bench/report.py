@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -35,7 +34,6 @@ PILOT_SEEDS = {"", "0", "1", "2"}  # "": hand and the pilot's band archs, which 
 CONSTRAINTS = "band_1m_macs"
 RETRAIN_SEEDS = [0, 1]
 PER_SEED_BAND = 4
-DESIGN_SEEDS = 12  # the pre-registered number of search seeds (bench/README.md)
 
 
 def pm(mean: float, se: float, digits: int = 2) -> str:
@@ -48,7 +46,6 @@ def figures() -> dict:
     pilot = [r for r in rows if r["search_seed"] in PILOT_SEEDS]
     comparisons = {f"{a} - {b}": evidence.paired(evidence.per_seed(pilot, a), evidence.per_seed(pilot, b))
                    for a, b in evidence.PILOT_COMPARISONS}
-    study = evidence.preregistered_tests(rows, CONSTRAINTS, DESIGN_SEEDS, PER_SEED_BAND, RETRAIN_SEEDS)
     initial = [100 - float(r["test_top1"]) for r in pilot if r["method"] == "band"]
     searched = [100 - float(r["test_top1"]) for r in pilot if r["method"] == "searched"]
     (mi, si), (ms, ss) = evidence.mean_se(initial), evidence.mean_se(searched)
@@ -57,66 +54,50 @@ def figures() -> dict:
     best = max(taus["supernets"].items(), key=lambda kv: kv[1]["tau"])
     null = {r["rule"]: float(r["moved_mean"]) for r in read_rows(move_rule.RESULTS)
             if r["kind"] == "null" and r["preset"] == "demo" and float(r["noise"]) == 1.5}
-    return {"pilot": comparisons, "study": study, "design_sd": design_sd(study),
+    return {"pilot": comparisons,
+            "study": evidence.preregistered_tests(rows, CONSTRAINTS, PER_SEED_BAND, RETRAIN_SEEDS),
             "space_claim": {"diff": mi - ms, "se": math.hypot(si, ss), "n": (len(initial), len(searched))},
             "fidelity": {"archs": len(wide["archs"]), "params": taus["params"][0], "best": best[0], **best[1],
-                         "ceiling": taus["seed_vs_seed"][0]},
-            "move_null": null, "moves": moves(), "latency": latency.study_figures()}
-
-
-def moves() -> dict:
-    """Iteration 0's moves across the study's S3 seeds, and the null's expected false moves."""
-    rows = [r for r in read_rows(space_moves.ROWS) if r["iteration"] == "0"]
-    seeds = sorted({r["seed"] for r in rows}, key=int)
-    by_dim: dict[tuple, list[bool]] = {}
-    for r in rows:
-        by_dim.setdefault((int(r["stage"]), r["dimension"]), []).append(space_moves.moved(r))
-    expected = sum({r["seed"]: float(r["null_moves_mean"]) for r in rows if r["null_moves_mean"]}.values())
-    return {"seeds": seeds, "every": [d for d, m in by_dim.items() if all(m)],
-            "sporadic": [d for d, m in by_dim.items() if any(m) and not all(m)], "expected": expected}
-
-
-def design_sd(study: dict) -> dict | None:
-    """The pre-registered re-estimate: the pooled SD of H1's and H2's differences over the first 6
-    complete seeds, and the search seeds it needs (80 % power at 0.5 points, one-sided 0.05)."""
-    seeds = study["seeds"][:6]
-    if len(seeds) < 6:
-        return None
-    s = study["scores"]
-    sds = [statistics.stdev([s[a][x] - s[b][x] for x in seeds]) for a, b in (("s3", "random"),
-                                                                            ("s3", "autoformer_faithful"))]
-    pooled = math.sqrt(statistics.fmean(v * v for v in sds))
-    return {"seeds": seeds, "sds": sds, "pooled": pooled, "needed": evidence.seeds_for_power(pooled)}
+                         "agreement": taus["seed_vs_seed"][0]},
+            "move_null": null, "moves": space_moves.decision(), "latency": latency.study_figures()}
 
 
 def summary(f: dict) -> str:
     p, study, fid, mv, lat = f["pilot"], f["study"], f["fidelity"], f["moves"], f["latency"]
     s3r, s3a = p["s3 - random"], p["s3 - autoformer"]
     sc = f["space_claim"]
-    every = ", ".join(f"stage {s}'s {d}" for s, d in mv["every"]) or "none"
+    significant = [name for name, c in (("S3 minus random search", s3r), ("S3 minus AutoFormer", s3a)) if c["p"] < 0.05]
+    consistent = ", ".join(f"stage {s}'s {d}" for s, d in mv["consistent"]) or "no dimension"
     lines = [
-        f"- **The pre-registered study** (S3 against random search, a faithful AutoFormer and a band-trained "
-        f"supernet, {DESIGN_SEEDS} search seeds) has {len(study['seeds'])} of its {DESIGN_SEEDS} seeds complete. "
-        f"Its hypotheses are tested once, when all are in; until then it gives no verdict.",
+        f"- **The pre-registered study** (S3 against random search, AutoFormer's published evolution and a "
+        f"band-trained supernet) has {len(study['seeds'])} of its {study['planned']} search seeds complete. "
+        + ("Its verdict is below." if study["final"] else
+           "Its hypotheses are tested once, when all are in; until then it gives no verdict."),
         f"- **The pilot** (3 search seeds, seen before the plan): S3 minus random search {pm(s3r['diff'], s3r['se'])} "
-        f"points (paired t p = {s3r['p']:.2f}), S3 minus the demo-scaled AutoFormer evolution "
-        f"{pm(s3a['diff'], s3a['se'])} (p = {s3a['p']:.2f}); at 3 seeds neither is significant. Archs drawn from "
-        f"S3's searched spaces minus archs drawn from the initial space, in one params-and-MACs budget: "
-        f"{pm(sc['diff'], sc['se'])} points of test top-1 ({sc['n'][1]} against {sc['n'][0]} archs).",
-        f"- **The space moves**: over the S3 seeds {', '.join(mv['seeds'])}, iteration 0 moved {every} in every "
-        f"seed; {len(mv['sporadic'])} dimension(s) moved in some seeds only, where the rule's null expects "
-        f"{mv['expected']:.2f} false moves over these seeds.",
+        f"points (two-sided paired t p = {s3r['p']:.2f}), S3 minus the demo-scaled AutoFormer evolution "
+        f"{pm(s3a['diff'], s3a['se'])} (p = {s3a['p']:.2f}); "
+        + (f"significant at 0.05: {', '.join(significant)}. " if significant else "neither is significant at 0.05. ")
+        + f"Archs drawn from S3's searched spaces minus archs drawn from the initial space, in one "
+        f"params-and-MACs budget: {pm(sc['diff'], sc['se'])} points of test top-1 ({sc['n'][1]} against "
+        f"{sc['n'][0]} archs).",
+    ]
+    if mv["seeds"]:
+        lines.append(f"- **The space moves** over the study's S3 seeds so far ({', '.join(mv['seeds'])}): iteration 0 "
+                     f"moved {consistent} the same way in every seed; {mv['false']} other move(s), against "
+                     f"{mv['expected']:.2f} false moves the rule's null expects.")
+    lines += [
         f"- **Ranking fidelity**: over {fid['archs']} archs of one budget, the best supernet ranks standalone "
         f"top-1 at Kendall tau {fid['tau']:.2f} ± {fid['se']:.2f}, the params count at {fid['params']:.2f} "
-        f"(difference {pm(fid['gain'], fid['gain_se'])}), two standalone seeds agree at {fid['ceiling']:.2f}.",
+        f"(difference {pm(fid['gain'], fid['gain_se'])}); two standalone seeds agree at {fid['agreement']:.2f}.",
         f"- **The move rule**: under pure noise at `make demo`'s pool it moves {f['move_null']['significant']:.2f} "
         f"dimensions per iteration, the paper's plain threshold rule {f['move_null']['threshold']:.2f}.",
     ]
     if lat:
-        lines.append(f"- **Latency**: evolution under a latency bound found archs {abs(lat['latency']['mean']):.2f} "
-                     f"± {lat['latency']['se']:.2f} ms faster than under the MACs band (one-sided p = "
-                     f"{lat['latency']['p']:.3f}, {len(lat['seeds'])} seeds) at {pm(lat['top1']['mean'], lat['top1']['se'])} "
-                     f"points of validation top-1 (p = {lat['top1']['p']:.2f}).")
+        lt, tp = lat["latency"], lat["top1"]
+        lines.append(f"- **Latency**: evolution under a latency bound minus evolution under the MACs band: "
+                     f"{pm(lt['mean'], lt['se'])} ms of measured latency (one-sided p = {lt['p']:.3f}, "
+                     f"{len(lat['seeds'])} search seeds), {pm(tp['mean'], tp['se'])} points of validation top-1 "
+                     f"(p = {tp['p']:.2f}).")
     return "\n".join(lines)
 
 
@@ -133,19 +114,15 @@ def study_section(f: dict) -> str:
         cells.append(f"{scores['searched'][s]:.2f}" if s in scores["searched"] else "running")
         lines.append(f"| {s} | " + " | ".join(cells) + f" | {'yes' if s in study['seeds'] else 'no'} |")
     lines += ["", "Each cell: the found arch's standalone test top-1 (%), the mean of retraining seeds 0 and 1; "
-                  "`searched`: the mean of the seed's 4 archs drawn in the budget from its searched space."]
-    sd = f["design_sd"]
-    lines.append("")
+                  "`searched`: the mean of the seed's 4 archs drawn in the budget from its searched space.", ""]
+    sd = study["reestimate"]
     if sd:
-        lines.append(f"**The SD re-estimate** (pre-registered, over seeds {', '.join(sd['seeds'])}): H1's paired SD "
-                     f"{sd['sds'][0]:.2f}, H2's {sd['sds'][1]:.2f}, pooled {sd['pooled']:.2f} points (designed: "
-                     f"0.63); 80 % power at 0.5 points needs {sd['needed']} search seeds, so the study runs "
-                     f"{min(20, max(DESIGN_SEEDS, sd['needed']))}.")
+        lines.append(f"**The SD re-estimate** (pre-registered, over seeds 3-8): H1's paired SD {sd['sds'][0]:.2f}, "
+                     f"H2's {sd['sds'][1]:.2f}, pooled {sd['pooled']:.2f} points (designed: 0.63); 80 % power at 0.5 "
+                     f"points needs {sd['needed']} search seeds, so the study runs {sd['planned']}.")
     else:
-        lines.append(f"**The SD re-estimate** is due when seeds 3-8 are complete ({len(study['seeds'])} of 6 now).")
-    lines += ["", "**Interim state of the tests** (no decision is taken on it; the tests are run once on the "
-                  f"first {DESIGN_SEEDS} complete seeds):", "",
-              evidence.preregistered(rows, CONSTRAINTS, DESIGN_SEEDS, PER_SEED_BAND, RETRAIN_SEEDS)]
+        lines.append("**The SD re-estimate** is due when seeds 3-8 are all complete.")
+    lines += ["", evidence.preregistered(study)]
     return "\n".join(lines)
 
 
@@ -164,17 +141,18 @@ def render(docs: Path = RESULTS.parent) -> str:
         ("Results: what the evidence shows", 1, INTRO),
         ("In short", 2, summary(f)),
         ("The pre-registered study: S3 against its baselines (seeds 3-14)", 2,
-         STUDY_INTRO + "\n\n" + study_section(f) + "\n\n" +
-         evidence.report(docs / "search_evidence", set(f["study"]["seeds"]), (), "_study") +
-         "\n\n| the found archs per method, complete study seeds | the space claim |\n|---|---|\n"
-         "| ![](search_evidence/methods_study.png) | ![](search_evidence/space_claim_study.png) |"),
+         STUDY_INTRO + "\n\n" + study_section(f) + (
+             "\n\nOver the complete seeds:\n\n" +
+             evidence.report(docs / "search_evidence", set(f["study"]["seeds"]), (), "_study", f["study"]["final"]) +
+             "\n\n| the found archs per method, complete study seeds | the space claim |\n|---|---|\n"
+             "| ![](search_evidence/methods_study.png) | ![](search_evidence/space_claim_study.png) |"
+             if len(f["study"]["seeds"]) >= 2 else "")),
         ("The pilot (search seeds 0-2)", 2,
          PILOT_INTRO + "\n\n" + evidence.report(docs / "search_evidence", PILOT_SEEDS) +
          "\n\n| the found archs per method | the space claim in the budget |\n|---|---|\n"
          "| ![](search_evidence/methods.png) | ![](search_evidence/space_claim.png) |"),
         ("Do the space moves replicate across supernet seeds?", 2, MOVES_INTRO + "\n\n" + space_moves.report()),
-        ("A ground-truth library of the band", 2, LIBRARY_INTRO + "\n\n" + ground_truth.report(docs / "bench") +
-         "\n\n![ranking fidelity against the library](bench/library_fidelity.png)" +
+        ("A ground-truth library of the band", 2, LIBRARY_INTRO + "\n\n" + ground_truth.report(docs / "bench", "bench/library_fidelity.png") +
          "\n\n**A tabular benchmark** (`python bench/tabular.py`): " + TABULAR_INTRO + "\n\n" + tabular.report()),
         ("Ranking fidelity", 2, FIDELITY_INTRO + "\n\n" +
          ranking_fidelity.report(fidelity_rows, fidelity_figures, docs / "bench") + "\n\n" +
@@ -194,7 +172,7 @@ INTRO = """\
 
 Everything here was measured on the embedded benchmark (Fashion-MNIST at 32x32, the `wide` or `tiny`
 space) on a 2-core CPU machine (AMD EPYC, no GPU). Nothing was run on ImageNet or on a GPU. ± is a
-standard error: over search seeds for a search, a bootstrap over archs for a Kendall tau. The
+standard error; each table says over what (search seeds, supernet seeds, or a bootstrap over archs). The
 methods, the commands that measured each row and the plans written before the data are in
 [bench/README.md](../bench/README.md)."""
 
@@ -218,8 +196,9 @@ are replicates. A dimension the rule moves for a real effect moves in every seed
 (one pool on one supernet) says how many false moves to expect. Rows: `bench/results/space_moves.csv`."""
 
 LIBRARY_INTRO = """\
-150 archs drawn uniformly in the band (`band:0`), each trained standalone with the study's recipe
-(seed 0; seed 1 too for the first 30), and scored by every finished supernet of the study. Rows:
+150 archs drawn uniformly in the band (`band:0`), to be trained standalone with the study's recipe
+(seed 0; seed 1 too for the first 30) and scored by the study's finished supernets (those of a
+searched space score only the archs it holds). Rows:
 `bench/results/ground_truth.csv`, `library_scores.csv`; they fill in the background
 (bench/README.md, "A ground-truth library of the band")."""
 

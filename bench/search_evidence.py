@@ -345,11 +345,16 @@ def per_seed(rows: list[dict], method: str) -> dict[str, float]:
     for r in rows:
         if r["method"] == method:
             by.setdefault(r["search_seed"], []).append(float(r["test_top1"]))
-    return {s: statistics.mean(v) for s, v in sorted(by.items())}
+    return {s: statistics.mean(v) for s, v in sorted(by.items(), key=lambda kv: seed_order(kv[0]))}
+
+
+def seed_order(seed: str) -> int:
+    """Search seeds in numeric order; the rows without one ("") first."""
+    return int(seed) if seed else -1
 
 
 def paired(a: dict[str, float], b: dict[str, float]) -> dict:
-    seeds = sorted(set(a) & set(b))
+    seeds = sorted(set(a) & set(b), key=seed_order)
     d = [a[s] - b[s] for s in seeds]
     if len(d) < 2:
         return {"seeds": seeds, "diff": d[0] if d else math.nan, "se": math.nan, "p": math.nan, "in_se": math.nan}
@@ -373,7 +378,7 @@ def fidelity(rows: list[dict], fid: list[dict]) -> list[dict]:
     for r in rows:
         truth.setdefault(r["arch"], {})[r["retrain_seed"]] = float(r["test_top1"])
     out = []
-    for (kind, s), group in itertools.groupby(sorted(fid, key=lambda r: (r["supernet"], r["search_seed"])),
+    for (kind, s), group in itertools.groupby(sorted(fid, key=lambda r: (r["supernet"], seed_order(r["search_seed"]))),
                                               key=lambda r: (r["supernet"], r["search_seed"])):
         group = [g for g in group if g["arch"] in truth]
         if len(group) < 4:
@@ -430,10 +435,12 @@ def plot_spaces(initial: list[float], searched: list[float], path: Path) -> None
 PILOT_COMPARISONS = (("s3", "autoformer"), ("s3", "random"), ("random_searched", "random"), ("s3", "random_searched"))
 
 
-def report(out: Path, seeds: set[str] | None = None, comparisons=PILOT_COMPARISONS, suffix: str = "") -> str:
+def report(out: Path, seeds: set[str] | None = None, comparisons=PILOT_COMPARISONS, suffix: str = "",
+           inference: bool = True) -> str:
     """The methods' tables as markdown, over the rows of `seeds` (every row when None; "" is the
     rows without a search seed: `hand` and the pilot's `band`); draws methods{suffix}.png and
-    space_claim{suffix}.png into `out`."""
+    space_claim{suffix}.png into `out`. Without `inference` (a study's interim state) the space
+    claim shows its means and SEs only, no p-value or interval."""
     rows, fid = read_rows(ROWS), read_rows(FIDELITY)
     if seeds is not None:
         rows = [r for r in rows if r["search_seed"] in seeds]
@@ -452,9 +459,9 @@ def report(out: Path, seeds: set[str] | None = None, comparisons=PILOT_COMPARISO
             continue
         mean, se = mean_se(list(seeds.values()))
         mine = [r for r in rows if r["method"] == m]
-        archs = {r["arch"]: r for r in mine}
-        params = "/".join(f"{int(r['params']) / 1e3:.0f}k" for r in archs.values())
-        macs = "/".join(f"{int(r['macs']) / 1e6:.1f}M" for r in archs.values())
+        found = {r["search_seed"]: r for r in mine}  # one found arch per search seed, in the seeds' order
+        params = "/".join(f"{int(found[s]['params']) / 1e3:.0f}k" for s in seeds)
+        macs = "/".join(f"{int(found[s]['macs']) / 1e6:.1f}M" for s in seeds)
         ev = "/".join(sorted({r["evaluations"] for r in mine if r["evaluations"]})) or "-"
         ep = "/".join(sorted({r["supernet_epochs"] for r in mine if r["supernet_epochs"]})) or "-"
         say(f"| {m} | {len(seeds)} | {mean:.2f}{'' if math.isnan(se) else f' ± {se:.2f}'} | {' / '.join(f'{v:.2f}' for v in seeds.values())} | "
@@ -477,9 +484,10 @@ def report(out: Path, seeds: set[str] | None = None, comparisons=PILOT_COMPARISO
         diff, se = mi - ms, math.sqrt(si ** 2 + ss ** 2)
         lo, hi = bootstrap_ci(initial, searched)
         say(f"\nSpace claim in the joint budget: standalone test error, initial space {mi:.2f} ± {si:.2f} "
-              f"({len(initial)} archs) vs searched spaces {ms:.2f} ± {ss:.2f} ({len(searched)} archs): "
-              f"initial - searched {diff:+.2f} ± {se:.2f} points ({diff / se:+.1f} SE), Welch p = "
-              f"{ttest_ind(initial, searched, equal_var=False).pvalue:.3g}, bootstrap 95% [{lo:+.2f}, {hi:+.2f}]")
+            f"({len(initial)} archs) vs searched spaces {ms:.2f} ± {ss:.2f} ({len(searched)} archs): "
+            f"initial - searched {diff:+.2f} ± {se:.2f} points" + (
+                f" ({diff / se:+.1f} SE), Welch p = {ttest_ind(initial, searched, equal_var=False).pvalue:.3g}, "
+                f"bootstrap 95% [{lo:+.2f}, {hi:+.2f}]" if inference else " (interim: no test until the study ends)"))
         plot_spaces(initial, searched, out / f"space_claim{suffix}.png")
     fr = fidelity(rows, fid)
     if fr:
@@ -568,27 +576,57 @@ def holm(ps: list[float]) -> list[float]:
     return out
 
 
-def preregistered_tests(rows: list[dict], constraints: str, n: int, per_seed_n: int, retrain_seeds: list[int]) -> dict:
-    """The study's tests on its first `n` complete seeds from 3 on (each `test_row` with its Holm p
-    for H1-H3), and H1 also over every seed, the pilot's too (the secondary analysis)."""
+REESTIMATE_SEEDS = tuple(str(x) for x in range(3, 9))  # the pre-registered re-estimate: seeds 3-8
+MAX_SEEDS = 20
+
+
+def reestimate(scores: dict[str, dict[str, float]]) -> dict | None:
+    """The pre-registered SD re-estimate over seeds 3-8 once all six are complete: H1's and H2's
+    paired SDs, their root mean square, and the search seeds it needs (80 % power at 0.5 points,
+    one-sided alpha = 0.05); the study then runs max(12, that), at most 20."""
+    if not all(s in scores["searched"] and all(s in scores[m] for m in STUDY_METHODS) for s in REESTIMATE_SEEDS):
+        return None
+    sds = [statistics.stdev([scores[a][s] - scores[b][s] for s in REESTIMATE_SEEDS])
+           for a, b in (("s3", "random"), ("s3", "autoformer_faithful"))]
+    pooled = math.sqrt(statistics.fmean(v * v for v in sds))
+    needed = seeds_for_power(pooled)
+    return {"sds": sds, "pooled": pooled, "needed": needed, "planned": min(MAX_SEEDS, max(len(STUDY_SEEDS), needed))}
+
+
+def preregistered_tests(rows: list[dict], constraints: str, per_seed_n: int, retrain_seeds: list[int]) -> dict:
+    """The study's tests on its first N complete seeds from 3 on (N = 12, or the re-estimate's),
+    each `test_row` with its Holm p for H1-H3, and H1 also over the pilot's seeds too (the
+    secondary analysis); `final` once N seeds are complete, before that an interim state."""
     searched, initial_side = space_per_seed(rows, constraints, per_seed_n)
     scores = {m: per_seed(rows, m) for m in STUDY_METHODS}
-    seeds = complete_seeds(rows, {**scores, "searched": searched}, retrain_seeds)[:n]
+    complete = complete_seeds(rows, {**scores, "searched": searched}, retrain_seeds)
     scores = {**scores, "searched": searched, "band": initial_side}
+    sd = reestimate({m: {s: v for s, v in scores[m].items() if s in complete} for m in scores})
+    n = sd["planned"] if sd else len(STUDY_SEEDS)
+    seeds = complete[:n]
     tests = [test_row(name, scores[a], scores[b], seeds, alt) | {"a": a, "b": b} for name, a, b, alt in HYPOTHESES]
     for r, p in zip(tests, holm([r["t_p"] for r in tests[:3]])):
         r["holm_p"] = p
     pilot = {m: per_seed(rows, m) for m in ("s3", "random")}
     every = [s for s in pilot["s3"] if s in pilot["random"] and (int(s) < STUDY_SEEDS[0] or s in seeds)]
-    return {"seeds": seeds, "planned": n, "tests": tests, "scores": scores,
+    return {"seeds": seeds, "planned": n, "final": len(seeds) >= n, "tests": tests, "scores": scores,
+            "reestimate": sd,
             "h1_every": test_row("H1, pilot seeds too", pilot["s3"], pilot["random"], every, "greater") | {"seeds": every}}
 
 
-def preregistered(rows: list[dict], constraints: str, n: int, per_seed_n: int, retrain_seeds: list[int]) -> str:
-    study = preregistered_tests(rows, constraints, n, per_seed_n, retrain_seeds)
-    seeds = study["seeds"]
-    lines = [f"Pre-registered tests (bench/README.md): {len(seeds)} of {n} complete search seeds "
-             f"({', '.join(seeds) or 'none yet'}); one-sided for H1-H3, two-sided for C1-C5", "",
+def preregistered(study: dict) -> str:
+    """The tests as markdown once the study is final; before that, only the mean differences (the
+    plan tests once, so no interim p-value or interval is shown)."""
+    seeds, n = study["seeds"], study["planned"]
+    if not study["final"]:
+        lines = [f"Interim: {len(seeds)} of {n} complete search seeds ({', '.join(seeds) or 'none yet'}). The tests "
+                 f"run once, at {n}; until then only the mean differences are shown, without p-values.", "",
+                 "| | comparison | seeds | mean difference (points) | SE |", "|---|---|---|---|---|"]
+        lines += [f"| {r['name']} | {r['a']} - {r['b']} | {r['n']} | {r['diff']:+.2f} | {r['se']:.2f} |"
+                  for r in study["tests"]]
+        return "\n".join(lines)
+    lines = [f"Pre-registered tests (bench/README.md) on the first {n} complete search seeds ({', '.join(seeds)}); "
+             f"one-sided for H1-H3, two-sided for C1-C5", "",
              "| | comparison | seeds | difference (points) | SE | 95 % interval | paired t p | Wilcoxon p | Holm p (H1-H3) |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in study["tests"]:
@@ -611,8 +649,6 @@ def main() -> None:
     p.add_argument("--methods", nargs="+", default=list(STUDY_METHODS), choices=SEARCHED_METHODS,
                    help="the searches run per seed (the pilot seeds 0-2 ran s3 autoformer random random_searched)")
     p.add_argument("--band-per-seed", type=int, default=4, help="initial-space archs in the budget per seed (H3)")
-    p.add_argument("--study-seeds", type=int, default=len(STUDY_SEEDS),
-                   help="--report: the first N complete seeds from 3 on that the pre-registered tests use")
     p.add_argument("--retrain-seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--band", type=int, default=12, help="archs drawn in the budget from the initial space")
     p.add_argument("--searched", type=int, default=4, help="archs drawn in the budget from each searched space")
@@ -623,7 +659,7 @@ def main() -> None:
     if not args.report:
         run(args)
     print(report(Path(args.plots)))
-    print(preregistered(read_rows(ROWS), args.constraints, args.study_seeds, args.band_per_seed, args.retrain_seeds))
+    print(preregistered(preregistered_tests(read_rows(ROWS), args.constraints, args.band_per_seed, args.retrain_seeds)))
 
 
 if __name__ == "__main__":

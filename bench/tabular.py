@@ -7,9 +7,9 @@ supernet seed the rows hold.
 Methods, each with a budget of E evaluations:
 - `random`: E library archs drawn at random, the best by the supernet's score;
 - `evolution`: AutoFormer's evolution (`s3.search.evolution.Evolution`: its probabilities 0.2 and
-  0.4, a fifth of the population as parents, half the rest mutants and half children; population
-  E / 5 for 5 generations), every candidate it makes replaced by the nearest library arch it has
-  not evaluated (Hamming distance over the genes);
+  0.4, a fifth of the population as parents, every new candidate a mutant (half) or a child
+  (half); population E / 5 for 5 generations), every candidate it makes replaced by the nearest
+  library arch it has not evaluated (Hamming distance over the genes);
 - `s3`: random search among the library archs inside the seed's searched space (the archs its
   searched-space supernet scored), ranked by that supernet: S3's space and supernet where its archs
   fall in the library (it evaluates all of them when they are fewer than E).
@@ -117,10 +117,11 @@ class LibraryEvolution(Evolution):
 
 
 def evolution_config(budget: int) -> EvolutionConfig:
+    """AutoFormer's proportions at `budget` evaluations: 5 generations of budget / 5, a fifth of a
+    generation as parents, every new candidate a mutant (half) or a child (half)."""
     population = budget // 5
-    parents = max(2, population // 5)
-    return EvolutionConfig(population=population, generations=5, parents=parents,
-                           mutations=(population - parents) // 2, crossovers=(population - parents) // 2)
+    return EvolutionConfig(population=population, generations=5, parents=max(2, population // 5),
+                           mutations=population // 2, crossovers=population - population // 2)
 
 
 def search(method: str, scores: dict[Arch, float], costs: dict[Arch, dict], budget: int, seed: int,
@@ -129,7 +130,7 @@ def search(method: str, scores: dict[Arch, float], costs: dict[Arch, dict], budg
     rng = random.Random(f"tabular:{method}:{seed}")
     if method in ("random", "s3"):
         drawn = rng.sample(archs, min(budget, len(archs)))
-        return max(drawn, key=lambda a: (scores[a], str(a)))
+        return min(drawn, key=lambda a: (-scores[a], costs[a]["params"], str(a)))  # ties as Evolution.select
     if method == "evolution":
         logging.getLogger("s3.search.evolution").setLevel(logging.ERROR)  # a small library runs out of new archs
         evo = LibraryEvolution(space, constraints, TabularEvaluator(scores, costs), evolution_config(budget),

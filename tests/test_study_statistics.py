@@ -1,0 +1,91 @@
+"""The statistics the study's pages rest on (bench/search_evidence.py, ground_truth.py,
+space_moves.py), each against an independent computation or a case worked by hand."""
+
+from __future__ import annotations
+
+import csv
+import math
+import sys
+
+import numpy as np
+import pytest
+from scipy.stats import kendalltau
+
+from tests.conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "bench"))
+import ground_truth  # noqa: E402
+import search_evidence  # noqa: E402
+import space_moves  # noqa: E402
+
+
+@pytest.mark.parametrize("sd, seeds", [(0.56, 10), (0.63, 12), (0.77, 17)])
+def test_seeds_for_power_gives_the_pre_registered_numbers(sd, seeds):
+    assert search_evidence.seeds_for_power(sd) == seeds  # bench/README.md's table
+
+
+def test_resampled_kendall_is_scipys_tau_b_on_the_expanded_sample():
+    rng = np.random.default_rng(0)
+    x = np.round(rng.normal(size=30), 1)  # rounded: ties, as top-1 on 1,000 images has
+    y = np.round(x + rng.normal(size=30), 1)
+    counts = np.vstack([np.bincount(rng.integers(0, 30, 30), minlength=30) for _ in range(5)])
+    counts[:, 4] = 0  # an item left out
+    for c, tau in zip(counts, ground_truth.kendall_resampled(x, y, counts)):
+        idx = np.repeat(np.arange(30), c)
+        assert tau == pytest.approx(kendalltau(x[idx], y[idx])[0], abs=1e-12)
+
+
+def test_the_ceiling_is_what_a_noise_free_predictor_reaches():
+    """Simulated library: true top-1 T, seeds T + noise. The predicted reliability and ceiling
+    match the simulation's, and the seed-vs-seed agreement is lower than the ceiling."""
+    rng = np.random.default_rng(1)
+    truth_sd, noise_sd, n = 0.7, 0.5, 4000
+    t = rng.normal(78, truth_sd, n)
+    seeds = t[:, None] + rng.normal(0, noise_sd, (n, 2))
+    by_arch = {str(i): {"0": seeds[i, 0], "1": seeds[i, 1]} for i in range(n)}
+    rel = ground_truth.reliability(by_arch, resamples=20)
+    assert rel["one"] == pytest.approx(truth_sd**2 / (truth_sd**2 + noise_sd**2), abs=0.03)
+    assert rel["ceiling_one"] == pytest.approx(kendalltau(t, seeds[:, 0])[0], abs=0.02)
+    assert rel["ceiling_two"] == pytest.approx(kendalltau(t, seeds.mean(1))[0], abs=0.02)
+    assert kendalltau(seeds[:, 0], seeds[:, 1])[0] < rel["ceiling_one"] - 0.05
+
+
+def test_no_ceiling_from_too_few_pairs():
+    by_arch = {str(i): {"0": 77.0 + i / 10, "1": 77.1 + i / 10} for i in range(ground_truth.MIN_PAIRS - 1)}
+    assert ground_truth.reliability(by_arch) is None
+
+
+def _moves(path, seeds_moves):
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, space_moves.COLUMNS)
+        w.writeheader()
+        for seed, moves in seeds_moves.items():
+            for (stage, dim), new in moves.items():
+                w.writerow({"seed": seed, "iteration": 0, "stage": stage, "dimension": dim, "action": "",
+                            "old": "[1, 2]", "new": new, "null_moves_mean": 0.1})
+
+
+def test_the_space_move_decision_counts_inconsistent_moves_as_false(tmp_path, monkeypatch):
+    monkeypatch.setattr(space_moves, "ROWS", tmp_path / "moves.csv")
+    _moves(tmp_path / "moves.csv", {
+        3: {(4, "embed_dim"): "[2, 3]", (1, "depth"): "[2, 3]", (2, "depth"): "[2, 3]"},
+        4: {(4, "embed_dim"): "[2, 3]", (1, "depth"): "[1, 2]", (2, "depth"): "[0, 1]"},  # stage 2: the other way; stage 1: no move
+        2: {(4, "embed_dim"): "[0, 1]", (1, "depth"): "[0, 1]", (2, "depth"): "[0, 1]"},  # a pilot seed: not counted
+    })
+    d = space_moves.decision()
+    assert d["seeds"] == ["3", "4"] and d["consistent"] == [(4, "embed_dim")]
+    assert d["false"] == 3  # stage 1 once, stage 2 twice (opposite directions)
+    assert d["expected"] == pytest.approx(0.2)
+    assert d["p"] == pytest.approx(1 - sum(math.exp(-0.2) * 0.2**k / math.factorial(k) for k in range(3)))
+    assert not d["final"]
+
+
+def test_the_interim_state_shows_no_p_value():
+    tests = [{"name": "H1", "a": "s3", "b": "random", "n": 3, "diff": 0.5, "se": 0.2, "lo": 0, "hi": 1,
+              "t_p": 0.04, "w_p": 0.1, "holm_p": 0.1}]
+    study = {"seeds": ["3", "4", "5"], "planned": 12, "final": False, "tests": tests}
+    text = search_evidence.preregistered(study)
+    assert "+0.50" in text and "0.04" not in text and "p-value" in text
+    final = search_evidence.preregistered({**study, "final": True, "planned": 3,
+                                           "h1_every": {**tests[0], "seeds": ["0", "3"]}})
+    assert "0.04" in final
