@@ -66,5 +66,5 @@ def test_the_readme_verdict_quotes_the_rows(report):
     for quoted in (f"{s3r['diff']:+.2f} ± {s3r['se']:.2f} points of test top-1 (p = {s3r['p']:.2f})",
                    f"{s3a['diff']:+.2f} ± {s3a['se']:.2f} (p = {s3a['p']:.2f})",
                    f"{space['diff']:+.2f} ± {space['se']:.2f} points",
-                   f"tau {fid['tau']:.2f} ± {fid['se']:.2f} against {fid['params']:.2f}"):
+                   f"tau {fid['lo']:.2f}-{fid['hi']:.2f} against {fid['params']:.2f}"):
         assert quoted in " ".join(verdict.split()), quoted
