@@ -42,7 +42,7 @@ from s3.space import BLOCK_DIMENSIONS, Arch, SearchSpace  # noqa: E402
 METHODS = (("random", "autoformer"), ("evolution", "autoformer"), ("random", "band"), ("evolution", "band"),
            ("random", "s3_iter0"), ("s3", "s3_searched"))
 BUDGETS = (20, 50)
-SEARCH_SEEDS = 50
+SEARCH_SEEDS = 30  # per supernet seed
 
 
 def genes(arch: Arch, max_depth: int) -> tuple:
