@@ -68,35 +68,62 @@ def train(parallel: int, root: str) -> None:
         train_all(todo[start:start + 4 * parallel], RECIPE, root=root, parallel=parallel, finished=finished)
 
 
-def finished_supernets(out: Path) -> dict[tuple[str, str], Path]:
-    """(search seed, supernet kind) -> checkpoint, for every supernet of the study under `out` whose
-    training finished (a run still training is left for a later call)."""
-    runs = {"autoformer": "autoformer_supernet", "band": "band_supernet", "s3_iter0": "s3_space/iter0",
-            "s3_searched": "s3_supernet", **{f"s3_iter{i}": f"s3_space/iter{i}" for i in range(1, 4)}}
-    # the kinds that score the whole library first; the searched space's and iteration 1's hold only part of it
-    return {(d.name.removeprefix("seed"), kind): d / run / "checkpoints" / "last.ckpt"
-            for kind, run in runs.items() for d in sorted(out.glob("seed*"), key=lambda d: int(d.name[4:]))
+def finished_supernets(out: Path) -> dict[tuple[str, str], tuple[Path, Path | None]]:
+    """(search seed, supernet kind) -> (checkpoint, the space file of a kind that holds only part of
+    the library, else None), for every supernet of the study under `out` whose training finished (a
+    run still training is left for a later call); the kinds that score the whole library first."""
+    whole = {"autoformer": "autoformer_supernet", "band": "band_supernet", "s3_iter0": "s3_space/iter0"}
+    part = {"s3_searched": ("s3_supernet", "s3_space/searched_space.yaml"),
+            **{f"s3_iter{i}": (f"s3_space/iter{i}", f"s3_space/iter{i}/space.yaml") for i in range(1, 4)}}
+    runs = {**{k: (r, None) for k, r in whole.items()}, **part}
+    return {(d.name.removeprefix("seed"), kind): (d / run / "checkpoints" / "last.ckpt", space and d / space)
+            for kind, (run, space) in runs.items() for d in sorted(out.glob("seed*"), key=lambda d: int(d.name[4:]))
             if (d / run / "finished.json").is_file()}
 
 
-def score(out: Path) -> None:
+# supernet recipes beside the study's, each the `autoformer` supernet's run (the initial space, make demo's
+# data, search seed 3, S3's total 6 epochs) with one lever changed
+RECIPES = {"sandwich": ["model.sampling.sandwich=true"],
+           "sandwich_distill": ["model.sampling.sandwich=true", "model.sampling.distill=true"]}
+RECIPE_SEED = 3
+
+
+def score_with(seed: str, kind: str, ckpt: Path, space_file: Path | None, split_cache: list) -> None:
+    """Every library arch the supernet holds that the rows lack, scored and appended as it ends."""
     from search_evidence import inherited_top1, search_split
 
-    archs = library()
     have = {(r["search_seed"], r["supernet"], r["arch"]) for r in read_rows(SCORES)}
-    split = None
-    for (seed, kind), ckpt in finished_supernets(out).items():
-        todo = [a for a in archs if (seed, kind, str(a)) not in have]
-        if not todo:
-            continue
-        split = split or search_split()
-        t0, n = time.time(), 0
-        for a, top1 in inherited_top1(ckpt, split, todo):
-            append_row(SCORES, SCORE_COLUMNS, {"search_seed": seed, "supernet": kind, "arch": str(a),
-                                               "search_top1": f"{top1:.2f}"})
-            n += 1
-        print(f"[{time.strftime('%H:%M:%S')}] seed {seed} {kind}: {n} archs scored in {time.time() - t0:.0f} s",
-              flush=True)
+    todo = [a for a in library() if (seed, kind, str(a)) not in have]
+    if space_file is not None:  # the archs its space holds, without loading the checkpoint
+        space = SearchSpace.from_yaml(space_file)
+        todo = [a for a in todo if space.contains(a)]
+    if not todo:
+        return
+    split_cache[:] = split_cache or [search_split()]
+    t0 = time.time()
+    for a, top1 in inherited_top1(ckpt, split_cache[0], todo):
+        append_row(SCORES, SCORE_COLUMNS, {"search_seed": seed, "supernet": kind, "arch": str(a),
+                                           "search_top1": f"{top1:.2f}"})
+    print(f"[{time.strftime('%H:%M:%S')}] seed {seed} {kind}: {len(todo)} archs scored in {time.time() - t0:.0f} s",
+          flush=True)
+
+
+def score(out: Path) -> None:
+    split: list = []
+    for (seed, kind), (ckpt, space_file) in finished_supernets(out).items():
+        score_with(seed, kind, ckpt, space_file, split)
+
+
+def score_recipes(out: Path) -> None:
+    """Train each of RECIPES (resumable, skipped when finished) and score the library with it."""
+    from search_evidence import DATA, call
+
+    split: list = []
+    for name, overrides in RECIPES.items():
+        run = out / "recipes" / name
+        call("train.py", "space=wide", *DATA, f"seed={RECIPE_SEED}", "trainer.max_epochs=6", *overrides,
+             out=run, done="finished.json")
+        score_with(str(RECIPE_SEED), name, run / "checkpoints" / "last.ckpt", None, split)
 
 
 def kendall(x, y) -> float:
@@ -290,10 +317,14 @@ def main() -> None:
     p.add_argument("--jobs", type=int, default=1, help="standalone runs side by side (1 per core)")
     p.add_argument("--root", default="logs/bench/standalone", help="the standalone runs' cache")
     p.add_argument("--score", type=Path, metavar="OUT", help="score the library with the study's finished supernets")
+    p.add_argument("--recipes", type=Path, metavar="OUT", help="train RECIPES' supernets into OUT/recipes/ and score "
+                   "the library with them")
     p.add_argument("--report", action="store_true", help="only the figures, from the rows")
     args = p.parse_args()
     if args.score:
         score(args.score)
+    elif args.recipes:
+        score_recipes(args.recipes)
     elif not args.report:
         train(args.jobs, args.root)
     print(report())
