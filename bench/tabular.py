@@ -156,7 +156,9 @@ def run(budgets=BUDGETS, search_seeds: int = SEARCH_SEEDS) -> dict:
         for budget in budgets:
             per_seed = {}
             for (k, seed), table in sorted(scores.items()):
-                if k != kind or len(table) < 10 or (method != "s3" and budget >= len(table)):
+                smaller = [b for b in budgets if b < budget]
+                if k != kind or len(table) < 10 or (method != "s3" and budget >= len(table)) \
+                        or (method == "s3" and smaller and max(smaller) >= len(table)):  # s3: all of it already
                     continue
                 picks = [search(method, table, costs, budget, s, space, constraints) for s in range(search_seeds)]
                 per_seed[seed] = statistics.fmean(truth[str(a)] for a in picks)
