@@ -15,6 +15,7 @@ Rows (appended as each group finishes, so a killed run keeps them):
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -80,7 +81,7 @@ class Setting:
     fit: int = 16
     backend: str = BACKEND  # onnxruntime: whole archs only (exported to ONNX), no table
 
-    @property
+    @functools.cached_property  # parsed once: the report asks for it per arch
     def search_space(self) -> SearchSpace:
         return SearchSpace.from_yaml(ROOT / "conf" / "space" / f"{self.space}.yaml")
 
