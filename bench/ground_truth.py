@@ -82,21 +82,28 @@ def finished_supernets(out: Path) -> dict[tuple[str, str], tuple[Path, Path | No
 
 
 # supernet recipes beside the study's, each the `autoformer` supernet's run (the initial space, make demo's
-# data, search seed 3, S3's total 6 epochs) with one lever changed
+# data, search seed 3, S3's total 6 epochs) with one lever changed: the levers of the 30-arch ranking
+# fidelity table (bench/README.md), scaled to these 6 epochs
 RECIPES = {"sandwich": ["model.sampling.sandwich=true"],
-           "sandwich_distill": ["model.sampling.sandwich=true", "model.sampling.distill=true"]}
+           "sandwich_distill": ["model.sampling.sandwich=true", "model.sampling.distill=true"],
+           "random_59k": ["data.max_train=null"],
+           "sandwich_59k": ["data.max_train=null", "model.sampling.sandwich=true"]}
 RECIPE_SEED = 3
+# few-shot NAS: the seed's `autoformer` supernet split by stage 3's depth, each part fine-tuned 1 epoch
+FEW_SHOT, FEW_SHOT_STAGE = "few_shot", 2
+FEW_SHOT_TUNE = ["trainer.max_epochs=1", "model.optim.warmup_epochs=0.1"]
 
 
-def score_with(seed: str, kind: str, ckpt: Path, space_file: Path | None, split_cache: list) -> None:
-    """Every library arch the supernet holds that the rows lack, scored and appended as it ends."""
+def score_with(seed: str, kind: str, ckpt: Path, holds: SearchSpace | None, split_cache: list) -> None:
+    """Every library arch the supernet holds that the rows lack, scored and appended as it ends; a
+    supernet of part of the space (`holds`) scores the archs that part holds, and its checkpoint is
+    not loaded when it holds none of them."""
     from search_evidence import inherited_top1, search_split
 
     have = {(r["search_seed"], r["supernet"], r["arch"]) for r in read_rows(SCORES)}
     todo = [a for a in library() if (seed, kind, str(a)) not in have]
-    if space_file is not None:  # the archs its space holds, without loading the checkpoint
-        space = SearchSpace.from_yaml(space_file)
-        todo = [a for a in todo if space.contains(a)]
+    if holds is not None:
+        todo = [a for a in todo if holds.contains(a)]
     if not todo:
         return
     split_cache[:] = split_cache or [search_split()]
@@ -111,14 +118,25 @@ def score_with(seed: str, kind: str, ckpt: Path, space_file: Path | None, split_
 def score(out: Path) -> None:
     split: list = []
     for (seed, kind), (ckpt, space_file) in finished_supernets(out).items():
-        score_with(seed, kind, ckpt, space_file, split)
+        score_with(seed, kind, ckpt, space_file and SearchSpace.from_yaml(space_file), split)
 
 
 def score_recipes(out: Path) -> None:
-    """Train each of RECIPES (resumable, skipped when finished) and score the library with it."""
+    """Train the few-shot split and each of RECIPES (resumable, skipped when finished) and score the
+    library with them."""
     from search_evidence import DATA, call
 
     split: list = []
+    one_shot = out / f"seed{RECIPE_SEED}" / "autoformer_supernet" / "checkpoints" / "last.ckpt"
+    if not one_shot.is_file():
+        sys.exit(f"--recipes {out}: few-shot starts from {one_shot}, which the study has not trained yet")
+    wide = SearchSpace.from_yaml(ROOT / "conf" / "space" / "wide.yaml")
+    for depth in wide.stages[FEW_SHOT_STAGE].depth:
+        run = out / "recipes" / FEW_SHOT / f"stage{FEW_SHOT_STAGE + 1}_depth{depth}"
+        call("train.py", "space=wide", *DATA, f"seed={RECIPE_SEED}", f"init_from={one_shot}",
+             f"space.stages.{FEW_SHOT_STAGE}.depth=[{depth}]", *FEW_SHOT_TUNE, out=run, done="finished.json")
+        score_with(str(RECIPE_SEED), FEW_SHOT, run / "checkpoints" / "last.ckpt",
+                   wide.replace(FEW_SHOT_STAGE, "depth", [depth]), split)
     for name, overrides in RECIPES.items():
         run = out / "recipes" / name
         call("train.py", "space=wide", *DATA, f"seed={RECIPE_SEED}", "trainer.max_epochs=6", *overrides,
