@@ -22,6 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from kendall import bootstrap_se, kendall, kendall_resampled, resample_counts  # noqa: E402
 from rows import append_row, read_rows  # noqa: E402
 from standalone import ROOT, Recipe, constraints_of, sample_archs, train_all  # noqa: E402
 
@@ -144,12 +145,6 @@ def score_recipes(out: Path) -> None:
         score_with(str(RECIPE_SEED), name, run / "checkpoints" / "last.ckpt", None, split)
 
 
-def kendall(x, y) -> float:
-    from scipy.stats import kendalltau
-
-    return float(kendalltau(x, y)[0])
-
-
 def truth() -> dict[str, dict[str, float]]:
     """arch -> retraining seed -> standalone test top-1."""
     by_arch: dict[str, dict[str, float]] = {}
@@ -191,28 +186,6 @@ def reliability(by_arch: dict[str, dict[str, float]], resamples: int = 2000) -> 
             "interval_one": (lo[2], hi[2]), "interval_two": (lo[3], hi[3])}
 
 
-def kendall_resampled(x, y, counts):
-    """Kendall's tau-b of x and y over each resample, a row of `counts` (how many times each item is
-    drawn; 0 leaves it out): the tau scipy gives on the expanded sample, two copies of one item a
-    pair tied in both, computed from the n x n sign matrices once for every resample."""
-    import numpy as np
-
-    sx, sy = np.sign(x[:, None] - x[None, :]), np.sign(y[:, None] - y[None, :])
-    tied_x, tied_y = (sx == 0).astype(float), (sy == 0).astype(float)
-    np.fill_diagonal(tied_x, 0)
-    np.fill_diagonal(tied_y, 0)
-    c = np.asarray(counts, dtype=float)
-    n = c.sum(1)
-    copies = (c * (c - 1) / 2).sum(1)
-    pairs = n * (n - 1) / 2
-
-    def over_pairs(m):
-        return np.einsum("bi,ij,bj->b", c, m, c) / 2
-
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return over_pairs(sx * sy) / np.sqrt((pairs - over_pairs(tied_x) - copies) * (pairs - over_pairs(tied_y) - copies))
-
-
 def fidelity(by_arch: dict[str, dict[str, float]], resamples: int = 2000) -> list[dict]:
     """Per supernet kind: the mean over its supernet seeds of the Kendall tau between its inherited
     top-1 and the seed-0 standalone top-1 over the library archs that seed's supernet scored, and
@@ -233,9 +206,7 @@ def fidelity(by_arch: dict[str, dict[str, float]], resamples: int = 2000) -> lis
         if r["arch"] in index:
             scores.setdefault(r["supernet"], {}).setdefault(r["search_seed"], np.full(len(archs), np.nan))[
                 index[r["arch"]]] = float(r["search_top1"])
-    rng = np.random.default_rng(0)
-    counts = np.vstack([np.ones(len(archs))] + [np.bincount(rng.integers(0, len(archs), len(archs)),
-                                                            minlength=len(archs)) for _ in range(resamples)])
+    counts = resample_counts(len(archs), resamples)
     out = []
     for kind, by_seed in sorted(scores.items()):
         held = [x for x in by_seed.values() if (~np.isnan(x)).sum() >= 10]
@@ -249,8 +220,8 @@ def fidelity(by_arch: dict[str, dict[str, float]], resamples: int = 2000) -> lis
             taus["macs"].append(kendall_resampled(macs, top1, mine))
         t, p, m = (np.mean(taus[k], axis=0) for k in ("supernet", "params", "macs"))
         out.append({"kind": kind, "seeds": len(held), "archs": "/".join(str(int((~np.isnan(x)).sum())) for x in held),
-                    "tau": t[0], "se": float(np.nanstd(t[1:])), "params": p[0], "macs": m[0],
-                    "minus_params": t[0] - p[0], "minus_params_se": float(np.nanstd(t[1:] - p[1:]))})
+                    "tau": t[0], "se": bootstrap_se(t), "params": p[0], "macs": m[0],
+                    "minus_params": t[0] - p[0], "minus_params_se": bootstrap_se(t - p)})
     return out
 
 

@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import torch  # noqa: E402
+from kendall import bootstrap_se, kendall, kendall_resampled, resample_counts  # noqa: E402
 from rows import append_row, read_rows  # noqa: E402
 
 from s3.constraints import Constraints  # noqa: E402
@@ -266,22 +267,6 @@ def time_picks() -> None:
 
 
 # -- the report ------------------------------------------------------------------------------------
-def kendall(x, y) -> float:
-    from scipy.stats import kendalltau
-
-    return float(kendalltau(x, y)[0])
-
-
-def bootstrap_se(fn, n: int, draws: int = 2000, seed: int = 0) -> float:
-    rng = random.Random(seed)
-    values = []
-    for _ in range(draws):
-        idx = [rng.randrange(n) for _ in range(n)]
-        values.append(fn(idx))
-    values = [v for v in values if not math.isnan(v)]
-    return statistics.stdev(values)
-
-
 def onnxruntime_figures() -> dict | None:
     """Whole archs on onnxruntime (the exported models) against the PyTorch table's predictor."""
     ort, eager, host = SETTINGS["wide-b1-onnxruntime"], SETTINGS["wide-b1"], published_host()
@@ -324,9 +309,8 @@ def setting_figures(setting: Setting) -> dict | None:
     macs = [cost[x][1] for x in archs]
     params = [cost[x][0] for x in archs]
     n = len(archs)
-
-    def sub(v, idx):
-        return [v[i] for i in idx]
+    counts = resample_counts(n)
+    tau_pred, tau_macs = kendall_resampled(pred, m, counts), kendall_resampled(macs, m, counts)
 
     def rel_rmse(p):
         return math.sqrt(statistics.fmean(((u - v) / v) ** 2 for u, v in zip(p, m)))
@@ -334,12 +318,10 @@ def setting_figures(setting: Setting) -> dict | None:
     spread = math.sqrt(statistics.fmean(((u - v) / w) ** 2 for u, v, w in zip(a, b, m)) / 2)
     out = {
         "setting": setting.name, "archs": n, "min_ms": min(m), "max_ms": max(m), "ratio": max(m) / min(m),
-        "tau_repeat": kendall(a, b), "se_repeat": bootstrap_se(lambda i: kendall(sub(a, i), sub(b, i)), n),
-        "tau_pred": kendall(pred, m), "se_pred": bootstrap_se(lambda i: kendall(sub(pred, i), sub(m, i)), n),
-        "tau_macs": kendall(macs, m), "se_macs": bootstrap_se(lambda i: kendall(sub(macs, i), sub(m, i)), n),
-        "tau_params": kendall(params, m),
-        "se_pred_minus_macs": bootstrap_se(
-            lambda i: kendall(sub(pred, i), sub(m, i)) - kendall(sub(macs, i), sub(m, i)), n),
+        "tau_repeat": kendall(a, b), "se_repeat": bootstrap_se(kendall_resampled(a, b, counts)),
+        "tau_pred": kendall(pred, m), "se_pred": bootstrap_se(tau_pred),
+        "tau_macs": kendall(macs, m), "se_macs": bootstrap_se(tau_macs),
+        "tau_params": kendall(params, m), "se_pred_minus_macs": bootstrap_se(tau_pred - tau_macs),
         "rmse_pred": rel_rmse(pred), "rmse_table": rel_rmse(table_sum), "spread": spread,
         "fallback": fallback_error(setting, raw),
         "scale": predictor.scale, "offset": predictor.offset,

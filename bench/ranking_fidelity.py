@@ -42,6 +42,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from kendall import bootstrap_se, kendall, kendall_resampled, resample_counts  # noqa: E402
 from rows import append_row, read_rows  # noqa: E402
 from scipy.stats import kendalltau  # noqa: E402
 from standalone import ROOT, Recipe, constraints_of, sample_archs, train_all  # noqa: E402
@@ -111,25 +112,18 @@ def taus(fig: dict, resamples: int = 2000) -> dict:
     each supernet's paired bootstrap gain over the params count (the same resampled archs for both):
     with 30 archs a tau is uncertain by about 0.1, so a ranking claim needs the gain's SE beside it."""
     mean_truth = np.array([statistics.mean(t) for t in fig["truth"]])
-    scores = {"params": np.array(fig["params"], dtype=float),
-              **{name: np.array(inh) for name, inh in fig["supernets"].items()}}
-    rng = np.random.default_rng(0)
-    boot = {name: [] for name in scores}
-    for _ in range(resamples):
-        idx = rng.integers(0, len(mean_truth), len(mean_truth))
-        for name, x in scores.items():
-            boot[name].append(kendalltau(x[idx], mean_truth[idx])[0])
-    boot = {name: np.nan_to_num(np.array(b)) for name, b in boot.items()}  # a resample of ties only: tau 0
-    params_tau = kendalltau(fig["params"], mean_truth)[0]
-    return {"seed_vs_seed": [kendalltau([t[a] for t in fig["truth"]], [t[b] for t in fig["truth"]])[0]
+    counts = resample_counts(len(mean_truth), resamples)
+    boot = {name: kendall_resampled(x, mean_truth, counts)
+            for name, x in {"params": fig["params"], **fig["supernets"]}.items()}
+    params_tau = boot["params"][0]
+    return {"seed_vs_seed": [kendall([t[a] for t in fig["truth"]], [t[b] for t in fig["truth"]])
                              for a, b in itertools.combinations(range(len(fig["seeds"])), 2)],
-            "params": (params_tau, float(boot["params"].std())),
-            "supernets": {name: {"tau": tau, "p": p, "se": float(boot[name].std()),
-                                 "gain": tau - params_tau,
-                                 "gain_se": float((boot[name] - boot["params"]).std()),
-                                 "params_tau": kendalltau(fig["params"], fig["supernets"][name])[0]}
-                          for name in fig["supernets"]
-                          for tau, p in [kendalltau(fig["supernets"][name], mean_truth)]}}
+            "params": (params_tau, bootstrap_se(boot["params"])),
+            "supernets": {name: {"tau": boot[name][0], "p": kendalltau(fig["supernets"][name], mean_truth)[1],
+                                 "se": bootstrap_se(boot[name]), "gain": boot[name][0] - params_tau,
+                                 "gain_se": bootstrap_se(boot[name] - boot["params"]),
+                                 "params_tau": kendall(fig["params"], fig["supernets"][name])}
+                          for name in fig["supernets"]}}
 
 
 def recipe_words(recipe: str) -> str:
@@ -187,7 +181,7 @@ def ground_truth_agreement(rows: list[dict], fig: dict, figure: str) -> list[tup
         shared = [a for a in fig["archs"] if a in truth]
         if len(shared) >= 3 and (theirs["recipe"], tuple(shared)) not in seen:  # one figure per same comparison
             seen.add((theirs["recipe"], tuple(shared)))
-            out.append((other, kendalltau([mine[a] for a in shared], [truth[a] for a in shared])[0], len(shared)))
+            out.append((other, kendall([mine[a] for a in shared], [truth[a] for a in shared]), len(shared)))
     return out
 
 

@@ -1,5 +1,5 @@
 """The statistics the study's pages rest on (bench/search_evidence.py, ground_truth.py,
-space_moves.py), each against an independent computation or a case worked by hand."""
+space_moves.py, kendall.py), each against an independent computation or a case worked by hand."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from tests.conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "bench"))
 import ground_truth  # noqa: E402
+import kendall  # noqa: E402
 import search_evidence  # noqa: E402
 import space_moves  # noqa: E402
 
@@ -28,9 +29,10 @@ def test_resampled_kendall_is_scipys_tau_b_on_the_expanded_sample():
     rng = np.random.default_rng(0)
     x = np.round(rng.normal(size=30), 1)  # rounded: ties, as top-1 on 1,000 images has
     y = np.round(x + rng.normal(size=30), 1)
-    counts = np.vstack([np.bincount(rng.integers(0, 30, 30), minlength=30) for _ in range(5)])
+    counts = kendall.resample_counts(30, draws=5, seed=1)
+    assert counts[0].tolist() == [1] * 30 and (counts.sum(1) == 30).all()
     counts[:, 4] = 0  # an item left out
-    for c, tau in zip(counts, ground_truth.kendall_resampled(x, y, counts)):
+    for c, tau in zip(counts, kendall.kendall_resampled(x, y, counts)):
         idx = np.repeat(np.arange(30), c)
         assert tau == pytest.approx(kendalltau(x[idx], y[idx])[0], abs=1e-12)
 
