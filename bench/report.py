@@ -9,7 +9,6 @@ drift from the evidence, and `tests/test_published_figures.py` fails when it has
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import tempfile
 from pathlib import Path
@@ -46,9 +45,6 @@ def figures() -> dict:
     pilot = [r for r in rows if r["search_seed"] in PILOT_SEEDS]
     comparisons = {f"{a} - {b}": evidence.paired(evidence.per_seed(pilot, a), evidence.per_seed(pilot, b))
                    for a, b in evidence.PILOT_COMPARISONS}
-    initial = [100 - float(r["test_top1"]) for r in pilot if r["method"] == "band"]
-    searched = [100 - float(r["test_top1"]) for r in pilot if r["method"] == "searched"]
-    (mi, si), (ms, ss) = evidence.mean_se(initial), evidence.mean_se(searched)
     wide = ranking_fidelity.figure_of(read_rows(ranking_fidelity.ROWS), "wide")
     taus = ranking_fidelity.taus(wide)
     supernet_taus = [t["tau"] for t in taus["supernets"].values()]
@@ -56,7 +52,7 @@ def figures() -> dict:
             if r["kind"] == "null" and r["preset"] == "demo" and float(r["noise"]) == 1.5}
     return {"pilot": comparisons,
             "study": evidence.preregistered_tests(rows, CONSTRAINTS, PER_SEED_BAND, RETRAIN_SEEDS),
-            "space_claim": {"diff": mi - ms, "se": math.hypot(si, ss), "n": (len(initial), len(searched))},
+            "space_claim": evidence.space_claim(pilot),
             "fidelity": {"archs": len(wide["archs"]), "params": taus["params"][0], "recipes": len(supernet_taus),
                          "lo": min(supernet_taus), "hi": max(supernet_taus), "agreement": taus["seed_vs_seed"][0]},
             "library": {f["kind"]: f for f in ground_truth.fidelity(ground_truth.truth())},

@@ -435,6 +435,18 @@ def plot_spaces(initial: list[float], searched: list[float], path: Path) -> None
 PILOT_COMPARISONS = (("s3", "autoformer"), ("s3", "random"), ("random_searched", "random"), ("s3", "random_searched"))
 
 
+def space_claim(rows: list[dict]) -> dict | None:
+    """The pilot's space claim: standalone test error of archs drawn in the budget from the initial
+    space (`band`) minus from the searched spaces (`searched`), over archs; None below 2 of each."""
+    initial = [100 - float(r["test_top1"]) for r in rows if r["method"] == "band"]
+    searched = [100 - float(r["test_top1"]) for r in rows if r["method"] == "searched"]
+    if len(initial) < 2 or len(searched) < 2:
+        return None
+    (mi, si), (ms, ss) = mean_se(initial), mean_se(searched)
+    return {"initial": initial, "searched": searched, "initial_mean_se": (mi, si), "searched_mean_se": (ms, ss),
+            "diff": mi - ms, "se": math.hypot(si, ss), "n": (len(initial), len(searched))}
+
+
 def report(out: Path, seeds: set[str] | None = None, comparisons=PILOT_COMPARISONS, suffix: str = "",
            inference: bool = True) -> str:
     """The methods' tables as markdown, over the rows of `seeds` (every row when None; "" is the
@@ -477,11 +489,10 @@ def report(out: Path, seeds: set[str] | None = None, comparisons=PILOT_COMPARISO
     for a, b in comparisons:
         v = paired(per_seed(rows, a), per_seed(rows, b))
         say(f"| {a} - {b} | {v['diff']:+.2f} | {v['se']:.2f} | {v['in_se']:+.1f} | {v['p']:.3g} | {len(v['seeds'])} |")
-    searched = [100 - float(r["test_top1"]) for r in rows if r["method"] == "searched"]
-    initial = [100 - x for x in band]
-    if len(searched) > 1 and len(initial) > 1:
-        (mi, si), (ms, ss) = mean_se(initial), mean_se(searched)
-        diff, se = mi - ms, math.sqrt(si ** 2 + ss ** 2)
+    claim = space_claim(rows)
+    if claim:
+        initial, searched, diff, se = claim["initial"], claim["searched"], claim["diff"], claim["se"]
+        (mi, si), (ms, ss) = claim["initial_mean_se"], claim["searched_mean_se"]
         lo, hi = bootstrap_ci(initial, searched)
         say(f"\nSpace claim in the joint budget: standalone test error, initial space {mi:.2f} ± {si:.2f} "
             f"({len(initial)} archs) vs searched spaces {ms:.2f} ± {ss:.2f} ({len(searched)} archs): "
