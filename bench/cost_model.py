@@ -1,9 +1,15 @@
 """Cost-model throughput: analytic params+MACs calls per second on sampled S3-T-space archs,
-side by side with counting the parameters of an instantiated model (what it replaces)."""
+side by side with counting the parameters of an instantiated model (what it replaces); the
+figures are rows of bench/results/speed.csv (bench/speed_rows.py).
 
+    python bench/cost_model.py [--force]
+"""
+
+import argparse
 import time
 
 import torch
+from speed_rows import Figures
 
 from s3.cost import count_macs, count_params
 from s3.models import S3Transformer
@@ -11,6 +17,12 @@ from s3.space import SearchSpace
 
 
 def main(n: int = 100_000) -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--force", action="store_true", help="measure again what the rows hold for this commit and machine")
+    args = p.parse_args()
+    figures = Figures("cost_model")
+    if not args.force and figures.held():
+        return
     space = SearchSpace.from_yaml("conf/space/s3_t.yaml")
     g = torch.Generator().manual_seed(0)
     archs = [space.sample(g) for _ in range(1000)]
@@ -24,8 +36,9 @@ def main(n: int = 100_000) -> None:
     for a in archs[:5]:
         sum(p.numel() for p in S3Transformer(a).parameters())
     built = (time.perf_counter() - t0) / 5
-    print(f"cost model: {1 / analytic:,.0f} archs/s (params + MACs), {n:,} calls in {analytic * n:.2f}s")
-    print(f"instantiating the model to count params: {built * 1e3:.0f} ms/arch -> analytic is {built / analytic:,.0f}x faster")
+    figures.add("analytic params + MACs of an S3-T-space arch", 1 / analytic, "archs/s")
+    figures.add("instantiating the model to count its params", built * 1e3, "ms/arch")
+    figures.add("analytic / instantiating", built / analytic, "x")
 
 
 if __name__ == "__main__":

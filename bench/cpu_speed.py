@@ -7,7 +7,9 @@ one run (median of `--repeats`), so the ratios compare like with like.
 4. eager vs compiled standalone model (the largest tiny subnet): training step, inference, and
    the one-off compile time.
 
-    python bench/cpu_speed.py [--repeats 7] [--skip-s3t] [--skip-compile]
+The figures are rows of bench/results/speed.csv (bench/speed_rows.py).
+
+    python bench/cpu_speed.py [--repeats 7] [--skip-s3t] [--skip-compile] [--force]
 """
 
 import argparse
@@ -17,6 +19,7 @@ from collections.abc import Callable
 
 import torch
 from roofline import interleaved
+from speed_rows import Figures
 
 from s3.constraints import Constraints
 from s3.models import S3Transformer, Supernet
@@ -29,12 +32,16 @@ def bf16():
     return torch.autocast("cpu", dtype=torch.bfloat16)
 
 
-def side_by_side(name: str, variants: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """Median seconds of each variant, run in turns after a warm-up (roofline.interleaved)."""
+def side_by_side(figures: Figures, name: str, variants: dict[str, Callable[[], object]], repeats: int,
+                 target: str = "") -> dict[str, float]:
+    """Median seconds of each variant, run in turns after a warm-up (roofline.interleaved); each
+    variant's time and the others' speed-up over the first are rows."""
     med = interleaved(variants, repeats)
     base, *others = med
-    ratios = "  ".join(f"{k} {med[base] / med[k]:.2f}x" for k in others)
-    print(f"| {name} | " + " | ".join(f"{med[k] * 1e3:.0f} ms" for k in med) + f" | {ratios} |")
+    for k in med:
+        figures.add(f"{name}: {k}", med[k] * 1e3, "ms")
+    for k in others:
+        figures.add(f"{name}: {k} speed-up over {base}", med[base] / med[k], "x", target)
     return med
 
 
@@ -59,12 +66,14 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--skip-s3t", action="store_true")
     p.add_argument("--skip-compile", action="store_true")
+    p.add_argument("--force", action="store_true", help="measure again what the rows hold for this commit and machine")
     args = p.parse_args()
+    figures = Figures("cpu_speed")
+    if not args.force and figures.held():
+        return
     torch.manual_seed(0)
     print(f"cpu, {torch.get_num_threads()} threads, capability {torch.backends.cpu.get_cpu_capability()}, "
           f"bf16 supported: {cpu_supports_bf16()}; median of {args.repeats}, interleaved\n")
-    print("| what | fp32 | bf16 autocast | bf16 speed-up |")
-    print("|---|---|---|---|")
     space = SearchSpace.from_yaml("conf/space/tiny.yaml")
     supernet = Supernet(space, num_classes=10)
     x, y = torch.randn(128, 3, 32, 32), torch.randint(0, 10, (128,))
@@ -78,10 +87,10 @@ def main() -> None:
             return archs[cursor[key] % len(archs)]
         return pick
 
-    side_by_side("tiny supernet training step, random subnets, batch 128", {
+    side_by_side(figures, "tiny supernet training step, random subnets, batch 128", {
         "fp32": train_step(supernet, x, y, contextlib.nullcontext, next_arch("fp32")),
-        "bf16": train_step(supernet, x, y, bf16, next_arch("bf16"))}, args.repeats * 3)
-    side_by_side("tiny supernet training step, largest subnet, batch 128", {
+        "bf16": train_step(supernet, x, y, bf16, next_arch("bf16"))}, args.repeats * 3, ">= 1.2")
+    side_by_side(figures, "tiny supernet training step, largest subnet, batch 128", {
         "fp32": train_step(supernet, x, y, contextlib.nullcontext, space.largest),
         "bf16": train_step(supernet, x, y, bf16, space.largest)}, args.repeats)
 
@@ -94,8 +103,8 @@ def main() -> None:
             CandidateEvaluator(supernet, split, constraints, 500, precision).evaluate(archs[:8])
         return run
 
-    side_by_side("candidate evaluation, 8 archs x 1,000 images", {
-        "fp32": evaluate(contextlib.nullcontext), "bf16": evaluate(bf16)}, args.repeats)
+    side_by_side(figures, "candidate evaluation, 8 archs x 1,000 images", {
+        "fp32": evaluate(contextlib.nullcontext), "bf16": evaluate(bf16)}, args.repeats, ">= 1.4")
 
     if not args.skip_s3t:
         arch = Arch.create([2, 2, 6, 2], [96, 192, 384, 768], [4.0] * 4, [3, 6, 12, 24], [7, 7, 14, 7])
@@ -110,23 +119,21 @@ def main() -> None:
             return run
 
         model.eval()
-        side_by_side("S3-T 224 inference, batch 8", {"fp32": infer(contextlib.nullcontext), "bf16": infer(bf16)},
-                     args.repeats)
+        side_by_side(figures, "S3-T 224 inference, batch 8", {"fp32": infer(contextlib.nullcontext), "bf16": infer(bf16)},
+                     args.repeats, ">= 1.0 (1.5 with AMX)")
         model.train()
-        side_by_side("S3-T 224 training step, batch 8", {
+        side_by_side(figures, "S3-T 224 training step, batch 8", {
             "fp32": train_step(model, xi, yi, contextlib.nullcontext),
             "bf16": train_step(model, xi, yi, bf16)}, max(3, args.repeats // 2))
 
     if not args.skip_compile:
-        print("\n| what | eager | compiled | compiled speed-up |")
-        print("|---|---|---|---|")
         eager = supernet.extract(space.largest()).train()
         compiled_model = supernet.extract(space.largest()).train()
         t0 = time.perf_counter()
         compiled = torch.compile(compiled_model)
         train_step(compiled, x, y, contextlib.nullcontext)()  # the first call compiles
         compile_train = time.perf_counter() - t0
-        side_by_side("largest tiny subnet, training step, batch 128", {
+        side_by_side(figures, "largest tiny subnet, training step, batch 128", {
             "eager": train_step(eager, x, y, contextlib.nullcontext),
             "compiled": train_step(compiled, x, y, contextlib.nullcontext)}, args.repeats)
         eager.eval()
@@ -142,9 +149,10 @@ def main() -> None:
         t0 = time.perf_counter()
         infer_model(compiled)()
         compile_eval = time.perf_counter() - t0
-        side_by_side("largest tiny subnet, inference, batch 500", {
+        side_by_side(figures, "largest tiny subnet, inference, batch 500", {
             "eager": infer_model(eager), "compiled": infer_model(compiled)}, args.repeats)
-        print(f"\ncompile time (first call): training {compile_train:.1f} s, inference {compile_eval:.1f} s")
+        figures.add("compile time, the first training step", compile_train, "s")
+        figures.add("compile time, the first inference", compile_eval, "s")
 
 
 if __name__ == "__main__":

@@ -7,8 +7,9 @@ configs (epochs, iterations, samples). Time per MAC is calibrated on one publish
 Swin-B trains at 2,155 images/s on 8 A100s with fp16 mixed precision (PaddlePaddle PLSC's Swin
 benchmark); a forward pass is taken as a third of a training step, and a supernet step as
 `--overhead` times the standalone step of its subnet (1.04x, measured by bench/supernet_overhead.py).
+The estimates are rows of bench/results/speed.csv (bench/speed_rows.py).
 
-    python bench/flow_cost.py [--sizes t s b]
+    python bench/flow_cost.py [--sizes t s b] [--force]
 """
 
 import argparse
@@ -19,6 +20,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from speed_rows import Figures  # noqa: E402
 
 from s3.config import compose_config as compose_cfg  # noqa: E402
 from s3.constraints import Constraints  # noqa: E402
@@ -41,7 +44,11 @@ def main() -> None:
     p.add_argument("--sizes", nargs="+", default=["t", "s", "b"])
     p.add_argument("--overhead", type=float, default=1.04, help="supernet / standalone training step")
     p.add_argument("--draws", type=int, default=2000)
+    p.add_argument("--force", action="store_true", help="estimate again what the rows hold for this commit")
     args = p.parse_args()
+    figures = Figures("flow_cost")
+    if not args.force and figures.held():
+        return
     train_s_per_mac = 1 / (SWIN_B_TRAIN_IMAGES_PER_S * count_macs(SWIN_B))  # node-seconds per training MAC
     rows = []
     for size in args.sizes:
@@ -73,16 +80,13 @@ def main() -> None:
         rows.append((size, hours, supernet_macs, final_macs, band_macs, s))
     print("GPU-hours (A100, bf16/fp16 mixed) of the S3 flow on ImageNet, 8 GPUs")
     for size, hours, supernet_macs, final_macs, band_macs, s in rows:
-        print(f"\nS3-{size.upper()}: initial-space subnets {supernet_macs / 1e9:.2f} GMACs on average, in-band "
+        print(f"S3-{size.upper()}: initial-space subnets {supernet_macs / 1e9:.2f} GMACs on average, in-band "
               f"{band_macs / 1e9:.2f}, final-space {final_macs / 1e9:.2f}; {s.iterations} iterations, first training "
               f"{s.train_epochs} epochs, fine-tunes {s.finetune_epochs}")
-        print("| stage | GPU-hours | days on 8 GPUs |")
-        print("|---|---|---|")
         for name, h in hours:
-            print(f"| {name} | {h:,.0f} | {h / 8 / 24:.1f} |")
+            figures.add(f"S3-{size.upper()}: {name}", h, "GPU-hours", digits=3)
         total = sum(h for _, h in hours)
-        print(f"| **total** | **{total:,.0f}** | **{total / 8 / 24:.1f}** |")
-
+        figures.add(f"S3-{size.upper()}: total", total, f"GPU-hours ({total / 8 / 24:.1f} days on 8 GPUs)", digits=4)
 
 if __name__ == "__main__":
     main()

@@ -3,9 +3,10 @@ the default supernet training (`python train.py`: the largest subnet's validatio
 retraining (`experiment=retrain_tiny` of an arch: test top-1), each with two seeds so that the
 fp32-bf16 difference can be read against the seed-to-seed one. Every run is cached under
 `--out` (a finished run is skipped, an interrupted one resumes from its last.ckpt), and its wall
-time is recorded, so the same table also gives the end-to-end speed of both precisions.
+time is recorded, so the same table also gives the end-to-end speed of both precisions. The
+figures are rows of bench/results/speed.csv (bench/speed_rows.py).
 
-    python bench/precision_accuracy.py [--arch logs/demo/3_evolution/top/top1.yaml] [--seeds 42 1]
+    python bench/precision_accuracy.py [--arch logs/demo/3_evolution/top/top1.yaml] [--seeds 42 1] [--force]
 """
 
 import argparse
@@ -17,6 +18,7 @@ import time
 from pathlib import Path
 
 import yaml
+from speed_rows import Figures
 
 ROOT = Path(__file__).resolve().parents[1]
 PRECISIONS = ("32-true", "bf16-mixed")
@@ -48,7 +50,11 @@ def main() -> None:
     p.add_argument("--out", default="logs/bench/precision_accuracy")
     p.add_argument("--arch", default=None, help="arch YAML to retrain (default: the arch make demo found)")
     p.add_argument("--seeds", nargs="+", type=int, default=[42, 1])
+    p.add_argument("--force", action="store_true", help="record again what the rows hold for this commit and machine")
     args = p.parse_args()
+    figures = Figures("precision_accuracy")
+    if not args.force and figures.held():
+        return
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     arch = Path(args.arch) if args.arch else out / "arch.yaml"
@@ -66,20 +72,21 @@ def main() -> None:
                 r = run(out / name, script, *overrides, f"trainer.precision={precision}", f"seed={seed}")
                 rows.append((task, precision, seed, r[metric], r["seconds"], r["resumed"]))
                 print(f"{task} {precision} seed {seed}: top-1 {r[metric]:.2f}, {r['seconds']:.0f} s", flush=True)
-    print("\n| run | precision | seed | top-1 (%) | wall time |")
-    print("|---|---|---|---|---|")
-    for task, precision, seed, top1, seconds, resumed in rows:
-        print(f"| {task} | {precision} | {seed} | {top1:.2f} | {seconds / 60:.1f} min{' (resumed)' if resumed else ''} |")
-    print("\n| run | fp32 - bf16 top-1, same seed (points) | seed-to-seed top-1, same precision | bf16 speed-up |")
-    print("|---|---|---|---|")
     for task in dict.fromkeys(r[0] for r in rows):
-        r = {(p, s): (t, sec) for tk, p, s, t, sec, _ in rows if tk == task}
-        diffs = [r[("32-true", s)][0] - r[("bf16-mixed", s)][0] for s in args.seeds]
-        noise = [abs(r[(p, args.seeds[0])][0] - r[(p, s)][0]) for p in PRECISIONS for s in args.seeds[1:]]
+        r = {(p, s): (t, sec, resumed) for tk, p, s, t, sec, resumed in rows if tk == task}
+        for precision in PRECISIONS:
+            for seed in args.seeds:
+                top1, seconds, resumed = r[(precision, seed)]
+                figures.add(f"{task}, {precision}, seed {seed}: top-1", top1, "%", digits=4)
+                figures.add(f"{task}, {precision}, seed {seed}: wall time" + (" (resumed)" if resumed else ""),
+                            seconds / 60, "min", digits=2)
+        diff = sum(r[("32-true", s)][0] - r[("bf16-mixed", s)][0] for s in args.seeds) / len(args.seeds)
+        noise = sum(abs(r[(p, args.seeds[0])][0] - r[(p, s)][0]) for p in PRECISIONS for s in args.seeds[1:]) \
+            / (len(PRECISIONS) * (len(args.seeds) - 1))
         speed = sum(r[("32-true", s)][1] for s in args.seeds) / sum(r[("bf16-mixed", s)][1] for s in args.seeds)
-        print(f"| {task} | {', '.join(f'{d:+.2f}' for d in diffs)} | {', '.join(f'{n:.2f}' for n in noise)} | "
-              f"{speed:.2f}x |")
-
+        figures.add(f"{task}: fp32 - bf16 top-1, same seed, mean", diff, "points", digits=2)
+        figures.add(f"{task}: seed-to-seed top-1 difference, same precision, mean", noise, "points", digits=2)
+        figures.add(f"{task}: bf16 speed-up of the wall time", speed, "x")
 
 if __name__ == "__main__":
     main()

@@ -24,6 +24,7 @@ import ranking_fidelity  # noqa: E402
 import roofline  # noqa: E402
 import search_evidence as evidence  # noqa: E402
 import space_moves  # noqa: E402
+import speed_rows  # noqa: E402
 import tabular  # noqa: E402
 from rows import read_rows  # noqa: E402
 
@@ -163,7 +164,8 @@ def render(docs: Path = RESULTS.parent) -> str:
          "\n\n![latency predictor](bench/latency_predictor.png)\n\n![latency-bound vs MACs-band picks]"
          "(bench/latency_search.png)"),
         ("Speed on this CPU", 2, SPEED_INTRO + "\n\n" + roofline.report(
-            read_rows(RESULTS_DIR / "roofline.csv"), read_rows(RESULTS_DIR / "roofline_levers.csv"))),
+            read_rows(RESULTS_DIR / "roofline.csv"), read_rows(RESULTS_DIR / "roofline_levers.csv")) + "\n\n" +
+         SPEED_SCRIPTS_INTRO + "\n\n" + speed_rows.report(read_rows(speed_rows.ROWS))),
     ]
     return "\n\n".join(f"{'#' * level} {title}\n\n{body.strip()}" for title, level, body in sections) + "\n"
 
@@ -227,6 +229,11 @@ and evolution under a latency bound against evolution under the MACs band (3 sea
 SPEED_INTRO = """\
 Achieved MAC/s against this CPU's measured bf16 matmul peak and each step's roofline bound, and
 each speed lever before and after, timed side by side. Rows: `bench/results/roofline*.csv`."""
+
+SPEED_SCRIPTS_INTRO = """\
+The smaller speed scripts (`make bench`), each ratio timed side by side in one run, and the
+estimate of the S3 flow's GPU-hours on ImageNet (computed from the configs and one published Swin-B
+throughput; no GPU measured it). Rows: `bench/results/speed.csv`."""
 
 
 def main() -> None:

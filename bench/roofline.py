@@ -32,7 +32,6 @@ import argparse
 import contextlib
 import copy
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -47,6 +46,7 @@ import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 from rows import append_row, read_rows
+from speed_rows import commit, cpu_name
 from torch.profiler import ProfilerActivity, profile
 from torch.utils import benchmark
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -273,29 +273,11 @@ FIELDS = ["commit", "cpu", "threads", "workload", "mode", "precision", "batch", 
           "share_fp32_peak", "bound_gmacs", "share_of_bound", "bound", "bf16_peak_gmacs", "fp32_peak_gmacs"]
 
 
-def commit() -> str:
-    try:
-        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                             check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                               capture_output=True, text=True, check=True).stdout.strip()
-        return sha + ("+dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def cpu_features() -> str:
     """What decides the attention path on a CPU: its ATen capability and AMX."""
     flags = next((line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")), "") \
         if Path("/proc/cpuinfo").is_file() else ""
     return f"capability {torch.backends.cpu.get_cpu_capability()}, AMX {'yes' if 'amx_tile' in flags else 'no'}"
-
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").is_file() else []:
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
 
 
 # -- levers: each measured before/after, interleaved in one run ----------------------------------------

@@ -1,16 +1,19 @@
 """Per-candidate cost of the search's evaluation engine relative to a bare forward pass of the
 extracted standalone subnet over the same cached split (target <= 1.10x). The engine's time
 includes the cost-model check, `set_arch`, the metric and the cache; the bare pass is only
-`model(x)` over the same batches under `torch.inference_mode()`. Timed interleaved in one run.
+`model(x)` over the same batches under `torch.inference_mode()`. Timed interleaved in one run; the
+figures are rows of bench/results/speed.csv (bench/speed_rows.py).
 
-    python bench/search_overhead.py [--space conf/space/tiny.yaml] [--images 1000] [--archs 8]
+    python bench/search_overhead.py [--space conf/space/tiny.yaml] [--images 1000] [--archs 8] [--force]
 """
 
 import argparse
 import statistics
 import time
+from pathlib import Path
 
 import torch
+from speed_rows import Figures
 
 from s3.constraints import Constraints
 from s3.models import Supernet
@@ -33,7 +36,11 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=500)
     p.add_argument("--archs", type=int, default=8)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--force", action="store_true", help="measure again what the rows hold for this commit and machine")
     args = p.parse_args()
+    figures = Figures("search_overhead")
+    if not args.force and figures.held():
+        return
     torch.manual_seed(0)
     space = SearchSpace.from_yaml(args.space)
     supernet = Supernet(space, num_classes=10).eval()
@@ -59,7 +66,10 @@ def main() -> None:
         ratios.append(ratio)
         print(f"arch {i}: engine {statistics.median(t_engine) * 1e3:7.1f} ms  bare standalone "
               f"{statistics.median(t_bare) * 1e3:7.1f} ms  ratio {ratio:.3f}")
-    print(f"median ratio over archs: {statistics.median(ratios):.3f}, max {max(ratios):.3f} (target <= 1.10)")
+    what = f"{len(archs)} archs of {Path(args.space).stem}, {args.images:,} images, batch {args.batch}"
+    figures.add(f"search engine / bare forward of the extracted subnet, median over {what}", statistics.median(ratios),
+                "x", "<= 1.10")
+    figures.add(f"search engine / bare forward of the extracted subnet, max over {what}", max(ratios), "x")
 
 
 if __name__ == "__main__":

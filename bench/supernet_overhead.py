@@ -1,14 +1,17 @@
 """Training-step cost of the weight-entangled supernet relative to the extracted standalone
 subnet: same arch, same batch, same optimizer, timed interleaved in one run (target <= 1.05x).
+Its figures are rows of bench/results/speed.csv (bench/speed_rows.py).
 
-    python bench/supernet_overhead.py [--space conf/space/tiny.yaml] [--batch 64] [--repeats 15]
+    python bench/supernet_overhead.py [--space conf/space/tiny.yaml] [--batch 64] [--repeats 15] [--force]
 """
 
 import argparse
 import statistics
 import time
+from pathlib import Path
 
 import torch
+from speed_rows import Figures
 
 from s3.models import Supernet
 from s3.space import SearchSpace
@@ -29,7 +32,11 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=15)
     p.add_argument("--archs", type=int, default=3, help="random archs besides the largest and smallest")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--force", action="store_true", help="measure again what the rows hold for this commit and machine")
     args = p.parse_args()
+    figures = Figures("supernet_overhead")
+    if not args.force and figures.held():
+        return
     torch.manual_seed(0)
     space = SearchSpace.from_yaml(args.space)
     supernet = Supernet(space, num_classes=10).to(args.device)
@@ -54,7 +61,11 @@ def main() -> None:
         ratios.append(ratio)
         print(f"{name:9s} supernet {statistics.median(t_super) * 1e3:7.1f} ms  standalone "
               f"{statistics.median(t_alone) * 1e3:7.1f} ms  ratio {ratio:.3f}")
-    print(f"median ratio over archs: {statistics.median(ratios):.3f} (target <= 1.05)")
+        if name in ("largest", "smallest"):
+            figures.add(f"training step, supernet / extracted standalone, {name} {Path(args.space).stem} subnet, batch "
+                        f"{args.batch}", ratio, "x")
+    figures.add(f"training step, supernet / extracted standalone, median over {len(archs)} {Path(args.space).stem} archs, "
+                f"batch {args.batch}", statistics.median(ratios), "x", "<= 1.05")
 
 
 if __name__ == "__main__":

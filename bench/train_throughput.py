@@ -1,7 +1,8 @@
 """Training throughput (images/s) of the tiny supernet on Fashion-MNIST through the real Lightning
-loop, side by side with the extracted largest subnet trained by the same loop and data.
+loop, side by side with the extracted largest subnet trained by the same loop and data; the
+figures are rows of bench/results/speed.csv (bench/speed_rows.py).
 
-    python bench/train_throughput.py [--steps 60] [--batch 128]
+    python bench/train_throughput.py [--steps 60] [--batch 128] [--force]
 """
 
 import argparse
@@ -11,6 +12,7 @@ from pathlib import Path
 import lightning as L
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
+from speed_rows import Figures
 
 from s3.lit import StandaloneModule
 
@@ -48,7 +50,11 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--steps", type=int, default=60)
     p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--force", action="store_true", help="measure again what the rows hold for this commit and machine")
     args = p.parse_args()
+    figures = Figures("train_throughput")
+    if not args.force and figures.held():
+        return
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("train", overrides=[f"data.batch_size={args.batch}", "data.split_dir=null", "logger=[]"])
     dm = instantiate(cfg.data)
@@ -70,10 +76,10 @@ def main() -> None:
             break
     loader = n / (time.perf_counter() - data)
     print(f"batch {args.batch}, {args.steps} steps, CPU")
-    print(f"supernet (random subnet every step): {t_super:8.1f} images/s")
-    print(f"standalone largest subnet:           {t_alone:8.1f} images/s")
-    print(f"data loader alone:                   {loader:8.1f} images/s ({loader / t_super:.0f}x the supernet)")
-    print(f"supernet / standalone-largest throughput: {t_super / t_alone:.2f}")
+    figures.add(f"supernet training (one random subnet per step), batch {args.batch}", t_super, "images/s")
+    figures.add(f"the largest subnet standalone, batch {args.batch}", t_alone, "images/s")
+    figures.add("the data loader alone", loader, "images/s")
+    figures.add("supernet / largest standalone throughput", t_super / t_alone, "x")
 
 
 if __name__ == "__main__":
