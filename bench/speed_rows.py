@@ -6,6 +6,7 @@ re-measures), and `python -m bench.report` shows the latest row of each figure."
 
 from __future__ import annotations
 
+import math
 import platform
 import subprocess
 from pathlib import Path
@@ -36,6 +37,14 @@ def cpu_name() -> str:
     return platform.processor() or "unknown"
 
 
+def significant(value: float, digits: int = 3) -> str:
+    """`value` to `digits` significant digits, without an exponent (6450, 1.04, 0.972)."""
+    if value == 0 or not math.isfinite(value):
+        return str(value)
+    places = digits - 1 - math.floor(math.log10(abs(value)))
+    return f"{round(value, places):.{max(0, places)}f}"
+
+
 def key() -> dict[str, str]:
     return {"commit": commit(), "cpu": cpu_name(), "threads": str(torch.get_num_threads()), "torch": torch.__version__}
 
@@ -55,9 +64,9 @@ class Figures:
         return bool(mine)
 
     def add(self, figure: str, value: float, unit: str, target: str = "", digits: int = 3) -> None:
-        append_row(self.rows, COLUMNS, {"bench": self.bench, "figure": figure, "value": f"{value:.{digits}g}",
+        append_row(self.rows, COLUMNS, {"bench": self.bench, "figure": figure, "value": significant(value, digits),
                                         "unit": unit, "target": target, **self.key})
-        print(f"{figure}: {value:.{digits}g} {unit}" + (f" (target {target})" if target else ""), flush=True)
+        print(f"{figure}: {significant(value, digits)} {unit}" + (f" (target {target})" if target else ""), flush=True)
 
 
 def report(rows: list[dict]) -> str:

@@ -26,3 +26,7 @@ def test_a_rerun_skips_what_the_rows_hold_and_the_report_shows_the_latest(tmp_pa
     table = speed_rows.report(speed_rows.read_rows(rows))
     assert "| training step ratio | 1.02 x | <= 1.05 |" in table
     assert "1.04 x" not in table and "commit bbbbbbb" in table
+
+
+def test_figures_keep_three_significant_digits_without_an_exponent():
+    assert [speed_rows.significant(v) for v in (6450.3, 59_912.0, 0.9716, 1.0412)] == ["6450", "59900", "0.972", "1.04"]
