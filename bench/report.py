@@ -3,12 +3,13 @@ plots it shows. Nothing here measures: every figure is recomputed from rows, so 
 drift from the evidence, and `tests/test_published_figures.py` fails when it has.
 
     python -m bench.report            # writes docs/results.md and its plots
-    python -m bench.report --check    # exit 1 when docs/results.md is not what the rows give
+    python -m bench.report --check    # exit 1 when docs/results.md or a plot is not what the rows give
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -241,11 +242,18 @@ def main() -> None:
     p.add_argument("--check", action="store_true", help="only compare docs/results.md with what the rows give")
     args = p.parse_args()
     if args.check:
-        with tempfile.TemporaryDirectory() as plots:  # the plots are redrawn elsewhere: only the text is compared
-            text = render(Path(plots))
+        with tempfile.TemporaryDirectory() as drawn:  # redrawn elsewhere, then compared byte for byte
+            text = render(Path(drawn))
+            plots = list(dict.fromkeys(re.findall(r"\]\(([^)]+\.png)\)", text)))
+            stale = [p for p in plots if not (RESULTS.parent / p).is_file()
+                     or (RESULTS.parent / p).read_bytes() != (Path(drawn) / p).read_bytes()]
+        page = RESULTS.relative_to(ROOT)
         if RESULTS.read_text() != text:
-            sys.exit(f"{RESULTS.relative_to(ROOT)} is not what the rows give: run `python -m bench.report`")
-        print(f"{RESULTS.relative_to(ROOT)} matches the rows")
+            sys.exit(f"{page} is not what the rows give: run `python -m bench.report`")
+        if stale:
+            sys.exit(f"{', '.join(f'docs/{p}' for p in stale)} {'is' if len(stale) == 1 else 'are'} not what the rows "
+                     f"draw: run `python -m bench.report`")
+        print(f"{page} and its {len(plots)} plots match the rows")
         return
     text = render()
     RESULTS.write_text(text)
