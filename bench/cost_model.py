@@ -18,10 +18,8 @@ from s3.space import SearchSpace
 
 def main(n: int = 100_000) -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--force", action="store_true", help="measure again what the rows hold for this commit and machine")
-    args = p.parse_args()
-    figures = Figures("cost_model")
-    if not args.force and figures.held():
+    args, figures = Figures.parse(p, "cost_model")
+    if figures is None:
         return
     space = SearchSpace.from_yaml("conf/space/s3_t.yaml")
     g = torch.Generator().manual_seed(0)

@@ -66,10 +66,8 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--skip-s3t", action="store_true")
     p.add_argument("--skip-compile", action="store_true")
-    p.add_argument("--force", action="store_true", help="measure again what the rows hold for this commit and machine")
-    args = p.parse_args()
-    figures = Figures("cpu_speed")
-    if not args.force and figures.held():
+    args, figures = Figures.parse(p, "cpu_speed")
+    if figures is None:
         return
     torch.manual_seed(0)
     print(f"cpu, {torch.get_num_threads()} threads, capability {torch.backends.cpu.get_cpu_capability()}, "

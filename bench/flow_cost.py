@@ -44,10 +44,8 @@ def main() -> None:
     p.add_argument("--sizes", nargs="+", default=["t", "s", "b"])
     p.add_argument("--overhead", type=float, default=1.04, help="supernet / standalone training step")
     p.add_argument("--draws", type=int, default=2000)
-    p.add_argument("--force", action="store_true", help="estimate again what the rows hold for this commit")
-    args = p.parse_args()
-    figures = Figures("flow_cost")
-    if not args.force and figures.held():
+    args, figures = Figures.parse(p, "flow_cost")
+    if figures is None:
         return
     train_s_per_mac = 1 / (SWIN_B_TRAIN_IMAGES_PER_S * count_macs(SWIN_B))  # node-seconds per training MAC
     rows = []

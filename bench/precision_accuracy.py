@@ -50,10 +50,8 @@ def main() -> None:
     p.add_argument("--out", default="logs/bench/precision_accuracy")
     p.add_argument("--arch", default=None, help="arch YAML to retrain (default: the arch make demo found)")
     p.add_argument("--seeds", nargs="+", type=int, default=[42, 1])
-    p.add_argument("--force", action="store_true", help="record again what the rows hold for this commit and machine")
-    args = p.parse_args()
-    figures = Figures("precision_accuracy")
-    if not args.force and figures.held():
+    args, figures = Figures.parse(p, "precision_accuracy")
+    if figures is None:
         return
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -36,10 +36,8 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=500)
     p.add_argument("--archs", type=int, default=8)
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--force", action="store_true", help="measure again what the rows hold for this commit and machine")
-    args = p.parse_args()
-    figures = Figures("search_overhead")
-    if not args.force and figures.held():
+    args, figures = Figures.parse(p, "search_overhead")
+    if figures is None:
         return
     torch.manual_seed(0)
     space = SearchSpace.from_yaml(args.space)

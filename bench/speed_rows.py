@@ -6,6 +6,7 @@ re-measures), and `python -m bench.report` shows the latest row of each figure."
 
 from __future__ import annotations
 
+import argparse
 import math
 import platform
 import subprocess
@@ -55,6 +56,16 @@ class Figures:
 
     def __init__(self, bench: str, rows: Path = ROWS):
         self.bench, self.rows, self.key = bench, rows, key()
+
+    @classmethod
+    def parse(cls, parser: argparse.ArgumentParser, bench: str) -> tuple[argparse.Namespace, Figures | None]:
+        """A speed script's arguments, with `--force`, and the Figures to record into; None when the
+        rows hold this commit and machine's figures already (they are printed instead)."""
+        parser.add_argument("--force", action="store_true",
+                            help="measure again what the rows hold for this commit and machine")
+        args = parser.parse_args()
+        figures = cls(bench)
+        return args, (None if figures.held() and not args.force else figures)
 
     def held(self) -> bool:
         mine = [r for r in read_rows(self.rows)

@@ -32,10 +32,8 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=15)
     p.add_argument("--archs", type=int, default=3, help="random archs besides the largest and smallest")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--force", action="store_true", help="measure again what the rows hold for this commit and machine")
-    args = p.parse_args()
-    figures = Figures("supernet_overhead")
-    if not args.force and figures.held():
+    args, figures = Figures.parse(p, "supernet_overhead")
+    if figures is None:
         return
     torch.manual_seed(0)
     space = SearchSpace.from_yaml(args.space)

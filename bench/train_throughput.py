@@ -50,10 +50,8 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--steps", type=int, default=60)
     p.add_argument("--batch", type=int, default=128)
-    p.add_argument("--force", action="store_true", help="measure again what the rows hold for this commit and machine")
-    args = p.parse_args()
-    figures = Figures("train_throughput")
-    if not args.force and figures.held():
+    args, figures = Figures.parse(p, "train_throughput")
+    if figures is None:
         return
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("train", overrides=[f"data.batch_size={args.batch}", "data.split_dir=null", "logger=[]"])
