@@ -4,6 +4,7 @@ the ablation's recipe, seed 0 for all, seed 1 for the first 30. The plan: bench/
 
     taskset -c 0 python bench/ground_truth.py --jobs 1     # trains what the rows lack (resumable)
     python bench/ground_truth.py --score <the study's --out>  # scores the library with its finished supernets
+    python bench/ground_truth.py --score <out> --follow 10    # ... and again every 10 minutes, as seeds finish
     python bench/ground_truth.py --report                  # the noise, ceilings and fidelity, from the rows
 
 Rows: bench/results/ground_truth.csv (one per run, appended as it ends); library_scores.csv (each
@@ -308,10 +309,17 @@ def main() -> None:
     p.add_argument("--score", type=Path, metavar="OUT", help="score the library with the study's finished supernets")
     p.add_argument("--recipes", type=Path, metavar="OUT", help="train RECIPES' supernets into OUT/recipes/ and score "
                    "the library with them")
+    p.add_argument("--follow", type=float, metavar="MINUTES", help="with --score: score again every MINUTES, as the "
+                   "study's seeds finish their supernets (until interrupted)")
     p.add_argument("--report", action="store_true", help="only the figures, from the rows")
     args = p.parse_args()
+    if args.follow is not None and not args.score:
+        p.error("--follow goes with --score")
     if args.score:
         score(args.score)
+        while args.follow is not None:
+            time.sleep(60 * args.follow)
+            score(args.score)
     elif args.recipes:
         score_recipes(args.recipes)
     elif not args.report:
