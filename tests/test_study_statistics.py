@@ -91,3 +91,19 @@ def test_the_interim_state_shows_no_p_value():
     final = search_evidence.preregistered({**study, "final": True, "planned": 3,
                                            "h1_every": {**tests[0], "seeds": ["0", "3"]}})
     assert "0.04" in final
+
+
+def test_the_confirmation_rule_estimate_counts_pairs_that_made_the_same_move():
+    """Three seeds: (1, depth) moved the same way in seeds 3 and 4; (2, depth) in seed 5 only; (3,
+    depth) moved in all three but not the same way. Pairs: (3,4) confirm (1, depth), nothing else."""
+    def row(seed, new, old="[1, 2]"):
+        return {"seed": seed, "old": old, "new": new}
+
+    by_dim = {(1, "depth"): [row("3", "[2, 3]"), row("4", "[2, 3]"), row("5", "[1, 2]")],
+              (2, "depth"): [row("3", "[1, 2]"), row("4", "[1, 2]"), row("5", "[0, 1]")],
+              (3, "depth"): [row("3", "[2, 3]"), row("4", "[0, 1]"), row("5", "[2, 3]")]}
+    c = space_moves.confirmed_by_pairs({"seeds": ["3", "4", "5"], "by_dim": by_dim, "consistent": []})
+    assert c["pairs"] == 3
+    assert c["share"] == {(1, "depth"): 1 / 3, (2, "depth"): 0.0, (3, "depth"): 1 / 3}
+    assert c["false_single"] == pytest.approx(2 / 3 + 1 / 3 + 1)
+    assert c["false_confirmed"] == pytest.approx(2 / 3)
