@@ -250,7 +250,7 @@ def plot(by_arch: dict[str, dict[str, float]], fid: list[dict], path: Path) -> N
     for ax in axes.flat[len(panels):]:
         ax.set_visible(False)
     for ax, (name, by_seed, xlabel, stat) in zip(axes.flat, panels):
-        for seed, xs in sorted(by_seed.items()):
+        for seed, xs in sorted(by_seed.items(), key=lambda kv: int(kv[0] or -1)):  # seeds in number order
             ax.scatter(list(xs.values()), [by_arch[a]["0"] for a in xs], s=10, alpha=0.6,
                        label=f"seed {seed}" if seed else None)
         ax.set_title(f"{name}\n{stat}", fontsize=9)
