@@ -86,5 +86,6 @@ def main() -> None:
         total = sum(h for _, h in hours)
         figures.add(f"S3-{size.upper()}: total", total, f"GPU-hours ({total / 8 / 24:.1f} days on 8 GPUs)", digits=4)
 
+
 if __name__ == "__main__":
     main()

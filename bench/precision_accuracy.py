@@ -79,12 +79,14 @@ def main() -> None:
                 figures.add(f"{task}, {precision}, seed {seed}: wall time" + (" (resumed)" if resumed else ""),
                             seconds / 60, "min", digits=2)
         diff = sum(r[("32-true", s)][0] - r[("bf16-mixed", s)][0] for s in args.seeds) / len(args.seeds)
-        noise = sum(abs(r[(p, args.seeds[0])][0] - r[(p, s)][0]) for p in PRECISIONS for s in args.seeds[1:]) \
-            / (len(PRECISIONS) * (len(args.seeds) - 1))
         speed = sum(r[("32-true", s)][1] for s in args.seeds) / sum(r[("bf16-mixed", s)][1] for s in args.seeds)
         figures.add(f"{task}: fp32 - bf16 top-1, same seed, mean", diff, "points", digits=2)
-        figures.add(f"{task}: seed-to-seed top-1 difference, same precision, mean", noise, "points", digits=2)
+        if len(args.seeds) > 1:  # the spread the difference reads against
+            noise = [abs(r[(p, args.seeds[0])][0] - r[(p, s)][0]) for p in PRECISIONS for s in args.seeds[1:]]
+            figures.add(f"{task}: seed-to-seed top-1 difference, same precision, mean", sum(noise) / len(noise),
+                        "points", digits=2)
         figures.add(f"{task}: bf16 speed-up of the wall time", speed, "x")
+
 
 if __name__ == "__main__":
     main()
