@@ -237,6 +237,18 @@ estimate of the S3 flow's GPU-hours on ImageNet (computed from the configs and o
 throughput; no GPU measured it). Rows: `bench/results/speed.csv`."""
 
 
+def plots_of(page: str) -> list[str]:
+    """The PNGs a page shows, as paths from docs/, each once."""
+    return list(dict.fromkeys(re.findall(r"\]\(([^)]+\.png)\)", page)))
+
+
+def stale_plots(page: str, drawn: Path) -> list[str]:
+    """The page's plots whose committed file under docs/ is missing or not byte for byte the one
+    `render(drawn)` drew."""
+    return [p for p in plots_of(page) if not (RESULTS.parent / p).is_file()
+            or (RESULTS.parent / p).read_bytes() != (drawn / p).read_bytes()]
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--check", action="store_true", help="only compare docs/results.md with what the rows give")
@@ -244,9 +256,7 @@ def main() -> None:
     if args.check:
         with tempfile.TemporaryDirectory() as drawn:  # redrawn elsewhere, then compared byte for byte
             text = render(Path(drawn))
-            plots = list(dict.fromkeys(re.findall(r"\]\(([^)]+\.png)\)", text)))
-            stale = [p for p in plots if not (RESULTS.parent / p).is_file()
-                     or (RESULTS.parent / p).read_bytes() != (Path(drawn) / p).read_bytes()]
+            plots, stale = plots_of(text), stale_plots(text, Path(drawn))
         page = RESULTS.relative_to(ROOT)
         if RESULTS.read_text() != text:
             sys.exit(f"{page} is not what the rows give: run `python -m bench.report`")

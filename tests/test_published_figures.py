@@ -3,7 +3,6 @@ whole, and a figure that bench/README.md or the README quotes and the rows no lo
 
 from __future__ import annotations
 
-import re
 import sys
 
 import pytest
@@ -56,10 +55,8 @@ def test_docs_results_md_is_what_the_rows_give(report, tmp_path, monkeypatch):
     monkeypatch.setattr(report.latency, "machine", lambda: "another CPU | torch 0.0")
     page = report.render(tmp_path)
     assert page == (ROOT / "docs" / "results.md").read_text()
-    images = re.findall(r"\]\(([^)]+\.png)\)", page)
-    assert images
-    for i in images:  # drawn from the rows, and committed as drawn
-        assert (tmp_path / i).read_bytes() == (ROOT / "docs" / i).read_bytes(), f"docs/{i} is not what the rows draw"
+    assert report.plots_of(page)
+    assert report.stale_plots(page, tmp_path) == []  # drawn from the rows, and committed as drawn
 
 
 @pytest.mark.slow
