@@ -188,16 +188,19 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
 def train_supernet(cfg: DictConfig, *, space: SearchSpace, out_dir: Path, epochs: int, init_from: Path | None,
                    warmup_epochs: float | None = None, wandb_name: str | None = None,
-                   wandb_group: str | None = None) -> Supernet:
+                   wandb_group: str | None = None, seed: int | None = None) -> Supernet:
     """A supernet training of `space` in `out_dir`, with the recipe of `cfg` (what the space search
-    runs per iteration): a new run starts from every overlapping slice of `init_from`, an
-    interrupted one resumes from its newest checkpoint, a finished one is read back."""
+    runs per iteration) and its seed unless `seed` is given: a new run starts from every overlapping
+    slice of `init_from`, an interrupted one resumes from its newest checkpoint, a finished one is
+    read back."""
     last = out_dir / "checkpoints" / "last.ckpt"
     if RunDir(out_dir, TRAINING).finished and last.is_file():
         return load_supernet(last)
     started = any((out_dir / "checkpoints").glob("*.ckpt"))  # an interrupted training resumes instead
     changes: dict[str, Any] = {"overwrite": False, "space": space.to_dict(), "paths": {"output_dir": str(out_dir)},
                                "trainer": {"max_epochs": epochs}}
+    if seed is not None:
+        changes["seed"] = seed
     if warmup_epochs is not None:
         changes["model"] = {"optim": {"warmup_epochs": warmup_epochs}}
     if (cfg.get("logger") or {}).get("wandb") is not None:

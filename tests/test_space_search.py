@@ -13,7 +13,7 @@ from s3.constraints import Constraints
 from s3.search.configs import search_config
 from s3.search.et_error import et_error, fit_dimensions
 from s3.search.pool import SUBSPACES, PooledArch, sample_pool
-from s3.search.shift import MoveRule, evolve_space, keep_feasible, shifted
+from s3.search.shift import MoveRule, confirmed, evolve_space, keep_feasible, shifted
 from s3.search.significance import change_tests, holm, moves_under_null
 from s3.space import Arch, SearchSpace
 from tests.conftest import ROOT, SPACES
@@ -166,6 +166,34 @@ def test_the_permutation_null_agrees_with_a_direct_simulation():
     assert null["threshold"].mean() > 2 and null["significant"].mean() < 0.5
 
 
+def test_a_move_stands_only_where_a_second_supernet_makes_it_too():
+    """search.confirm: the same pool's errors on two supernets; a move stands where both make it
+    (the same way), and the null of the confirmed rule counts only such agreements."""
+    constraints = Constraints(WIDE, params=BAND, num_classes=10)
+    pool = sample_pool(WIDE, constraints, 160, "confirm", "stage_uniform")
+    rng = np.random.default_rng(0)
+    shared = 20 + 3.0 * rng.standard_normal(len(pool))  # what the archs are (no dimension matters)
+    first, second = (list(shared + 0.5 * rng.standard_normal(len(pool))) for _ in range(2))
+    rule = MoveRule("threshold", 0.5)
+    own = [evolve_space(WIDE, fit_dimensions(WIDE, pool, e, 16), rule)[1] for e in (first, second)]
+    both = confirmed(*own)
+    moves = [{(d.stage, d.dimension): d.new for d in ds if d.moved} for ds in own]
+    assert {(d.stage, d.dimension): d.new for d in both if d.moved} == {
+        k: v for k, v in moves[0].items() if moves[1].get(k) == v}
+    assert {(d.stage, d.dimension) for d in both if d.action == "unconfirmed"} == {
+        k for k, v in moves[0].items() if moves[1].get(k) != v}
+    assert 0 < sum(d.moved for d in both) < len(moves[0])  # the pools agree in part: some moves fall
+    keys = [(t.stage, t.dimension) for t in change_tests(WIDE, pool, first, 16, 50)]
+    rules = {r: MoveRule(r).deciding(WIDE, keys) for r in ("threshold", "significant")}
+    alone = moves_under_null(WIDE, pool, first, 16, rules, permutations=40, resamples=100, seed=5)
+    twice = moves_under_null(WIDE, pool, [first, first], 16, rules, permutations=40, resamples=100, seed=5)
+    paired = moves_under_null(WIDE, pool, [first, second], 16, rules, permutations=40, resamples=100, seed=5)
+    for r in rules:  # one supernet scored twice is one supernet; a second, noisier one confirms fewer moves
+        assert list(twice[r]) == list(alone[r])
+        assert (paired[r] <= alone[r]).all()
+    assert paired["threshold"].sum() < alone["threshold"].sum()
+
+
 def test_one_infeasible_shift_is_reverted_alone(tiny_space):
     """Two real effects (stage 4 wider, stage 1 smaller windows); the params cap admits the window
     move but not a wider stage 4: only the embed-dim move is reverted."""
@@ -314,6 +342,36 @@ def test_space_search_writes_iterations_and_a_loadable_space(tmp_path):
     # train.py composes the searched space through hydra.searchpath
     cfg = compose_cfg([f"hydra.searchpath=[file://{out / 'conf'}]", "space=searched"], tmp_path / "t")
     assert SearchSpace.from_dict(cfg.space) == searched
+
+
+def test_space_search_confirms_each_move_on_a_second_supernet(tmp_path, caplog):
+    """search.confirm: iter<t>/confirm trains a second supernet (its own seed, the same space and
+    epochs) and scores the same pool; the iteration moves only what both moved the same way, and
+    the next iteration fine-tunes each supernet from its own."""
+    from s3.search.space_search import CONFIRM_SEED
+
+    out = tmp_path / "space"
+    with caplog.at_level("INFO", logger="s3.search.space_search"):
+        _search(out, "search=space", "search.iterations=2", "search.samples=12", "search.top_k=3",
+                "search.move_rule=threshold", "search.threshold=0.0", "search.confirm=true",
+                "search.null_permutations=20")
+    state = json.loads((out / "search_state.json").read_text())["iterations"]
+    first, second = (torch.load(out / "iter0" / sub / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+                     for sub in ("", "confirm"))
+    assert not all(torch.equal(first[k], second[k]) for k in first)  # another seed: another supernet
+    seeds = [OmegaConf.load(out / "iter0" / sub / "checkpoints" / "config.yaml").seed for sub in ("", "confirm")]
+    assert seeds[1] == seeds[0] + CONFIRM_SEED
+    assert sorted(r["arch"] for r in _rows(out / "iter0" / "archs.csv")) == sorted(
+        r["arch"] for r in _rows(out / "iter0" / "confirm" / "archs.csv"))  # the same pool on both
+    it = state[0]
+    other = {(d["stage"], d["dimension"]): d for d in it["confirm"]["decisions"]}
+    kept = [d for d in it["decisions"] if d["new"] != d["old"]]
+    dropped = [d for d in it["decisions"] if d["action"] == "unconfirmed"]
+    assert kept and dropped  # two tiny supernets agree on some moves, not all
+    assert all(other[(d["stage"], d["dimension"])]["new"] == d["new"] for d in kept)
+    assert it["moved"] == len(kept) and it["move_rule"]["confirm"] is True
+    assert (out / "iter1" / "confirm" / "checkpoints" / "last.ckpt").is_file()
+    assert "dimension(s) moved; the second supernet alone would move" in caplog.text
 
 
 def test_the_e_t_error_of_a_space_on_its_supernet_is_the_pools_by_hand(tmp_path, supernet_ckpt):

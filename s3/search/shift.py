@@ -84,6 +84,7 @@ REASONS = {
     "not_significant": "change not significant at search.alpha (or a choice has only 1-2 archs)",
     "at_bound": "at a bound of the legal range", "single_choice": "a single choice",
     "infeasible": "the constraints could not be met",
+    "unconfirmed": "the second supernet (search.confirm) did not make the same move",
 }
 
 
@@ -92,7 +93,7 @@ class Decision:
     stage: int
     dimension: str
     change: float
-    action: str  # up | down | below_threshold | not_significant | at_bound | single_choice | infeasible
+    action: str  # up | down | below_threshold | not_significant | at_bound | single_choice | infeasible | unconfirmed
     old: tuple
     new: tuple
     test: ChangeTest | None = None
@@ -135,6 +136,15 @@ def evolve_space(space: SearchSpace, fits: Sequence[DimensionFit], rule: MoveRul
         if new != old:
             new_space = new_space.replace(f.stage, f.dimension, new)
     return new_space, decisions
+
+
+def confirmed(decisions: Sequence[Decision], second: Sequence[Decision]) -> list[Decision]:
+    """`decisions` with a move kept only where `second` (the same space's decisions on a second
+    supernet, the same pool) made the same move: a move one supernet's training noise makes alone
+    does not replicate (bench/README.md, "Do the space moves replicate?")."""
+    other = {(d.stage, d.dimension): d for d in second}
+    return [d if not d.moved or other[(d.stage, d.dimension)].new == d.new
+            else replace(d, new=d.old, action="unconfirmed") for d in decisions]
 
 
 def keep_feasible(space: SearchSpace, decisions: Sequence[Decision],

@@ -181,25 +181,36 @@ def change_tests(space: SearchSpace, pool: Sequence[PooledArch], errors: Sequenc
             for d, (s, dim) in enumerate(grouping.keys)]
 
 
-def moves_under_null(space: SearchSpace, pool: Sequence[PooledArch], errors: Sequence[float], top_k: int,
+def moves_under_null(space: SearchSpace, pool: Sequence[PooledArch], errors: Sequence | np.ndarray, top_k: int,
                      rules: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]], permutations: int = 100,
                      resamples: int = 200, seed: int = 0) -> dict[str, np.ndarray]:
     """How many dimensions each rule moves on each of `permutations` shufflings of the errors
     across the pool's archs (every arch keeps its pins, no dimension matters). A rule is
     `decide(changes, p_adjusted) -> moved`, both (dims,); the bootstrap inside each permutation
-    uses `resamples` resamples (the same resampled positions for every permutation)."""
+    uses `resamples` resamples (the same resampled positions for every permutation). `errors` may
+    hold one row per supernet (M, N) that scored the pool (search.confirm): one shuffling moves all
+    rows alike, and a dimension counts where every row's rule moves it the same way."""
     grouping = Grouping.of(space, pool)
-    e = np.asarray(errors, dtype=float)
+    e = np.atleast_2d(np.asarray(errors, dtype=float))
     rng = np.random.default_rng(seed)
-    index = rng.integers(0, len(e), size=(resamples, len(e)))
+    n = e.shape[1]
+    index = rng.integers(0, n, size=(resamples, n))
     labels = grouping.labels[:, index].transpose(1, 0, 2)
     moved = {name: np.zeros(permutations, dtype=np.int64) for name in rules}
-    testable = _testable(_changes(e[None, :], grouping.labels, grouping.values, top_k)[1])
+    testable = _testable(_changes(e[:1], grouping.labels, grouping.values, top_k)[1])
     for t in range(permutations):
-        shuffled = rng.permutation(e)
-        change = _changes(shuffled[None, :], grouping.labels, grouping.values, top_k)[0][0]
-        boot = _changes(shuffled[index], labels, grouping.values, top_k)[0]
-        p = holm(np.where(testable, _p_values(change, np.nanstd(boot, axis=0, ddof=1)), 1.0))
-        for name, decide in rules.items():
-            moved[name][t] = int(decide(change, p).sum())
+        order = rng.permutation(n)
+        agree = {name: np.ones(len(grouping.keys), dtype=bool) for name in rules}
+        direction = None
+        for row in e:
+            shuffled = row[order]
+            change = _changes(shuffled[None, :], grouping.labels, grouping.values, top_k)[0][0]
+            boot = _changes(shuffled[index], labels, grouping.values, top_k)[0]
+            p = holm(np.where(testable, _p_values(change, np.nanstd(boot, axis=0, ddof=1)), 1.0))
+            same = np.ones_like(testable) if direction is None else np.sign(change) == direction
+            direction = np.sign(change) if direction is None else direction
+            for name, decide in rules.items():
+                agree[name] &= decide(change, p) & same
+        for name in rules:
+            moved[name][t] = int(agree[name].sum())
     return moved

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,7 +28,7 @@ from s3.search.report import (
     write_csv,
     write_json,
 )
-from s3.search.shift import MoveRule, evolve_space, keep_feasible
+from s3.search.shift import MoveRule, confirmed, evolve_space, keep_feasible
 from s3.search.significance import change_tests, moves_under_null
 from s3.space import Arch, SearchSpace
 from s3.train import train_supernet
@@ -38,27 +39,39 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+LAST = Path("checkpoints") / "last.ckpt"  # a supernet training's final weights, in its dir
 POOL_STATE = "pool_state.json"  # in iter<t>/: the archs of the E-T Error pool scored so far
+CONFIRM = "confirm"  # iter<t>/confirm/: search.confirm's second supernet, its scores and its own decisions
+CONFIRM_SEED = 1_000_003  # the second supernet's seed is the run's plus this (no seed of a sweep's range)
 
 
-def analyse(space: SearchSpace, pool, errors: list[float], s: SpaceSearch, seed: int) -> dict:
-    """One iteration's statistics: the fitted lines, every change's test, the decisions (moves kept
-    one at a time while the constraints stay feasible) and the moves expected under noise, for this
-    run's rule and for the paper's plain threshold rule."""
+def analyse(space: SearchSpace, pool, errors: Sequence[Sequence[float]], s: SpaceSearch, seed: int) -> dict:
+    """One iteration's statistics from the pool's errors on each supernet that scored it (one, or two
+    with search.confirm): per supernet the fitted lines, every change's test and the decisions; the
+    decisions that stand (with two supernets, the moves both made; keep_feasible then applies them one
+    at a time while the constraints stay feasible); and the moves expected under noise, for this run's
+    rule and for the paper's plain threshold rule on one supernet."""
     rule = s.rule
-    fits = fit_dimensions(space, pool, errors, s.top_k)
-    tests = change_tests(space, pool, errors, s.top_k, s.bootstrap, seed)
-    _, decisions = evolve_space(space, fits, rule, tests)  # keep_feasible applies them
+    per_supernet = []
+    for e in errors:
+        fits = fit_dimensions(space, pool, e, s.top_k)
+        tests = change_tests(space, pool, e, s.top_k, s.bootstrap, seed)
+        per_supernet.append({"fits": fits, "tests": tests, "decisions": evolve_space(space, fits, rule, tests)[1]})
+    decisions = per_supernet[0]["decisions"]
+    for other in per_supernet[1:]:
+        decisions = confirmed(decisions, other["decisions"])
     null = {}
     if s.null_permutations:
-        keys = [(t.stage, t.dimension) for t in tests]
-        rules = {"rule": rule.deciding(space, keys),
-                 "threshold_rule": MoveRule("threshold", s.threshold).deciding(space, keys)}
-        moved = moves_under_null(space, pool, errors, s.top_k, rules, s.null_permutations, s.null_bootstrap, seed + 1)
+        keys = [(t.stage, t.dimension) for t in per_supernet[0]["tests"]]
+        counts = {**moves_under_null(space, pool, errors, s.top_k, {"rule": rule.deciding(space, keys)},
+                                     s.null_permutations, s.null_bootstrap, seed + 1),
+                  **moves_under_null(space, pool, errors[0], s.top_k,
+                                     {"threshold_rule": MoveRule("threshold", s.threshold).deciding(space, keys)},
+                                     s.null_permutations, s.null_bootstrap, seed + 1)}
         null = {"permutations": s.null_permutations, "bootstrap": s.null_bootstrap,
-                **{f"{k}_mean": float(v.mean()) for k, v in moved.items()},
-                **{f"{k}_se": float(v.std(ddof=1) / len(v) ** 0.5) if len(v) > 1 else 0.0 for k, v in moved.items()}}
-    return {"fits": fits, "tests": tests, "decisions": decisions, "null": null}
+                **{f"{k}_mean": float(v.mean()) for k, v in counts.items()},
+                **{f"{k}_se": float(v.std(ddof=1) / len(v) ** 0.5) if len(v) > 1 else 0.0 for k, v in counts.items()}}
+    return {**per_supernet[0], "decisions": decisions, "supernets": per_supernet, "null": null}
 
 
 def score_pool(run: SearchContext, evaluator: CandidateEvaluator, archs: list[Arch], it_dir: Path,
@@ -96,44 +109,61 @@ def run_space_search(run: SearchContext) -> dict:
     cfg, work, s = run.cfg, run.work, run.search
     iterations = (run.saved_state() or {}).get("iterations", [])
     constraints, space = run.constraints, run.space
-    previous = None
+    chains = [(Path(), None)] + ([(Path(CONFIRM), cfg.seed + CONFIRM_SEED)] if s.confirm else [])  # (subdir, seed)
+    previous: list[Path | None] = [None] * len(chains)
     for t in range(s.iterations):
         it_dir = work / f"iter{t}"
+        dirs = [it_dir / sub for sub, _ in chains]
         if t < len(iterations):  # finished before an interruption
-            space, previous = SearchSpace.from_dict(iterations[t]["next_space"]), it_dir / "checkpoints" / "last.ckpt"
+            space, previous = SearchSpace.from_dict(iterations[t]["next_space"]), [d / LAST for d in dirs]
             if iterations[t]["moved"] == 0:
                 break
             continue
         epochs = (s.train_epochs if t == 0 else s.finetune_epochs) or cfg.trainer.max_epochs
-        supernet = train_supernet(cfg, space=space, out_dir=it_dir, epochs=epochs, init_from=previous,
-                                  warmup_epochs=None if t == 0 else s.finetune_warmup_epochs,
-                                  wandb_name=f"{cfg.task_name}-{it_dir.name}", wandb_group=run.wandb_group)
         pool = sample_pool(space, constraints, s.samples, f"s3-space:{cfg.seed}:{t}", s.subspace)
-        records = score_pool(run, run.evaluator(supernet), [m.arch for m in pool], it_dir,
-                             f"space iteration {t}: E-T Error", it_dir / "checkpoints" / "last.ckpt")
-        errors = [100.0 - r["top1"] for r in records]
+        scored = []
+        for (sub, seed), out, init in zip(chains, dirs, previous):
+            name = "-".join(filter(None, [cfg.task_name, it_dir.name, str(sub) if sub.parts else ""]))
+            supernet = train_supernet(cfg, space=space, out_dir=out, epochs=epochs, init_from=init, seed=seed,
+                                      warmup_epochs=None if t == 0 else s.finetune_warmup_epochs,
+                                      wandb_name=name, wandb_group=run.wandb_group)
+            title = f"space iteration {t}: E-T Error" + (f" on the second supernet (seed {seed})" if sub.parts else "")
+            scored.append(score_pool(run, run.evaluator(supernet), [m.arch for m in pool], out, title, out / LAST))
+        errors = [[100.0 - r["top1"] for r in records] for records in scored]
         a = analyse(space, pool, errors, s, seed=cfg.seed * 1000 + t)
         new_space, decisions = keep_feasible(space, a["decisions"], lambda sp: feasible(constraints, sp))
-        slopes = {(f.stage, f.dimension): f.slope for f in a["fits"]}
         record = {
-            "iteration": t, "space": space.to_dict(), "et_error": et_error(errors, s.top_k).to_dict(),
-            "move_rule": {"rule": s.move_rule, "threshold": s.threshold, "alpha": s.alpha, "bootstrap": s.bootstrap},
-            "decisions": [{**d.to_dict(), "slope": slopes[(d.stage, d.dimension)]} for d in decisions],
+            "iteration": t, "space": space.to_dict(), "et_error": et_error(errors[0], s.top_k).to_dict(),
+            "move_rule": {"rule": s.move_rule, "threshold": s.threshold, "alpha": s.alpha, "bootstrap": s.bootstrap,
+                          "confirm": s.confirm},
+            "decisions": _with_slopes(decisions, a["fits"]),
             "moved": sum(d.moved for d in decisions), "null": a["null"], "next_space": new_space.to_dict(),
         }
-        fits = a["fits"]
+        if s.confirm:  # the second supernet's own view: its E-T Error and the moves it alone would make
+            second = a["supernets"][1]
+            record["confirm"] = {"seed": chains[1][1], "et_error": et_error(errors[1], s.top_k).to_dict(),
+                                 "decisions": _with_slopes(second["decisions"], second["fits"]),
+                                 "moved": sum(d.moved for d in second["decisions"])}
         iterations.append(record)
         if run.zero:
-            write_iteration(it_dir, space, record, fits, records)
+            write_iteration(it_dir, space, record, a["fits"], scored[0])
+            if s.confirm:
+                write_iteration(dirs[1], space, {**record, **record["confirm"], "null": {}}, second["fits"], scored[1])
         run.save_state({"iterations": iterations})
-        log.info("iteration %d: E-T Error %.2f (Q_e %.2f, Q_t %.2f); %d dimension(s) moved (under noise this rule "
+        confirm = (f"; the second supernet alone would move {record['confirm']['moved']}" if s.confirm else "")
+        log.info("iteration %d: E-T Error %.2f (Q_e %.2f, Q_t %.2f); %d dimension(s) moved%s (under noise this rule "
                  "would move %s, the plain threshold rule %s)", t, record["et_error"]["q"], record["et_error"]["q_e"],
-                 record["et_error"]["q_t"], record["moved"], _expected(record["null"], "rule"),
+                 record["et_error"]["q_t"], record["moved"], confirm, _expected(record["null"], "rule"),
                  _expected(record["null"], "threshold_rule"))
-        previous, space = it_dir / "checkpoints" / "last.ckpt", new_space
+        previous, space = [d / LAST for d in dirs], new_space
         if record["moved"] == 0:
             break
     return finish_space_search(run, iterations, space) if run.zero else {}
+
+
+def _with_slopes(decisions, fits) -> list[dict]:
+    slopes = {(f.stage, f.dimension): f.slope for f in fits}
+    return [{**d.to_dict(), "slope": slopes[(d.stage, d.dimension)]} for d in decisions]
 
 
 def feasible(constraints, space: SearchSpace) -> bool:
