@@ -107,3 +107,29 @@ def test_the_confirmation_rule_estimate_counts_pairs_that_made_the_same_move():
     assert c["share"] == {(1, "depth"): 1 / 3, (2, "depth"): 0.0, (3, "depth"): 1 / 3}
     assert c["false_single"] == pytest.approx(2 / 3 + 1 / 3 + 1)
     assert c["false_confirmed"] == pytest.approx(2 / 3)
+
+
+def test_the_measured_confirmation_rule_is_reported_beside_the_single_rule_on_its_seeds(tmp_path, monkeypatch):
+    """confirm_moves.csv (no iteration column) goes through the same decision; the single rule is
+    restricted to the seeds the confirmation rule was measured on; partners follow the study order."""
+    assert [space_moves.partner(s) for s in (3, 4, 13, 14)] == [4, 5, 14, 3]
+    monkeypatch.setattr(space_moves, "ROWS", tmp_path / "moves.csv")
+    monkeypatch.setattr(space_moves, "CONFIRM_ROWS", tmp_path / "confirm.csv")
+    _moves(tmp_path / "moves.csv", {3: {(4, "embed_dim"): "[2, 3]", (1, "depth"): "[2, 3]"},
+                                    4: {(4, "embed_dim"): "[2, 3]", (1, "depth"): "[1, 2]"},
+                                    5: {(4, "embed_dim"): "[2, 3]", (1, "depth"): "[2, 3]"}})
+    with (tmp_path / "confirm.csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, space_moves.CONFIRM_COLUMNS)
+        w.writeheader()
+        for seed, new in ((3, "[2, 3]"), (4, "[1, 2]")):  # seed 4's embed_dim move not confirmed by seed 5
+            w.writerow({"seed": seed, "confirm_seed": seed + 1, "stage": 4, "dimension": "embed_dim",
+                        "action": "up", "old": "[1, 2]", "new": new, "null_moves_mean": 0.05})
+            w.writerow({"seed": seed, "confirm_seed": seed + 1, "stage": 1, "dimension": "depth",
+                        "action": "unconfirmed", "old": "[1, 2]", "new": "[1, 2]", "null_moves_mean": 0.05})
+    c = space_moves.decision(space_moves.CONFIRM_ROWS)
+    assert c["seeds"] == ["3", "4"] and c["false"] == 1 and c["expected"] == pytest.approx(0.1)
+    single = space_moves.decision(space_moves.ROWS, c["seeds"])
+    assert single["seeds"] == ["3", "4"] and single["false"] == 1 and single["consistent"] == [(4, "embed_dim")]
+    text = "\n".join(space_moves.confirm_report())
+    assert "3 (with 4), 4 (with 5)" in text and "confirmed rule 1, against 0.10" in text
+    assert "single rule on the same seeds 1 against 0.20" in text
