@@ -475,11 +475,11 @@ def report(rows: list[dict], lever_rows: list[dict]) -> str:
               f"{float(r['gmacs']):.1f} | {100 * float(r['share_bf16_peak']):.0f} % | "
               f"{100 * float(r['share_of_bound']):.0f} % | {r['commit']} |" for r in latest.values()]
     levers = {(r["lever"], r["workload"], r["mode"], r["before"], r["after"]): r for r in lever_rows}
-    lines += ["", "| lever | workload | mode | before | after | before ms | after ms | speed-up |",
-              "|---|---|---|---|---|---|---|---|"]
+    lines += ["", "| lever | workload | mode | before | after | before ms | after ms | speed-up | note | commit |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
     lines += [f"| {r['lever']} | {r['workload']} | {r['mode']} | {r['before']} | {r['after']} | "
-              f"{float(r['before_ms']):.1f} | {float(r['after_ms']):.1f} | {float(r['speedup']):.2f}x |"
-              for r in levers.values()]
+              f"{float(r['before_ms']):.1f} | {float(r['after_ms']):.1f} | {float(r['speedup']):.2f}x | "
+              f"{r['note']} | {r['commit']} |" for r in levers.values()]
     return "\n".join(lines)
 
 
