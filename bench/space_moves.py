@@ -123,7 +123,11 @@ def confirm(out: Path) -> int:
         print(f"[{time.strftime('%H:%M:%S')}] seed {seed}: its iteration-0 pool ({len(pool)} archs) on seed "
               f"{other}'s supernet", flush=True)
         ckpt = out / f"seed{other}" / "s3_space" / "iter0" / "checkpoints" / "last.ckpt"
-        top1 = dict(inherited_top1(ckpt, split, [m.arch for m in pool]))
+        top1 = {}
+        for arch, t in inherited_top1(ckpt, split, [m.arch for m in pool]):
+            top1[arch] = t
+            if len(top1) % 40 == 0:
+                print(f"[{time.strftime('%H:%M:%S')}]   {len(top1)} of {len(pool)} scored", flush=True)
         second = [100.0 - top1[m.arch] for m in pool]
         a = analyse(space, pool, [errors, second], dataclasses.replace(s, confirm=True), seed=seed * 1000)
         theirs = {(d.stage, d.dimension): d for d in a["supernets"][1]["decisions"]}
