@@ -372,6 +372,8 @@ def test_space_search_confirms_each_move_on_a_second_supernet(tmp_path, caplog):
     assert it["moved"] == len(kept) and it["move_rule"]["confirm"] is True
     assert (out / "iter1" / "confirm" / "checkpoints" / "last.ckpt").is_file()
     assert "dimension(s) moved; the second supernet alone would move" in caplog.text
+    assert "not confirmed by the second supernet: stage" in (out / "report.md").read_text()
+    assert _png_size(out / "iter0" / "confirm" / "dimensions.png")[0] > 600
 
 
 def test_the_e_t_error_of_a_space_on_its_supernet_is_the_pools_by_hand(tmp_path, supernet_ckpt):

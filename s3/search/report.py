@@ -167,7 +167,8 @@ def plot_dimensions(path: str | Path, fits: Sequence[DimensionFit], decisions: S
             label = f"stage {f.stage + 1}"
             if f.slope is not None:
                 label += f": {f.change:+.2f}" + (f" ± {1.96 * d['se']:.2f}" if d.get("se") is not None else "")
-                label += {"up": " ↑ moved", "down": " ↓ moved"}.get(d.get("action"), "")
+                label += {"up": " ↑ moved", "down": " ↓ moved", "unconfirmed": " unconfirmed"}.get(
+                    d.get("action"), "")
             yerr = [1.96 * e if e is not None and np.isfinite(e) else 0.0 for e in errs]
             ax.errorbar(xs, ys, yerr=yerr, marker="o", capsize=3, lw=2.6 if moved else 1.2,
                         color=f"C{stages.index(f.stage)}", label=label)
@@ -181,7 +182,8 @@ def plot_dimensions(path: str | Path, fits: Sequence[DimensionFit], decisions: S
             ax.set_xticks(sorted(ticks), [f"{int(t)}" for t in sorted(ticks)], rotation=45 if len(ticks) > 9 else 0,
                           fontsize=8)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=9, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, frameon=False,
+        wide = max((len(t) for t in ax.get_legend_handles_labels()[1]), default=0) > 30  # two columns would overlap
+        ax.legend(fontsize=9, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=1 if wide else 2, frameon=False,
                   title="change of the E-T Error across the range (95 % interval)", title_fontsize=9)
     fig.suptitle(title or "E-T Error of each choice, per dimension and stage", fontsize=13)
     return _save(fig, path)
@@ -224,6 +226,9 @@ def observations(iterations: Sequence[dict], final: SearchSpace, head_dim: int) 
         e, null = it["et_error"], it.get("null") or {}
         moved = ", ".join(f"stage {d['stage'] + 1} {d['dimension']} {d['action']}" for d in it["decisions"]
                           if d["action"] in ("up", "down")) or "nothing"
+        unconfirmed = [f"stage {d['stage'] + 1} {d['dimension']}" for d in it["decisions"] if d["action"] == "unconfirmed"]
+        if unconfirmed:
+            moved += f" (not confirmed by the second supernet: {', '.join(unconfirmed)})"
         noise = [f"{null[f'{k}_mean']:.2f} ± {null[f'{k}_se']:.2f}" if null else "-" for k in ("rule", "threshold_rule")]
         lines.append(f"| {it['iteration']} | {e['q']:.2f} | {e['q_e']:.2f} | {e['q_t']:.2f} | {moved} | {noise[0]} | "
                      f"{noise[1]} |")

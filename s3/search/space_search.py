@@ -148,7 +148,9 @@ def run_space_search(run: SearchContext) -> dict:
         if run.zero:
             write_iteration(it_dir, space, record, a["fits"], scored[0])
             if s.confirm:
-                write_iteration(dirs[1], space, {**record, **record["confirm"], "null": {}}, second["fits"], scored[1])
+                write_iteration(dirs[1], space, {**record, **record["confirm"], "null": {}}, second["fits"], scored[1],
+                                f"iteration {t}, the second supernet (seed {chains[1][1]}): E-T Error per choice (95% "
+                                f"intervals); {record['confirm']['moved']} would move on it alone")
         run.save_state({"iterations": iterations})
         confirm = (f"; the second supernet alone would move {record['confirm']['moved']}" if s.confirm else "")
         log.info("iteration %d: E-T Error %.2f (Q_e %.2f, Q_t %.2f); %d dimension(s) moved%s (under noise this rule "
@@ -184,7 +186,8 @@ CHOICE_COLUMNS = ("stage", "dimension", "choice", "n", "k", "q_e", "q_t", "q", "
                   "ci_low", "ci_high", "p", "p_adjusted", "decision", "reason")
 
 
-def write_iteration(it_dir: Path, space: SearchSpace, record: dict, fits, records: list[ArchRecord]) -> None:
+def write_iteration(it_dir: Path, space: SearchSpace, record: dict, fits, records: list[ArchRecord],
+                    title: str | None = None) -> None:
     """iter<t>/: the space, per choice its E-T Error and per dimension its change, interval, p-values
     and decision (et_error.csv / .json), the scored archs and the plot."""
     space.to_yaml(it_dir / "space.yaml")
@@ -201,7 +204,7 @@ def write_iteration(it_dir: Path, space: SearchSpace, record: dict, fits, record
     write_csv(it_dir / "archs.csv", record_rows(sorted(records, key=lambda r: -r["top1"])),
               record_columns("latency_ms" in (records or [{}])[0]))
     plot_dimensions(it_dir / "dimensions.png", fits, record["decisions"],
-                    f"iteration {record['iteration']}: E-T Error per choice (95% intervals); "
+                    title or f"iteration {record['iteration']}: E-T Error per choice (95% intervals); "
                     f"{record['moved']} moved, {_expected(record['null'], 'rule')} expected under noise")
 
 
