@@ -58,7 +58,8 @@ def figures() -> dict:
             "fidelity": {"archs": len(wide["archs"]), "params": taus["params"][0], "recipes": len(supernet_taus),
                          "lo": min(supernet_taus), "hi": max(supernet_taus), "agreement": taus["seed_vs_seed"][0]},
             "library": {f["kind"]: f for f in ground_truth.fidelity(ground_truth.truth())},
-            "move_null": null, "moves": space_moves.decision(), "latency": latency.study_figures()}
+            "move_null": null, "moves": space_moves.decision(), "latency": latency.study_figures(),
+            "confirmed_moves": space_moves.decision(space_moves.CONFIRM_ROWS)}
 
 
 def summary(f: dict) -> str:
@@ -83,7 +84,8 @@ def summary(f: dict) -> str:
     if mv["seeds"]:
         lines.append(f"- **The space moves** over the study's S3 seeds so far ({', '.join(mv['seeds'])}): iteration 0 "
                      f"moved {consistent} the same way in every seed; {mv['false']} other move(s), against "
-                     f"{mv['expected']:.2f} false moves the rule's null expects.")
+                     f"{mv['expected']:.2f} false moves the rule's null expects."
+                     + confirmed_summary(f["confirmed_moves"]))
     lines += [
         f"- **Ranking fidelity**: over {fid['archs']} archs of one budget, {fid['recipes']} supernet recipes rank "
         f"standalone top-1 at Kendall tau {fid['lo']:.2f}-{fid['hi']:.2f}, the params count at {fid['params']:.2f}; "
@@ -102,6 +104,16 @@ def summary(f: dict) -> str:
                      f"{len(lat['seeds'])} search seeds), {pm(tp['mean'], tp['se'])} points of validation top-1 "
                      f"(p = {tp['p']:.2f}).")
     return "\n".join(lines)
+
+
+def confirmed_summary(c: dict) -> str:
+    if not c["seeds"]:
+        return ""
+    single = space_moves.decision(space_moves.ROWS, c["seeds"])
+    dims = ", ".join(f"stage {st} {dim} {a} -> {b}" for (st, dim), (a, b) in space_moves.side_by_side(single, c).items())
+    return (f" With `search.confirm` (measured on {len(c['seeds'])} of these seeds), moves per dimension, one supernet "
+            f"-> confirmed by a second: {dims} of {len(c['seeds'])}; by the same conservative count {c['false']} "
+            f"against {c['expected']:.2f} expected (one supernet: {single['false']} against {single['expected']:.2f}).")
 
 
 def study_section(f: dict) -> str:
@@ -197,7 +209,8 @@ counted in its tests."""
 MOVES_INTRO = """\
 Iteration 0 of every S3 seed starts from the same initial space on its own supernet, so its moves
 are replicates. A dimension the rule moves for a real effect moves in every seed; the rule's null
-(one pool on one supernet) says how many false moves to expect. Rows: `bench/results/space_moves.csv`."""
+(one pool on one supernet) says how many false moves to expect. Rows: `bench/results/space_moves.csv`;
+the confirmation rule's (`search.confirm`, measured on the same supernets): `confirm_moves.csv`."""
 
 LIBRARY_INTRO = """\
 150 archs drawn uniformly in the band (`band:0`), to be trained standalone with the study's recipe

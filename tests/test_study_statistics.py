@@ -133,3 +133,4 @@ def test_the_measured_confirmation_rule_is_reported_beside_the_single_rule_on_it
     text = "\n".join(space_moves.confirm_report())
     assert "3 (with 4), 4 (with 5)" in text and "confirmed rule 1, against 0.10" in text
     assert "single rule on the same seeds 1 against 0.20" in text
+    assert "stage 1 depth 1 -> 0 of 2; stage 4 embed_dim 2 -> 1 of 2." in text
