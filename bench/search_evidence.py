@@ -625,6 +625,16 @@ def preregistered_tests(rows: list[dict], constraints: str, per_seed_n: int, ret
             "h1_every": test_row("H1, pilot seeds too", pilot["s3"], pilot["random"], every, "greater") | {"seeds": every}}
 
 
+def verdict(r: dict) -> str:
+    """The plan's decision for one test: a hypothesis (H) is supported when the paired t p < 0.05 (one-sided);
+    a secondary comparison (C) shows a difference when its two-sided p < 0.05; a Wilcoxon test that
+    decides otherwise is named."""
+    t, w = r["t_p"] < 0.05, r["w_p"] < 0.05
+    text = ("supported" if t else "not supported") if r["name"].startswith("H") else \
+        ("a difference" if t else "no difference shown")
+    return text + ("" if t == w else f" (Wilcoxon p {r['w_p']:.3g} disagrees)")
+
+
 def preregistered(study: dict) -> str:
     """The tests as markdown once the study is final; before that, only the mean differences (the
     plan tests once, so no interim p-value or interval is shown)."""
@@ -638,12 +648,13 @@ def preregistered(study: dict) -> str:
         return "\n".join(lines)
     lines = [f"Pre-registered tests (bench/README.md) on the first {n} complete search seeds ({', '.join(seeds)}); "
              f"one-sided for H1-H3, two-sided for C1-C5", "",
-             "| | comparison | seeds | difference (points) | SE | 95 % interval | paired t p | Wilcoxon p | Holm p (H1-H3) |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| | comparison | seeds | difference (points) | SE | 95 % interval | paired t p | Wilcoxon p | Holm p (H1-H3) "
+             "| verdict (paired t, alpha 0.05) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in study["tests"]:
         h = f"{r['holm_p']:.3g}" if "holm_p" in r else ""
         lines.append(f"| {r['name']} | {r['a']} - {r['b']} | {r['n']} | {r['diff']:+.2f} | {r['se']:.2f} | "
-                     f"[{r['lo']:+.2f}, {r['hi']:+.2f}] | {r['t_p']:.3g} | {r['w_p']:.3g} | {h} |")
+                     f"[{r['lo']:+.2f}, {r['hi']:+.2f}] | {r['t_p']:.3g} | {r['w_p']:.3g} | {h} | {verdict(r)} |")
     r = study["h1_every"]
     lines += ["", f"H1 over seeds {', '.join(r['seeds'])} (secondary): {r['diff']:+.2f} ± {r['se']:.2f} points, "
                   f"paired t p = {r['t_p']:.3g}, Wilcoxon p = {r['w_p']:.3g}"]

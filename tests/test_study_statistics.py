@@ -91,6 +91,8 @@ def test_the_interim_state_shows_no_p_value():
     final = search_evidence.preregistered({**study, "final": True, "planned": 3,
                                            "h1_every": {**tests[0], "seeds": ["0", "3"]}})
     assert "0.04" in final
+    assert "| supported (Wilcoxon p 0.1 disagrees) |" in final  # the plan's rule: the paired t decides
+    assert search_evidence.verdict({**tests[0], "name": "C1", "t_p": 0.2, "w_p": 0.3}) == "no difference shown"
 
 
 def test_the_confirmation_rule_estimate_counts_pairs_that_made_the_same_move():
