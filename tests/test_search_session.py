@@ -55,6 +55,21 @@ def test_search_resume_equals_uninterrupted(tmp_path, supernet_ckpt, monkeypatch
     assert _rows(tmp_path / "resumed" / "archs.csv") == _rows(tmp_path / "full" / "archs.csv")
 
 
+def test_a_knob_added_later_leaves_the_identity_of_runs_at_its_neutral_value(tmp_path):
+    """search.confirm=false is how space searches ran before the knob existed: their recorded
+    identity (without it) still matches, while confirm=true is another search."""
+    from s3.search.configs import search_config
+    from s3.search.session import search_identity
+    from tests.helpers import compose_cfg
+
+    def identity(*overrides):
+        cfg = compose_cfg(["search=space", *overrides], tmp_path, config_name="search")
+        return search_identity(cfg, search_config(cfg.search), None)
+
+    assert "confirm" not in identity()["search"] and identity("search.confirm=true")["search"]["confirm"] is True
+    assert identity() == identity("search.confirm=false")
+
+
 @pytest.mark.slow  # a whole entry-point process (make test-fast skips it)
 def test_a_killed_search_process_continues_on_the_identical_command(tmp_path, supernet_ckpt):
     import signal

@@ -41,6 +41,9 @@ log = logging.getLogger(__name__)
 STATE_KEYS = {"space": ("iterations",), "et_error": (),
               "evolution": ("seed", "generation", "space", "candidates", "history", "rng", "cache")}
 SEARCH_SPEED_KEYS = frozenset(f.name for f in fields(Evaluation))
+# knobs added after runs were started, at the value that is the earlier behaviour: left out of the
+# identity there, so a run started before the knob existed continues on the identical command
+NEUTRAL_KNOBS = {"confirm": False}
 
 
 # -- the run directory -----------------------------------------------------------------------------
@@ -91,7 +94,8 @@ def search_identity(cfg: DictConfig, search: Evaluation, supernet: Path | None) 
     identity = {"seed": cfg.seed, "space": plain(cfg.space), "constraints": plain(cfg.constraints),
                 "data": data_settings(cfg),
                 "search": {"kind": search.kind,
-                           **{k: v for k, v in asdict(search).items() if k not in SEARCH_SPEED_KEYS}}}
+                           **{k: v for k, v in asdict(search).items()
+                              if k not in SEARCH_SPEED_KEYS and NEUTRAL_KNOBS.get(k, object()) != v}}}
     if supernet is not None:
         identity["supernet"] = file_sha256(supernet)
     else:  # the space search trains its own supernets
