@@ -1,6 +1,7 @@
 """The space-evolution move rule on synthetic errors: what it moves under pure noise, and its power
-to detect a real effect, per preset, for the significant rule (the default) and the paper's plain
-threshold rule.
+to detect a real effect, per preset, for the significant rule (the default), the paper's plain
+threshold rule, and the significant rule confirmed on a second supernet (`search.confirm`: here a
+second error draw of the same pool, the same true errors plus independent noise).
 
 Per preset the pools are drawn exactly as the space search draws them (`sample_pool` with the
 preset's space, constraints, N and subspace). Null: every arch's error is 20 + noise. Power: one
@@ -37,7 +38,7 @@ from rows import append_row, read_rows  # noqa: E402
 from s3.constraints import Constraints  # noqa: E402
 from s3.search.et_error import fit_dimensions  # noqa: E402
 from s3.search.pool import sample_pool  # noqa: E402
-from s3.search.shift import MoveRule, evolve_space  # noqa: E402
+from s3.search.shift import MoveRule, confirmed, evolve_space  # noqa: E402
 from s3.search.significance import change_tests  # noqa: E402
 from s3.space import SearchSpace  # noqa: E402
 
@@ -53,6 +54,8 @@ PRESETS = {  # name: (space, params band, num_classes, N, K, subspace)
     "space_b": ("initial_b", (60e6, 75e6), 1000, 1000, 50, "pinned"),
 }
 TARGETS = ((2, "depth"), (2, "mlp_ratio"))
+RULES = ("significant", "threshold", "confirmed")  # confirmed: significant on two error draws, the same move in both
+SECOND_DRAW = 100_000  # the second draw's noise seed is the trial's plus this
 EFFECTS = (1.0, 2.0, 3.0, 4.0)
 
 
@@ -60,21 +63,30 @@ def key(row: dict) -> tuple:
     return tuple(str(row[c]) for c in COLUMNS[:9])
 
 
-def trial(space, constraints, n, k, subspace, noise, target, effect, seed, resamples) -> dict[str, list]:
-    """One pool, one error draw: per rule, the dimensions it moved."""
+def trial(space, constraints, n, k, subspace, noise, target, effect, seed, resamples,
+          rules=RULES) -> dict[str, list]:
+    """One pool, one error draw (two for `confirmed`): per rule, the dimensions it moved."""
     pool = sample_pool(space, constraints, n, f"bench:{seed}", subspace)
-    rng = np.random.default_rng(seed)
-    errors = 20.0 + noise * rng.standard_normal(len(pool))
-    if target is not None:
-        choices = space.stages[target[0]].choices(target[1])
-        lo, hi = min(choices), max(choices)
-        value = np.array([np.mean(m.arch.values(*target)) for m in pool])
-        errors = errors - effect * (value - lo) / (hi - lo)
-    errors = list(errors)
-    fits = fit_dimensions(space, pool, errors, k)
-    tests = change_tests(space, pool, errors, k, resamples, seed)
-    return {rule: [(d.stage, d.dimension, d.action) for d in evolve_space(space, fits, MoveRule(rule), tests)[1]
-                   if d.moved] for rule in ("significant", "threshold")}
+
+    def draw(noise_seed: int) -> list[float]:
+        errors = 20.0 + noise * np.random.default_rng(noise_seed).standard_normal(len(pool))
+        if target is not None:
+            choices = space.stages[target[0]].choices(target[1])
+            lo, hi = min(choices), max(choices)
+            value = np.array([np.mean(m.arch.values(*target)) for m in pool])
+            errors = errors - effect * (value - lo) / (hi - lo)
+        return list(errors)
+
+    def decisions(errors: list[float], rule: str):
+        fits = fit_dimensions(space, pool, errors, k)
+        return evolve_space(space, fits, MoveRule(rule), change_tests(space, pool, errors, k, resamples, seed))[1]
+
+    first = draw(seed)
+    out = {rule: decisions(first, rule) for rule in ("significant", "threshold") if rule in rules}
+    if "confirmed" in rules:
+        out["confirmed"] = confirmed(out.get("significant") or decisions(first, "significant"),
+                                     decisions(draw(seed + SECOND_DRAW), "significant"))
+    return {rule: [(d.stage, d.dimension, d.action) for d in ds if d.moved] for rule, ds in out.items()}
 
 
 def measure(preset: str, noise: float, trials: int, resamples: int, done: set) -> None:
@@ -85,12 +97,13 @@ def measure(preset: str, noise: float, trials: int, resamples: int, done: set) -
     for kind, target, effect in jobs:
         base = {"preset": preset, "samples": n, "top_k": k, "subspace": subspace, "noise": noise, "kind": kind,
                 "target": f"stage {target[0] + 1} {target[1]}" if target else "-", "effect": effect}
-        if all(key({**base, "rule": r}) in done for r in ("significant", "threshold")):
+        todo = [r for r in RULES if key({**base, "rule": r}) not in done]
+        if not todo:
             continue
         t0 = time.time()
-        outcomes = [trial(space, constraints, n, k, subspace, noise, target, effect, seed, resamples)
+        outcomes = [trial(space, constraints, n, k, subspace, noise, target, effect, seed, resamples, todo)
                     for seed in range(trials)]
-        for rule in ("significant", "threshold"):
+        for rule in todo:
             moved = np.array([len(o[rule]) for o in outcomes])
             detected = "" if target is None else float(np.mean(
                 [any((s, d, a) == (*target, "up") for s, d, a in o[rule]) for o in outcomes]))
@@ -128,15 +141,16 @@ def report(rows: list[dict]) -> str:
     lines: list[str] = []
     say = lines.append
     say("\nMoves under pure noise (mean dimensions moved per iteration, of about 20 tested; ± SE over trials):\n")
-    say("| preset | N, K, pool | noise (points) | significant rule | plain threshold rule |")
-    say("|---|---|---|---|---|")
+    say("| preset | N, K, pool | noise (points) | significant rule | plain threshold rule | significant, confirmed "
+        "on a 2nd draw |")
+    say("|---|---|---|---|---|---|")
     null = [r for r in rows if r["kind"] == "null"]
     for (preset, noise) in sorted({(r["preset"], float(r["noise"])) for r in null}):
         by = {r["rule"]: r for r in null if r["preset"] == preset and float(r["noise"]) == noise}
         r0 = next(iter(by.values()))
         cells = [f"{float(by[x]['moved_mean']):.2f} ± {float(by[x]['moved_se']):.2f}" if x in by else "-"
-                 for x in ("significant", "threshold")]
-        say(f"| {preset} | {r0['samples']}, {r0['top_k']}, {r0['subspace']} | {noise} | {cells[0]} | {cells[1]} |")
+                 for x in RULES]
+        say(f"| {preset} | {r0['samples']}, {r0['top_k']}, {r0['subspace']} | {noise} | " + " | ".join(cells) + " |")
     say("\nPower (share of trials that move the dimension the right way) and the smallest effect detected "
           "with >= 80 % power:\n")
     say("| preset | noise | dimension | rule | " + " | ".join(f"{e:g} points" for e in EFFECTS) +
