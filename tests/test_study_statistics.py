@@ -136,3 +136,21 @@ def test_the_measured_confirmation_rule_is_reported_beside_the_single_rule_on_it
     assert "3 (with 4), 4 (with 5)" in text and "confirmed rule 1, against 0.10" in text
     assert "single rule on the same seeds 1 against 0.20" in text
     assert "stage 1 depth 1 -> 0 of 2; stage 4 embed_dim 2 -> 1 of 2." in text
+
+
+def test_the_confirmed_move_rule_keeps_only_moves_of_both_draws():
+    """move_rule.py's third rule: every confirmed move is a move of the first draw's significant
+    rule; a strong real effect survives confirmation; a rule not asked for is not computed."""
+    import move_rule
+
+    from s3.constraints import Constraints
+    from s3.space import SearchSpace
+
+    space = SearchSpace.from_yaml(ROOT / "conf" / "space" / "wide.yaml")
+    constraints = Constraints(space, params={"min": 7.5e5, "max": 1e6}, num_classes=10)
+    for seed in range(3):
+        o = move_rule.trial(space, constraints, 160, 16, "stage_uniform", 3.0, (2, "depth"), 4.0, seed, 100)
+        assert set(o["confirmed"]) <= set(o["significant"])
+        assert (2, "depth", "up") in o["confirmed"]
+    one = move_rule.trial(space, constraints, 160, 16, "stage_uniform", 3.0, None, 0.0, 0, 100, ("threshold",))
+    assert set(one) == {"threshold"}
