@@ -104,6 +104,7 @@ def confirm(out: Path) -> int:
     from search_evidence import inherited_top1, search_split
 
     from s3.search.space_search import analyse
+    from s3.train import LAST_CKPT
 
     done = {r["seed"] for r in read_rows(CONFIRM_ROWS)}
     finished = {int(p.parts[-3].removeprefix("seed")) for p in out.glob("seed*/s3_space/result.json")}
@@ -122,7 +123,7 @@ def confirm(out: Path) -> int:
         t0 = time.time()
         print(f"[{time.strftime('%H:%M:%S')}] seed {seed}: its iteration-0 pool ({len(pool)} archs) on seed "
               f"{other}'s supernet", flush=True)
-        ckpt = out / f"seed{other}" / "s3_space" / "iter0" / "checkpoints" / "last.ckpt"
+        ckpt = out / f"seed{other}" / "s3_space" / "iter0" / LAST_CKPT
         top1 = {}
         for arch, t in inherited_top1(ckpt, split, [m.arch for m in pool]):
             top1[arch] = t

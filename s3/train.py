@@ -186,6 +186,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     return fit(cfg, *prepare(cfg))
 
 
+LAST_CKPT = Path("checkpoints") / "last.ckpt"  # a training's final weights, relative to its run dir
+
+
 def train_supernet(cfg: DictConfig, *, space: SearchSpace, out_dir: Path, epochs: int, init_from: Path | None,
                    warmup_epochs: float | None = None, wandb_name: str | None = None,
                    wandb_group: str | None = None, seed: int | None = None) -> Supernet:
@@ -193,7 +196,7 @@ def train_supernet(cfg: DictConfig, *, space: SearchSpace, out_dir: Path, epochs
     runs per iteration) and its seed unless `seed` is given: a new run starts from every overlapping
     slice of `init_from`, an interrupted one resumes from its newest checkpoint, a finished one is
     read back."""
-    last = out_dir / "checkpoints" / "last.ckpt"
+    last = out_dir / LAST_CKPT
     if RunDir(out_dir, TRAINING).finished and last.is_file():
         return load_supernet(last)
     started = any((out_dir / "checkpoints").glob("*.ckpt"))  # an interrupted training resumes instead

@@ -201,16 +201,15 @@ def moves_under_null(space: SearchSpace, pool: Sequence[PooledArch], errors: Seq
     for t in range(permutations):
         order = rng.permutation(n)
         agree = {name: np.ones(len(grouping.keys), dtype=bool) for name in rules}
-        direction = None
+        direction = None  # the first row's; a move counts where every row moves that way
         for row in e:
             shuffled = row[order]
             change = _changes(shuffled[None, :], grouping.labels, grouping.values, top_k)[0][0]
             boot = _changes(shuffled[index], labels, grouping.values, top_k)[0]
             p = holm(np.where(testable, _p_values(change, np.nanstd(boot, axis=0, ddof=1)), 1.0))
-            same = np.ones_like(testable) if direction is None else np.sign(change) == direction
             direction = np.sign(change) if direction is None else direction
             for name, decide in rules.items():
-                agree[name] &= decide(change, p) & same
+                agree[name] &= decide(change, p) & (np.sign(change) == direction)
         for name in rules:
             moved[name][t] = int(agree[name].sum())
     return moved

@@ -31,7 +31,7 @@ from s3.search.report import (
 from s3.search.shift import MoveRule, confirmed, evolve_space, keep_feasible
 from s3.search.significance import change_tests, moves_under_null
 from s3.space import Arch, SearchSpace
-from s3.train import train_supernet
+from s3.train import LAST_CKPT, train_supernet
 
 if TYPE_CHECKING:
     from s3.search.configs import SpaceSearch
@@ -39,7 +39,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-LAST = Path("checkpoints") / "last.ckpt"  # a supernet training's final weights, in its dir
 POOL_STATE = "pool_state.json"  # in iter<t>/: the archs of the E-T Error pool scored so far
 CONFIRM = "confirm"  # iter<t>/confirm/: search.confirm's second supernet, its scores and its own decisions
 CONFIRM_SEED = 1_000_003  # the second supernet's seed is the run's plus this (no seed of a sweep's range)
@@ -63,11 +62,15 @@ def analyse(space: SearchSpace, pool, errors: Sequence[Sequence[float]], s: Spac
     null = {}
     if s.null_permutations:
         keys = [(t.stage, t.dimension) for t in per_supernet[0]["tests"]]
-        counts = {**moves_under_null(space, pool, errors, s.top_k, {"rule": rule.deciding(space, keys)},
-                                     s.null_permutations, s.null_bootstrap, seed + 1),
-                  **moves_under_null(space, pool, errors[0], s.top_k,
-                                     {"threshold_rule": MoveRule("threshold", s.threshold).deciding(space, keys)},
-                                     s.null_permutations, s.null_bootstrap, seed + 1)}
+        this = {"rule": rule.deciding(space, keys)}
+        paper = {"threshold_rule": MoveRule("threshold", s.threshold).deciding(space, keys)}  # on one supernet
+
+        def null_of(rows, rules):
+            return moves_under_null(space, pool, rows, s.top_k, rules, s.null_permutations, s.null_bootstrap, seed + 1)
+
+        # one supernet: both rules under the same shufflings in one pass; two: the paper's rule on the first
+        counts = null_of(errors, {**this, **paper}) if len(errors) == 1 else \
+            {**null_of(errors, this), **null_of(errors[:1], paper)}
         null = {"permutations": s.null_permutations, "bootstrap": s.null_bootstrap,
                 **{f"{k}_mean": float(v.mean()) for k, v in counts.items()},
                 **{f"{k}_se": float(v.std(ddof=1) / len(v) ** 0.5) if len(v) > 1 else 0.0 for k, v in counts.items()}}
@@ -115,7 +118,7 @@ def run_space_search(run: SearchContext) -> dict:
         it_dir = work / f"iter{t}"
         dirs = [it_dir / sub for sub, _ in chains]
         if t < len(iterations):  # finished before an interruption
-            space, previous = SearchSpace.from_dict(iterations[t]["next_space"]), [d / LAST for d in dirs]
+            space, previous = SearchSpace.from_dict(iterations[t]["next_space"]), [d / LAST_CKPT for d in dirs]
             if iterations[t]["moved"] == 0:
                 break
             continue
@@ -128,7 +131,7 @@ def run_space_search(run: SearchContext) -> dict:
                                       warmup_epochs=None if t == 0 else s.finetune_warmup_epochs,
                                       wandb_name=name, wandb_group=run.wandb_group)
             title = f"space iteration {t}: E-T Error" + (f" on the second supernet (seed {seed})" if sub.parts else "")
-            scored.append(score_pool(run, run.evaluator(supernet), [m.arch for m in pool], out, title, out / LAST))
+            scored.append(score_pool(run, run.evaluator(supernet), [m.arch for m in pool], out, title, out / LAST_CKPT))
         errors = [[100.0 - r["top1"] for r in records] for records in scored]
         a = analyse(space, pool, errors, s, seed=cfg.seed * 1000 + t)
         new_space, decisions = keep_feasible(space, a["decisions"], lambda sp: feasible(constraints, sp))
@@ -157,7 +160,7 @@ def run_space_search(run: SearchContext) -> dict:
                  "would move %s, the plain threshold rule %s)", t, record["et_error"]["q"], record["et_error"]["q_e"],
                  record["et_error"]["q_t"], record["moved"], confirm, _expected(record["null"], "rule"),
                  _expected(record["null"], "threshold_rule"))
-        previous, space = [d / LAST for d in dirs], new_space
+        previous, space = [d / LAST_CKPT for d in dirs], new_space
         if record["moved"] == 0:
             break
     return finish_space_search(run, iterations, space) if run.zero else {}
