@@ -213,7 +213,7 @@ are replicates. A dimension the rule moves for a real effect moves in every seed
 the confirmation rule's (`search.confirm`, measured on the same supernets): `confirm_moves.csv`."""
 
 LIBRARY_INTRO = """\
-150 archs drawn uniformly in the band (`band:0`), to be trained standalone with the study's recipe
+250 archs drawn uniformly in the band (`band:0`; 150 planned, extended for the fidelity's target SE), to be trained standalone with the study's recipe
 (seed 0; seed 1 too for the first 30) and scored by the study's finished supernets (those of a
 searched space score only the archs it holds). Rows:
 `bench/results/ground_truth.csv`, `library_scores.csv`; they fill in the background
