@@ -211,7 +211,9 @@ def fidelity(by_arch: dict[str, dict[str, float]], resamples: int = 2000) -> lis
     counts = resample_counts(len(archs), resamples)
     out = []
     for kind, by_seed in sorted(scores.items()):
-        held = [x for x in by_seed.values() if (~np.isnan(x)).sum() >= 10]
+        held_by = sorted(((seed, x) for seed, x in by_seed.items() if (~np.isnan(x)).sum() >= 10),
+                         key=lambda sx: int(sx[0]))
+        held = [x for _, x in held_by]
         if not held:
             continue
         taus = {"supernet": [], "params": [], "macs": []}
@@ -221,7 +223,7 @@ def fidelity(by_arch: dict[str, dict[str, float]], resamples: int = 2000) -> lis
             taus["params"].append(kendall_resampled(params, top1, mine))
             taus["macs"].append(kendall_resampled(macs, top1, mine))
         t, p, m = (np.mean(taus[k], axis=0) for k in ("supernet", "params", "macs"))
-        out.append({"kind": kind, "seeds": len(held), "archs": "/".join(str(int((~np.isnan(x)).sum())) for x in held),
+        out.append({"kind": kind, "seeds": len(held), "seed_names": [seed for seed, _ in held_by], "archs": "/".join(str(int((~np.isnan(x)).sum())) for x in held),
                     "tau": t[0], "se": bootstrap_se(t), "params": p[0], "macs": m[0],
                     "minus_params": t[0] - p[0], "minus_params_se": bootstrap_se(t - p)})
     return out
@@ -266,6 +268,20 @@ def plot(by_arch: dict[str, dict[str, float]], fid: list[dict], path: Path) -> N
     fig.savefig(path, dpi=110)
 
 
+def reruns(by_arch: dict[str, dict[str, float]]) -> dict[str, list[float]]:
+    """|library top-1 - the study's| for each arch, seed and recipe both retrained (the study's
+    `band` archs), split into the pilot's rows (search seeds 0-2, earlier commits) and the study's."""
+    from search_evidence import ROWS as STUDY_ROWS
+
+    out: dict[str, list[float]] = {"pilot": [], "study": []}
+    for r in read_rows(STUDY_ROWS):
+        mine = by_arch.get(r["arch"], {}).get(r["retrain_seed"])
+        if r["recipe"] == RECIPE.name and mine is not None:
+            out["study" if r["search_seed"] and int(r["search_seed"]) >= 3 else "pilot"].append(
+                round(abs(mine - float(r["test_top1"])), 2))
+    return out
+
+
 def report(plots: Path | None = None, link: str = "library_fidelity.png") -> str:
     """The library's figures as markdown; with `plots`, draws library_fidelity.png there and shows
     it at `link` (the path from the page that shows it)."""
@@ -289,13 +305,25 @@ def report(plots: Path | None = None, link: str = "library_fidelity.png") -> str
                   f"({rel['interval_two'][0]:.2f}-{rel['interval_two'][1]:.2f}): the ceilings below."]
     elif both:
         lines.append(f"- The noise and the ceilings wait for {MIN_PAIRS} archs with both seeds ({both} now).")
+    again = {k: v for k, v in reruns(by_arch).items() if v}
+    if again:
+        lines.append("- The same arch, seed and recipe retrained twice (the library and the study's `band` archs): "
+                     + "; ".join(f"{k}'s rows, {len(v)} archs: identical in {sum(x == 0 for x in v)}, the median "
+                                 f"difference {statistics.median(v):.2f} points, the largest {max(v):.2f}"
+                                 for k, v in again.items())
+                     + ". The study's and the library's runs come from nearby commits; the pilot's from earlier "
+                       "ones, whose small numerical changes act on a 2-epoch training like a perturbed seed.")
     fid = fidelity(by_arch)
     if fid:
         lines += ["", "Ranking fidelity against the library (Kendall tau with the seed-0 standalone top-1; the mean "
-                      "over the study's supernet seeds; ± a bootstrap SE over library archs, the supernet seeds held fixed):", "",
-                  "| supernet | seeds | archs | supernet tau | params tau | MACs tau | supernet minus params |",
+                      "over the study's supernet seeds; ± a bootstrap SE over library archs, the supernet seeds held "
+                      "fixed" + (f"; a noise-free predictor: {rel['ceiling_one']:.2f}" if rel else "") + "). `autoformer`"
+                      " is the initial space's supernet (S3's total epochs; `random` and `autoformer_faithful` search "
+                      "it), `band` the band-trained one; archs: those each seed's supernet scored (a searched space's "
+                      "holds only part of the library; a seed with fewer than 10 is left out):", "",
+                  "| supernet | search seeds | archs | supernet tau | params tau | MACs tau | supernet minus params |",
                   "|---|---|---|---|---|---|---|"]
-        lines += [f"| {f['kind']} | {f['seeds']} | {f['archs']} | {f['tau']:.2f} ± {f['se']:.2f} | {f['params']:.2f} | "
+        lines += [f"| {f['kind']} | {', '.join(f['seed_names'])} | {f['archs']} | {f['tau']:.2f} ± {f['se']:.2f} | {f['params']:.2f} | "
                   f"{f['macs']:.2f} | {f['minus_params']:+.2f} ± {f['minus_params_se']:.2f} |" for f in fid]
         if plots:
             plot(by_arch, fid, plots / "library_fidelity.png")

@@ -50,14 +50,17 @@ def figures() -> dict:
     wide = ranking_fidelity.figure_of(read_rows(ranking_fidelity.ROWS), "wide")
     taus = ranking_fidelity.taus(wide)
     supernet_taus = [t["tau"] for t in taus["supernets"].values()]
-    null = {r["rule"]: float(r["moved_mean"]) for r in read_rows(move_rule.RESULTS)
-            if r["kind"] == "null" and r["preset"] == "demo" and float(r["noise"]) == 1.5}
+    truth = ground_truth.truth()
+    null = {r["rule"]: (float(r["moved_mean"]), float(r["moved_se"]), int(r["trials"]))
+            for r in read_rows(move_rule.RESULTS) if r["kind"] == "null" and r["preset"] == "demo"
+            and float(r["noise"]) == 1.5}
     return {"pilot": comparisons,
             "study": evidence.preregistered_tests(rows, CONSTRAINTS, PER_SEED_BAND, RETRAIN_SEEDS),
             "space_claim": evidence.space_claim(pilot),
             "fidelity": {"archs": len(wide["archs"]), "params": taus["params"][0], "recipes": len(supernet_taus),
                          "lo": min(supernet_taus), "hi": max(supernet_taus), "agreement": taus["seed_vs_seed"][0]},
-            "library": {f["kind"]: f for f in ground_truth.fidelity(ground_truth.truth())},
+            "library": {f["kind"]: f for f in ground_truth.fidelity(truth)},
+            "library_archs": sum("0" in v for v in truth.values()), "reliability": ground_truth.reliability(truth),
             "move_null": null, "moves": space_moves.decision(), "latency": latency.study_figures(),
             "confirmed_moves": space_moves.decision(space_moves.CONFIRM_ROWS)}
 
@@ -69,8 +72,11 @@ def summary(f: dict) -> str:
     significant = [name for name, c in (("S3 minus random search", s3r), ("S3 minus AutoFormer", s3a)) if c["p"] < 0.05]
     consistent = ", ".join(f"stage {s}'s {d}" for s, d in mv["consistent"]) or "no dimension"
     lines = [
-        f"- **The pre-registered study** (S3 against random search, AutoFormer's published evolution and a "
-        f"band-trained supernet) has {len(study['seeds'])} of its {study['planned']} search seeds complete. "
+        f"- **The pre-registered study** (S3 against random search, AutoFormer's evolution with its published "
+        f"settings, generations scaled to equal evaluations, and a band-trained supernet) has "
+        f"{len(study['seeds'])} of its {study['planned']} search seeds complete"
+        + ("" if study["final"] or study["reestimate"] else " (12 unless the SD re-estimate after seed 8 asks for "
+           "more, at most 20)") + ". "
         + ("Its verdict is below." if study["final"] else
            "Its hypotheses are tested once, when all are in; until then it gives no verdict."),
         f"- **The pilot** (3 search seeds, seen before the plan): S3 minus random search {pm(s3r['diff'], s3r['se'])} "
@@ -82,20 +88,27 @@ def summary(f: dict) -> str:
         f"{sc['n'][0]} archs).",
     ]
     if mv["seeds"]:
+        most = space_moves.majority(mv)
+        on_most = sum(space_moves.moved(r) for dim in most for r in mv["by_dim"][dim])
         lines.append(f"- **The space moves** over the study's S3 seeds so far ({', '.join(mv['seeds'])}): iteration 0 "
-                     f"moved {consistent} the same way in every seed; {mv['false']} other move(s), against "
-                     f"{mv['expected']:.2f} false moves the rule's null expects."
-                     + confirmed_summary(f["confirmed_moves"]))
+                     f"moved {consistent} the same way in every seed. It made {mv['false']} move(s) of the other "
+                     f"dimensions, all counted as false by the plan, against {mv['expected']:.2f} false moves the rule's null expects"
+                     + (f"; {on_most} of them on {', '.join(f'stage {s} {d}' for s, d in most)}, which most seeds "
+                        f"moved the same way" if most else "") + "."
+                     + confirmed_summary(f["confirmed_moves"], most))
     lines += [
-        f"- **Ranking fidelity**: over {fid['archs']} archs of one budget, {fid['recipes']} supernet recipes rank "
-        f"standalone top-1 at Kendall tau {fid['lo']:.2f}-{fid['hi']:.2f}, the params count at {fid['params']:.2f}; "
+        f"- **Ranking fidelity**: over {fid['archs']} archs of a params-only budget (750k-1M), {fid['recipes']} "
+        f"supernet recipes rank standalone top-1 at Kendall tau {fid['lo']:.2f}-{fid['hi']:.2f}, the params count at {fid['params']:.2f}; "
         f"two standalone seeds agree at {fid['agreement']:.2f}."
-        + (f" Against the ground-truth library so far, the initial space's supernet (S3's total epochs) ranks at "
-           f"{f['library']['autoformer']['tau']:.2f} ± {f['library']['autoformer']['se']:.2f} "
-           f"({f['library']['autoformer']['seeds']} supernet seeds), params at {f['library']['autoformer']['params']:.2f}."
-           if "autoformer" in f["library"] else ""),
-        f"- **The move rule**: under pure noise at `make demo`'s pool it moves {f['move_null']['significant']:.2f} "
-        f"dimensions per iteration, the paper's plain threshold rule {f['move_null']['threshold']:.2f}.",
+        + (f" Against the ground-truth library so far ({f['library_archs']} archs of the study's budget), the "
+           f"initial space's supernet (S3's total epochs) ranks at {f['library']['autoformer']['tau']:.2f} ± "
+           f"{f['library']['autoformer']['se']:.2f} (the mean over {f['library']['autoformer']['seeds']} supernet "
+           f"seeds; ± a bootstrap SE over the archs), params at {f['library']['autoformer']['params']:.2f}"
+           + (f"; a noise-free predictor would reach {f['reliability']['ceiling_one']:.2f}" if f["reliability"] else "")
+           + "." if "autoformer" in f["library"] else ""),
+        "- **The move rule**: under pure noise at `make demo`'s pool it moves {:.2f} ± {:.2f} dimensions per "
+        "iteration ({} trials), the paper's plain threshold rule {:.2f} ± {:.2f}.".format(
+            *f["move_null"]["significant"][:3], *f["move_null"]["threshold"][:2]),
     ]
     if lat:
         lt, tp = lat["latency"], lat["top1"]
@@ -106,14 +119,17 @@ def summary(f: dict) -> str:
     return "\n".join(lines)
 
 
-def confirmed_summary(c: dict) -> str:
+def confirmed_summary(c: dict, most: list) -> str:
     if not c["seeds"]:
         return ""
     single = space_moves.decision(space_moves.ROWS, c["seeds"])
     dims = ", ".join(f"stage {st} {dim} {a} -> {b}" for (st, dim), (a, b) in space_moves.side_by_side(single, c).items())
+    elsewhere = c["false"] - sum(space_moves.moved(r) for dim in most for r in c["by_dim"].get(dim, []))
     return (f" With `search.confirm` (measured on {len(c['seeds'])} of these seeds), moves per dimension, one supernet "
             f"-> confirmed by a second: {dims} of {len(c['seeds'])}; by the same conservative count {c['false']} "
-            f"against {c['expected']:.2f} expected (one supernet: {single['false']} against {single['expected']:.2f}).")
+            f"against {c['expected']:.2f} expected (one supernet: {single['false']} against {single['expected']:.2f})"
+            + (f", {elsewhere} of them elsewhere than on {', '.join(f'stage {s} {d}' for s, d in most)}"
+               if most else "") + ".")
 
 
 def study_section(f: dict) -> str:
@@ -121,20 +137,24 @@ def study_section(f: dict) -> str:
     rows = read_rows(evidence.ROWS)
     started = sorted({r["search_seed"] for r in rows if r["search_seed"] and int(r["search_seed"]) >= 3}, key=int)
     scores = study["scores"]
-    lines = ["| search seed | " + " | ".join(f"`{m}`" for m in (*evidence.STUDY_METHODS, "searched")) + " | complete |",
-             "|---" * (len(evidence.STUDY_METHODS) + 3) + "|"]
+    lines = ["| search seed | " + " | ".join(f"`{m}`" for m in (*evidence.STUDY_METHODS, "searched", "band"))
+             + " | complete |", "|---" * (len(evidence.STUDY_METHODS) + 4) + "|"]
     for s in started:
         cells = [f"{scores[m][s]:.2f}" if s in scores[m] and
                  evidence.found_in_rows(rows, m, s, RETRAIN_SEEDS) else "running" for m in evidence.STUDY_METHODS]
-        cells.append(f"{scores['searched'][s]:.2f}" if s in scores["searched"] else "running")
+        cells += [f"{scores[m][s]:.2f}" if s in scores[m] else "running" for m in ("searched", "band")]
         lines.append(f"| {s} | " + " | ".join(cells) + f" | {'yes' if s in study['seeds'] else 'no'} |")
     lines += ["", "Each cell: the found arch's standalone test top-1 (%), the mean of retraining seeds 0 and 1; "
-                  "`searched`: the mean of the seed's 4 archs drawn in the budget from its searched space.", ""]
+                  "`searched` and `band` (H3): the mean of the seed's 4 archs drawn in the budget from its searched "
+                  "space and from the initial space, retraining seed 0 only.", ""]
     sd = study["reestimate"]
     if sd:
         lines.append(f"**The SD re-estimate** (pre-registered, over seeds 3-8): H1's paired SD {sd['sds'][0]:.2f}, "
                      f"H2's {sd['sds'][1]:.2f}, pooled {sd['pooled']:.2f} points (designed: 0.63); 80 % power at 0.5 "
-                     f"points needs {sd['needed']} search seeds, so the study runs {sd['planned']}.")
+                     f"points needs {sd['needed']} search seeds, so the study runs {sd['planned']}. H3's paired SD "
+                     f"over the same seeds is {sd['h3_sd']:.2f} (designed: 0.48), its power at 0.5 points over "
+                     f"{sd['planned']} seeds {100 * sd['h3_power']:.0f} % (reported; the plan sizes the study from "
+                     f"H1 and H2 alone).")
     else:
         lines.append("**The SD re-estimate** is due when seeds 3-8 are all complete.")
     lines += ["", evidence.preregistered(study)]
@@ -208,13 +228,15 @@ counted in its tests."""
 
 MOVES_INTRO = """\
 Iteration 0 of every S3 seed starts from the same initial space on its own supernet, so its moves
-are replicates. A dimension the rule moves for a real effect moves in every seed; the rule's null
-(one pool on one supernet) says how many false moves to expect. Rows: `bench/results/space_moves.csv`;
-the confirmation rule's (`search.confirm`, measured on the same supernets): `confirm_moves.csv`."""
+are replicates. A real effect the rule detects with full power moves its dimension in every seed;
+the rule's null (it shuffles the archs of one pool scored on one supernet) says how many false
+moves to expect. Rows: `bench/results/space_moves.csv`; the confirmation rule's (`search.confirm`,
+measured on the same supernets): `confirm_moves.csv`."""
 
 LIBRARY_INTRO = """\
-250 archs drawn uniformly in the band (`band:0`; 150 planned, extended for the fidelity's target SE), to be trained standalone with the study's recipe
-(seed 0; seed 1 too for the first 30) and scored by the study's finished supernets (those of a
+250 archs drawn uniformly in the band (`band:0`, a fixed sequence of draws; 150 planned, extended
+for the fidelity's target SE), to be trained standalone with the study's recipe (seed 0; seed 1
+too for the first 30) and scored by the study's finished supernets (those of a
 searched space score only the archs it holds). Rows:
 `bench/results/ground_truth.csv`, `library_scores.csv`; they fill in the background
 (bench/README.md, "A ground-truth library of the band")."""
@@ -223,8 +245,9 @@ TABULAR_INTRO = """\
 searches confined to the library rank its archs by a supernet's inherited top-1
 (`bench/results/library_scores.csv`) and are scored by their pick's standalone top-1, so each runs
 many search seeds in seconds. `random` and AutoFormer's `evolution` (its candidates snapped to the
-nearest library arch) search the initial space's supernets; `s3` searches the library archs inside
-the seed's searched space with its supernet."""
+nearest library arch) search the initial space's supernets; S3's stage 3 searches the library archs
+inside the seed's searched space with its supernet, at random (at 50 evaluations it evaluates every
+arch of a searched space holding 50 or fewer)."""
 
 FIDELITY_INTRO = """\
 Kendall tau of a supernet's inherited top-1 against the mean standalone top-1 of two seeds, beside

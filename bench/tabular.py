@@ -169,6 +169,9 @@ def run(budgets=BUDGETS, search_seeds: int = SEARCH_SEEDS) -> dict:
             "archs": len(values)}
 
 
+LABELS = {"s3": "random in S3's searched space"}  # what `s3` is here: stage 3 of S3, not its space search
+
+
 def report(search_seeds: int = SEARCH_SEEDS) -> str:
     r = run(search_seeds=search_seeds)
     if not r["archs"]:
@@ -181,7 +184,7 @@ def report(search_seeds: int = SEARCH_SEEDS) -> str:
              f"supernet seeds. The library's best arch: {r['best']:.2f} %; its mean (a pick at random): "
              f"{r['mean']:.2f} %.", "",
              "| method | supernet | evaluations | supernet seeds | library archs it ranks | pick's top-1 (%) | "
-             "minus the library mean |", "|---|---|---|---|---|---|---|"]
+             "minus the library mean (the same SE) |", "|---|---|---|---|---|---|---|"]
     for (method, kind, budget), v in r["results"].items():
         seeds = seeds_of[method, kind, budget]
         if not seeds:
@@ -189,7 +192,7 @@ def report(search_seeds: int = SEARCH_SEEDS) -> str:
         vals = [v[s] for s in seeds]
         se = statistics.stdev(vals) / len(vals) ** 0.5 if len(vals) > 1 else float("nan")
         sizes = "/".join(str(v[s + ":n"]) for s in seeds)
-        lines.append(f"| {method} | {kind} | {budget} | {', '.join(seeds)} | {sizes} | {statistics.fmean(vals):.2f}"
+        lines.append(f"| {LABELS.get(method, method)} | {kind} | {budget} | {', '.join(seeds)} | {sizes} | {statistics.fmean(vals):.2f}"
                      f"{'' if se != se else f' ± {se:.2f}'} | {statistics.fmean(vals) - r['mean']:+.2f} |")
     return "\n".join(lines)
 

@@ -25,6 +25,24 @@ def test_seeds_for_power_gives_the_pre_registered_numbers(sd, seeds):
     assert search_evidence.seeds_for_power(sd) == seeds  # bench/README.md's table
 
 
+def test_the_sd_re_estimate_waits_for_seeds_3_to_8_and_only_grows_the_study():
+    seeds = [str(s) for s in range(3, 9)]
+    d1 = [0.0, 1.0, 0.0, 1.0, 0.0, 1.0]  # s3 - random: SD 0.548
+    scores = {m: {s: 78.0 for s in seeds} for m in (*search_evidence.STUDY_METHODS, "searched", "band")}
+    scores["s3"] = {s: 78.0 + d for s, d in zip(seeds, d1)}
+    scores["autoformer_faithful"] = {s: 78.0 + d - 2.0 * d for s, d in zip(seeds, d1)}  # s3 - it: 2 d1, SD 1.095
+    scores["searched"] = {s: 78.0 + 3.0 * d for s, d in zip(seeds, d1)}  # H3's SD 1.643
+    sd = search_evidence.reestimate(scores)
+    assert sd["sds"] == pytest.approx([math.sqrt(0.3), 2 * math.sqrt(0.3)])
+    assert sd["pooled"] == pytest.approx(math.sqrt(2.5 * 0.3))
+    assert sd["needed"] == search_evidence.seeds_for_power(sd["pooled"]) and sd["needed"] > 12
+    assert sd["planned"] == min(20, sd["needed"])
+    assert sd["h3_sd"] == pytest.approx(3 * math.sqrt(0.3))
+    assert sd["h3_power"] == pytest.approx(search_evidence.power_at(sd["h3_sd"], sd["planned"]))
+    del scores["band"]["8"]  # seed 8 incomplete (its band archs): no re-estimate yet
+    assert search_evidence.reestimate(scores) is None
+
+
 def test_resampled_kendall_is_scipys_tau_b_on_the_expanded_sample():
     rng = np.random.default_rng(0)
     x = np.round(rng.normal(size=30), 1)  # rounded: ties, as top-1 on 1,000 images has
@@ -80,6 +98,21 @@ def test_the_space_move_decision_counts_inconsistent_moves_as_false(tmp_path, mo
     assert d["expected"] == pytest.approx(0.2)
     assert d["p"] == pytest.approx(1 - sum(math.exp(-0.2) * 0.2**k / math.factorial(k) for k in range(3)))
     assert not d["final"]
+
+
+def test_the_count_without_the_majority_dimensions_leaves_out_only_those(tmp_path, monkeypatch):
+    """(4, embed_dim) moved the same way in 2 of 3 seeds (a majority, not every seed); (1, depth)
+    once; (2, depth) in 2 of 3 but in opposite directions (no majority direction)."""
+    monkeypatch.setattr(space_moves, "ROWS", tmp_path / "moves.csv")
+    _moves(tmp_path / "moves.csv", {
+        3: {(4, "embed_dim"): "[2, 3]", (1, "depth"): "[2, 3]", (2, "depth"): "[2, 3]"},
+        4: {(4, "embed_dim"): "[2, 3]", (1, "depth"): "[1, 2]", (2, "depth"): "[0, 1]"},
+        5: {(4, "embed_dim"): "[1, 2]", (1, "depth"): "[1, 2]", (2, "depth"): "[1, 2]"},
+    })
+    d = space_moves.decision()
+    assert d["false"] == 5 and space_moves.majority(d) == [(4, "embed_dim")]
+    line, = space_moves.without_majority(d)
+    assert "stage 4 embed_dim, 2 of 3 seeds" in line and "3 move(s) against at most 0.30" in line
 
 
 def test_the_interim_state_shows_no_p_value():
