@@ -289,7 +289,10 @@ and evolution under a latency bound against evolution under the MACs band (3 sea
 
 SPEED_INTRO = """\
 Achieved MAC/s against this CPU's measured bf16 matmul peak and each step's roofline bound, and
-each speed lever before and after, timed side by side. Rows: `bench/results/roofline*.csv`."""
+each speed lever before and after, timed side by side. Rows: `bench/results/roofline*.csv`. The
+milliseconds of one configuration differ between sessions (machine load, other processes): compare
+only a row's before and after, timed in one run. A commit marked `+dirty` was measured from a
+working tree with uncommitted changes on top of it."""
 
 SPEED_SCRIPTS_INTRO = """\
 The smaller speed scripts (`make bench`), each ratio timed side by side in one run, and the
