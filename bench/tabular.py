@@ -169,6 +169,7 @@ def run(budgets=BUDGETS, search_seeds: int = SEARCH_SEEDS) -> dict:
             "archs": len(values)}
 
 
+REFERENCE = ("random", "autoformer")  # random search on the initial space's supernet, as the study's `random`
 LABELS = {"s3": "random in S3's searched space"}  # what `s3` is here: stage 3 of S3, not its space search
 
 
@@ -184,17 +185,26 @@ def report(search_seeds: int = SEARCH_SEEDS) -> str:
              f"supernet seeds. The library's best arch: {r['best']:.2f} %; its mean (a pick at random): "
              f"{r['mean']:.2f} %.", "",
              "| method | supernet | evaluations | supernet seeds | library archs it ranks | pick's top-1 (%) | "
-             "minus the library mean (the same SE) |", "|---|---|---|---|---|---|---|"]
+             "minus the library mean (the same SE) | minus `random` on `autoformer`, same evaluations (paired over "
+             "supernet seeds) |", "|---|---|---|---|---|---|---|---|"]
     for (method, kind, budget), v in r["results"].items():
         seeds = seeds_of[method, kind, budget]
         if not seeds:
             continue
         vals = [v[s] for s in seeds]
-        se = statistics.stdev(vals) / len(vals) ** 0.5 if len(vals) > 1 else float("nan")
         sizes = "/".join(str(v[s + ":n"]) for s in seeds)
-        lines.append(f"| {LABELS.get(method, method)} | {kind} | {budget} | {', '.join(seeds)} | {sizes} | {statistics.fmean(vals):.2f}"
-                     f"{'' if se != se else f' ± {se:.2f}'} | {statistics.fmean(vals) - r['mean']:+.2f} |")
+        ref = r["results"].get((*REFERENCE, budget), {})
+        both = [s for s in seeds if s in ref]
+        paired = "-" if (method, kind) == REFERENCE or len(both) < 2 else \
+            f"{mean_se([v[s] - ref[s] for s in both], '+')} ({len(both)} seeds)"
+        lines.append(f"| {LABELS.get(method, method)} | {kind} | {budget} | {', '.join(seeds)} | {sizes} | "
+                     f"{mean_se(vals)} | {statistics.fmean(vals) - r['mean']:+.2f} | {paired} |")
     return "\n".join(lines)
+
+
+def mean_se(values: list[float], sign: str = "") -> str:
+    m = f"{statistics.fmean(values):{sign}.2f}"
+    return f"{m} ± {statistics.stdev(values) / len(values) ** 0.5:.2f}" if len(values) > 1 else m
 
 
 def main() -> None:
