@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -151,6 +152,10 @@ def report(rows: list[dict]) -> str:
         cells = [f"{float(by[x]['moved_mean']):.2f} ± {float(by[x]['moved_se']):.2f}" if x in by else "-"
                  for x in RULES]
         say(f"| {preset} | {r0['samples']}, {r0['top_k']}, {r0['subspace']} | {noise} | " + " | ".join(cells) + " |")
+    zero = sorted({int(r["trials"]) for r in null if float(r["moved_mean"]) == 0})
+    if zero:  # no move in n trials: the rate's one-sided 95 % Poisson bound is -ln(0.05) / n
+        say("\n0.00 ± 0.00: no move in any trial; with " + ", ".join(map(str, zero)) + " trials the rate's one-sided "
+            "95 % upper bound is " + ", ".join(f"{-math.log(0.05) / n:.2f}" for n in zero) + " moves per iteration.")
     say("\nPower (share of trials that move the dimension the right way) and the smallest effect detected "
           "with >= 80 % power:\n")
     say("| preset | noise | dimension | rule | " + " | ".join(f"{e:g} points" for e in EFFECTS) +
