@@ -91,11 +91,14 @@ def summary(f: dict) -> str:
     if mv["seeds"]:
         most = space_moves.majority(mv)
         on_most = sum(space_moves.moved(r) for dim in most for r in mv["by_dim"][dim])
-        lines.append(f"- **The space moves** over the study's S3 seeds so far ({', '.join(mv['seeds'])}): iteration 0 "
+        lines.append(f"- **The space moves** over the study's S3 seeds{'' if mv['final'] else ' so far'} "
+                     f"({', '.join(mv['seeds'])}): iteration 0 "
                      f"moved {consistent} the same way in every seed. It made {mv['false']} move(s) of the other "
                      f"dimensions, all counted as false by the plan, against {mv['expected']:.2f} false moves the rule's null expects"
                      + (f"; {on_most} of them on {', '.join(f'stage {s} {d}' for s, d in most)}, which most seeds "
                         f"moved the same way" if most else "") + "."
+                     + (f" The pre-registered test (Poisson P = {mv['p']:.2g}): the rule's false-move control across "
+                        f"supernet seeds {'fails' if mv['p'] < 0.05 else 'is not contradicted'}." if mv["final"] else "")
                      + confirmed_summary(f["confirmed_moves"], most))
     lines += [
         f"- **Ranking fidelity**: over {fid['archs']} archs of a params-only budget (750k-1M), {fid['recipes']} "
