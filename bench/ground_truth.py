@@ -223,7 +223,8 @@ def fidelity(by_arch: dict[str, dict[str, float]], resamples: int = 2000) -> lis
             taus["params"].append(kendall_resampled(params, top1, mine))
             taus["macs"].append(kendall_resampled(macs, top1, mine))
         t, p, m = (np.mean(taus[k], axis=0) for k in ("supernet", "params", "macs"))
-        out.append({"kind": kind, "seeds": len(held), "seed_names": [seed for seed, _ in held_by], "archs": "/".join(str(int((~np.isnan(x)).sum())) for x in held),
+        out.append({"kind": kind, "seeds": [seed for seed, _ in held_by],
+                    "archs": "/".join(str(int((~np.isnan(x)).sum())) for x in held),
                     "tau": t[0], "se": bootstrap_se(t), "params": p[0], "macs": m[0],
                     "minus_params": t[0] - p[0], "minus_params_se": bootstrap_se(t - p)})
     return out
@@ -245,7 +246,7 @@ def plot(by_arch: dict[str, dict[str, float]], fid: list[dict], path: Path) -> N
     panels = [("params count", {"": {a: cost.cost(Arch.parse(a))["params"] / 1e6 for a in archs}}, "params (M)",
                f"tau {fid[0]['params']:.2f}" if fid else "")]
     panels += [(f["kind"], scores[f["kind"]], "inherited top-1 on the search split (%)",
-                f"tau {f['tau']:.2f} ± {f['se']:.2f}, {f['seeds']} supernet seed(s)") for f in fid]
+                f"tau {f['tau']:.2f} ± {f['se']:.2f}, {len(f['seeds'])} supernet seed(s)") for f in fid]
     cols = min(3, len(panels))
     rows = -(-len(panels) // cols)
     fig = Figure(figsize=(4.2 * cols, 3.6 * rows), layout="constrained")
@@ -276,7 +277,7 @@ def reruns(by_arch: dict[str, dict[str, float]]) -> dict[str, list[float]]:
     out: dict[str, list[float]] = {"pilot": [], "study": []}
     for r in read_rows(STUDY_ROWS):
         mine = by_arch.get(r["arch"], {}).get(r["retrain_seed"])
-        if r["recipe"] == RECIPE.name and mine is not None:
+        if r["method"] == "band" and r["recipe"] == RECIPE.name and mine is not None:
             out["study" if r["search_seed"] and int(r["search_seed"]) >= 3 else "pilot"].append(
                 round(abs(mine - float(r["test_top1"])), 2))
     return out
@@ -311,8 +312,7 @@ def report(plots: Path | None = None, link: str = "library_fidelity.png") -> str
                      + "; ".join(f"{k}'s rows, {len(v)} archs: identical in {sum(x == 0 for x in v)}, the median "
                                  f"difference {statistics.median(v):.2f} points, the largest {max(v):.2f}"
                                  for k, v in again.items())
-                     + ". The study's and the library's runs come from nearby commits; the pilot's from earlier "
-                       "ones, whose small numerical changes act on a 2-epoch training like a perturbed seed.")
+                     + ".")
     fid = fidelity(by_arch)
     if fid:
         lines += ["", "Ranking fidelity against the library (Kendall tau with the seed-0 standalone top-1; the mean "
@@ -323,7 +323,7 @@ def report(plots: Path | None = None, link: str = "library_fidelity.png") -> str
                       "holds only part of the library; a seed with fewer than 10 is left out):", "",
                   "| supernet | search seeds | archs | supernet tau | params tau | MACs tau | supernet minus params |",
                   "|---|---|---|---|---|---|---|"]
-        lines += [f"| {f['kind']} | {', '.join(f['seed_names'])} | {f['archs']} | {f['tau']:.2f} ± {f['se']:.2f} | {f['params']:.2f} | "
+        lines += [f"| {f['kind']} | {', '.join(f['seeds'])} | {f['archs']} | {f['tau']:.2f} ± {f['se']:.2f} | {f['params']:.2f} | "
                   f"{f['macs']:.2f} | {f['minus_params']:+.2f} ± {f['minus_params_se']:.2f} |" for f in fid]
         if plots:
             plot(by_arch, fid, plots / "library_fidelity.png")

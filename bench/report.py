@@ -76,8 +76,9 @@ def summary(f: dict) -> str:
         f"- **The pre-registered study** (S3 against random search, AutoFormer's evolution with its published "
         f"settings, generations scaled to equal evaluations, and a band-trained supernet) has "
         f"{len(study['seeds'])} of its {study['planned']} search seeds complete"
-        + ("" if study["final"] or study["reestimate"] else " (12 unless the SD re-estimate after seed 8 asks for "
-           "more, at most 20)") + ". "
+        + ("" if study["final"] or study["reestimate"] else
+           f" ({len(evidence.STUDY_SEEDS)} unless the SD re-estimate after seed {evidence.REESTIMATE_SEEDS[-1]} asks "
+           f"for more, at most {evidence.MAX_SEEDS})") + ". "
         + ("Its verdict is below." if study["final"] else
            "Its hypotheses are tested once, when all are in; until then it gives no verdict."),
         f"- **The pilot** (3 search seeds, seen before the plan): S3 minus random search {pm(s3r['diff'], s3r['se'])} "
@@ -90,13 +91,13 @@ def summary(f: dict) -> str:
     ]
     if mv["seeds"]:
         most = space_moves.majority(mv)
-        on_most = sum(space_moves.moved(r) for dim in most for r in mv["by_dim"][dim])
+        on_most = space_moves.on_majority(mv, most)
         lines.append(f"- **The space moves** over the study's S3 seeds{'' if mv['final'] else ' so far'} "
                      f"({', '.join(mv['seeds'])}): iteration 0 "
                      f"moved {consistent} the same way in every seed. It made {mv['false']} move(s) of the other "
                      f"dimensions, all counted as false by the plan, against {mv['expected']:.2f} false moves the rule's null expects"
-                     + (f"; {on_most} of them on {', '.join(f'stage {s} {d}' for s, d in most)}, which most seeds "
-                        f"moved the same way" if most else "") + "."
+                     + (f"; {on_most} of them where most seeds moved ({space_moves.majority_names(most, mv)})"
+                        if most else "") + "."
                      + (f" The pre-registered test (Poisson P = {mv['p']:.2g}): the rule's false-move control across "
                         f"supernet seeds {'fails' if mv['p'] < 0.05 else 'is not contradicted'}." if mv["final"] else "")
                      + confirmed_summary(f["confirmed_moves"], most))
@@ -104,9 +105,10 @@ def summary(f: dict) -> str:
         f"- **Ranking fidelity**: over {fid['archs']} archs of a params-only budget (750k-1M), {fid['recipes']} "
         f"supernet recipes rank standalone top-1 at Kendall tau {fid['lo']:.2f}-{fid['hi']:.2f}, the params count at {fid['params']:.2f}; "
         f"two standalone seeds agree at {fid['agreement']:.2f}."
-        + (f" Against the ground-truth library so far ({f['library_archs']} archs of the study's budget), the "
+        + (f" Against the ground-truth library{' so far' if f['library_archs'] < ground_truth.LIBRARY else ''} "
+           f"({f['library_archs']} archs of the study's budget), the "
            f"initial space's supernet (S3's total epochs) ranks at {f['library']['autoformer']['tau']:.2f} ± "
-           f"{f['library']['autoformer']['se']:.2f} (the mean over {f['library']['autoformer']['seeds']} supernet "
+           f"{f['library']['autoformer']['se']:.2f} (the mean over {len(f['library']['autoformer']['seeds'])} supernet "
            f"seeds; ± a bootstrap SE over the archs), params at {f['library']['autoformer']['params']:.2f}"
            + (f"; a noise-free predictor would reach {f['reliability']['ceiling_one']:.2f}" if f["reliability"] else "")
            + "." if "autoformer" in f["library"] else ""),
@@ -124,39 +126,41 @@ def summary(f: dict) -> str:
     return "\n".join(lines)
 
 
-def confirmed_summary(c: dict, most: list) -> str:
+def confirmed_summary(c: dict, most: dict) -> str:
     if not c["seeds"]:
         return ""
     single = space_moves.decision(space_moves.ROWS, c["seeds"])
     dims = ", ".join(f"stage {st} {dim} {a} -> {b}" for (st, dim), (a, b) in space_moves.side_by_side(single, c).items())
-    elsewhere = c["false"] - sum(space_moves.moved(r) for dim in most for r in c["by_dim"].get(dim, []))
+    elsewhere = c["false"] - space_moves.on_majority(c, most)
     return (f" With `search.confirm` (measured on {len(c['seeds'])} of these seeds), moves per dimension, one supernet "
             f"-> confirmed by a second: {dims} of {len(c['seeds'])}; by the same conservative count {c['false']} "
             f"against {c['expected']:.2f} expected (one supernet: {single['false']} against {single['expected']:.2f})"
-            + (f", {elsewhere} of them elsewhere than on {', '.join(f'stage {s} {d}' for s, d in most)}"
-               if most else "") + ".")
+            + (f", {elsewhere} of them elsewhere than where most seeds moved with one supernet" if most else "")
+            + ".")
 
 
 def pilot_levels() -> str:
-    """Why the pilot's top-1 sits above the study's: its band draws against the whole library."""
+    """The pilot's and the study's levels side by side: the found archs' means, and the typical
+    arch's from each one's `band` draws and from the library's archs neither drew."""
     rows = read_rows(evidence.ROWS)
-    pilot = [float(r["test_top1"]) for r in rows if r["method"] == "band" and r["search_seed"] in PILOT_SEEDS]
-    study = [float(r["test_top1"]) for r in rows if r["method"] == "band" and r["search_seed"] not in PILOT_SEEDS]
-    truth = ground_truth.truth()
-    library, again = [v["0"] for v in truth.values() if "0" in v], ground_truth.reruns(truth)["pilot"]
-    if not (pilot and study and again and len(library) >= 2):
+    sides = {"the pilot": [r for r in rows if r["search_seed"] in PILOT_SEEDS],
+             "the study": [r for r in rows if r["search_seed"] not in PILOT_SEEDS]}
+    band = {k: [float(r["test_top1"]) for r in v if r["method"] == "band" and r["retrain_seed"] == "0"]
+            for k, v in sides.items()}
+    drawn = {r["arch"] for r in rows if r["method"] == "band"}
+    others = [v["0"] for a, v in ground_truth.truth().items() if "0" in v and a not in drawn]
+    found = {m: [evidence.mean_se(list(evidence.per_seed(v, m).values()))[0] for v in sides.values()]
+             for m in ("s3", "random", "random_searched")
+             if all(evidence.per_seed(v, m) for v in sides.values())}
+    if not (all(band.values()) and len(others) >= 2 and found):
         return ""
-    means = [{m: evidence.mean_se(list(v.values()))[0] for m in ("s3", "random", "random_searched")
-              if (v := evidence.per_seed([r for r in rows if (r["search_seed"] in PILOT_SEEDS) == side], m))}
-             for side in (True, False)]
-    higher = [m for m in means[0] if m in means[1] and means[0][m] > means[1][m]]
-    return (f"\n\nThe pilot's top-1 sits above the study's for {', '.join(f'`{m}`' for m in higher) or 'no method'} "
-            f"and for the typical arch: its "
-            f"{len(pilot)} `band` archs (draws 0-{len(pilot) - 1} of `band:0`) average {evidence.mean_se(pilot)[0]:.2f} "
-            f"%, the study's {len(study)} {evidence.mean_se(study)[0]:.2f} %, the library's {len(library)} "
-            f"{evidence.mean_se(library)[0]:.2f} ± {evidence.mean_se(library)[1]:.2f} % (the library's reruns of the "
-            f"pilot's archs differ from them by a median of {statistics.median(again):.2f} points, below). Its draws fell high; the tests "
-            f"pair the methods within a seed, so a level a seed shares cancels.")
+    lo, se = evidence.mean_se(others)
+    return ("\n\nLevels, the pilot against the study (means, %): found archs " +
+            ", ".join(f"`{m}` {a:.2f} against {b:.2f}" for m, (a, b) in found.items()) +
+            "; the typical arch, from each one's `band` draws, " +
+            " against ".join(f"{statistics.fmean(v):.2f} ({len(v)} archs)" for v in band.values()) +
+            f", and from the {len(others)} library archs neither drew, {lo:.2f} ± {se:.2f}. The tests pair the "
+            "methods within a seed, so a level that a seed's methods share cancels.")
 
 
 def study_section(f: dict) -> str:
@@ -172,8 +176,8 @@ def study_section(f: dict) -> str:
         cells += [f"{scores[m][s]:.2f}" if s in scores[m] else "running" for m in ("searched", "band")]
         lines.append(f"| {s} | " + " | ".join(cells) + f" | {'yes' if s in study['seeds'] else 'no'} |")
     lines += ["", "Each cell: the found arch's standalone test top-1 (%), the mean of retraining seeds 0 and 1; "
-                  "`searched` and `band` (H3): the mean of the seed's 4 archs drawn in the budget from its searched "
-                  "space and from the initial space, retraining seed 0 only.", ""]
+                  f"`searched` and `band` (H3): the mean of the seed's {PER_SEED_BAND} archs drawn in the budget "
+                  "from its searched space and from the initial space, retraining seed 0 only.", ""]
     sd = study["reestimate"]
     if sd:
         lines.append(f"**The SD re-estimate** (pre-registered, over seeds 3-8): H1's paired SD {sd['sds'][0]:.2f}, "
@@ -273,8 +277,9 @@ searches confined to the library rank its archs by a supernet's inherited top-1
 (`bench/results/library_scores.csv`) and are scored by their pick's standalone top-1, so each runs
 many search seeds in seconds. `random` and AutoFormer's `evolution` (its candidates snapped to the
 nearest library arch) search the initial space's supernets; S3's stage 3 searches the library archs
-inside the seed's searched space with its supernet, at random (at 50 evaluations it evaluates every
-arch of a searched space holding 50 or fewer)."""
+inside the seed's searched space with its supernet, at random: a searched space holding fewer
+archs than the evaluations is evaluated whole (its pick is then the supernet's top arch), and one
+already evaluated whole at a smaller budget is not listed again at a larger one."""
 
 FIDELITY_INTRO = """\
 Kendall tau of a supernet's inherited top-1 against the mean standalone top-1 of two seeds, beside

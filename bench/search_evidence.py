@@ -471,7 +471,7 @@ def report(out: Path, seeds: set[str] | None = None, comparisons=PILOT_COMPARISO
         found = {r["search_seed"]: r for r in mine}  # one found arch per search seed, in the seeds' order
         params = "/".join(f"{int(found[s]['params']) / 1e3:.0f}k" for s in seeds)
         macs = "/".join(f"{int(found[s]['macs']) / 1e6:.1f}M" for s in seeds)
-        ev, ep = ("/".join(found[s][k] for s in seeds) if all(found[s][k] for s in seeds) else "-"
+        ev, ep = ("/".join(found[s][k] or "-" for s in seeds) if any(found[s][k] for s in seeds) else "-"
                   for k in ("evaluations", "supernet_epochs"))  # per seed: S3's space search ran 1 or 2 iterations
         say(f"| {m} | {len(seeds)} | {mean:.2f}{'' if math.isnan(se) else f' ± {se:.2f}'} | {' / '.join(f'{v:.2f}' for v in seeds.values())} | "
               f"{params} | {macs} | {ev} | {ep} |")
@@ -569,6 +569,8 @@ def test_row(name: str, a: dict, b: dict, seeds: list[str], alternative: str) ->
 
 def power_at(sd: float, n: int, effect: float = 0.5, alpha: float = 0.05) -> float:
     """A one-sided paired t-test's power to detect `effect` over `n` search seeds (noncentral t)."""
+    if sd == 0:  # differences without spread: any effect is certain to show
+        return 1.0
     df = n - 1
     return float(1 - nct.cdf(t.ppf(1 - alpha, df), df, effect / (sd / math.sqrt(n))))
 

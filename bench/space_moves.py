@@ -207,33 +207,47 @@ def false_moves(d: dict) -> str:
             f"P(at least {d['false']}) = {d['p']:.2g}")
 
 
-def majority(d: dict) -> list[tuple[int, str]]:
-    """The dimensions that are not consistent but moved the same way in more than half the seeds."""
-    def top(rs):
+def majority(d: dict) -> dict[tuple[int, str], str]:
+    """(stage, dimension) -> the choices it moved to in more than half the seeds, for the dimensions
+    that did not move the same way in every seed."""
+    out = {}
+    for dim, rs in d["by_dim"].items():
         news = [r["new"] for r in rs if moved(r)]
-        return max(news.count(n) for n in set(news)) if news else 0
-    return [dim for dim, rs in d["by_dim"].items() if dim not in d["consistent"] and 2 * top(rs) > len(d["seeds"])]
+        top = max(set(news), key=news.count, default=None)
+        if dim not in d["consistent"] and top is not None and 2 * news.count(top) > len(d["seeds"]):
+            out[dim] = top
+    return out
+
+
+def on_majority(d: dict, most: dict[tuple[int, str], str]) -> int:
+    """The moves of `d` counted as false that went where `most` says most seeds moved (a move the
+    other way stays a false move under any reading)."""
+    return sum(moved(r) and r["new"] == new for dim, new in most.items() if dim not in d["consistent"]
+               for r in d["by_dim"].get(dim, []))
+
+
+def majority_names(most: dict[tuple[int, str], str], by: dict) -> str:
+    return ", ".join(f"stage {s} {dim} to {new}, {sum(moved(r) and r['new'] == new for r in by['by_dim'][(s, dim)])} "
+                     f"of {len(by['seeds'])} seeds" for (s, dim), new in most.items())
 
 
 def without_majority(d: dict, single: dict | None = None) -> list[str]:
-    """The conservative count again without the dimensions most seeds moved the same way (by the
+    """The conservative count again without the moves to where most seeds moved a dimension (by the
     single rule: `single`, else `d`): the reading that those are real effects found with less than
     full power (not in the plan). The null's expectation is kept whole, so the tail is an upper bound."""
     from scipy.stats import poisson
 
     by = single or d
-    dims = majority(by)
-    if not dims:
+    most = majority(by)
+    if not most:
         return []
-    rest = d["false"] - sum(moved(r) for dim in dims for r in d["by_dim"].get(dim, []))
-    names = ", ".join(f"stage {s} {dim}, {sum(moved(r) for r in by['by_dim'][(s, dim)])} of {len(by['seeds'])} seeds"
-                      for s, dim in dims)
+    rest = d["false"] - on_majority(d, most)
     tail = (f"{rest} move(s) against at most {d['expected']:.2f} expected; Poisson P(at least {rest}) <= "
             f"{float(poisson.sf(rest - 1, d['expected'])):.2g}" if rest else
             f"no move, against at most {d['expected']:.2f} expected")
-    return [f"- Without the dimensions most seeds moved the same way with one supernet ({names}), read as real "
-            f"effects the rule finds with less than full power (a reading added after the data, not in the plan): "
-            f"{tail}."]
+    return [f"- Without the moves to where most seeds moved a dimension with one supernet ({majority_names(most, by)}), "
+            f"read as real effects the rule finds with less than full power (a reading added after the data, not in "
+            f"the plan): {tail}."]
 
 
 def report() -> str:

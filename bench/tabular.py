@@ -42,6 +42,8 @@ from s3.space import BLOCK_DIMENSIONS, Arch, SearchSpace  # noqa: E402
 METHODS = (("random", "autoformer"), ("evolution", "autoformer"), ("random", "band"), ("evolution", "band"),
            ("random", "s3_iter0"), ("s3", "s3_searched"))
 BUDGETS = (20, 50)
+REFERENCE = ("random", "autoformer")  # random search on the initial space's supernet, as the study's `random`
+LABELS = {"s3": "random in S3's searched space"}  # what `s3` is here: stage 3 of S3, not its space search
 SEARCH_SEEDS = 30  # per supernet seed
 
 
@@ -169,10 +171,6 @@ def run(budgets=BUDGETS, search_seeds: int = SEARCH_SEEDS) -> dict:
             "archs": len(values)}
 
 
-REFERENCE = ("random", "autoformer")  # random search on the initial space's supernet, as the study's `random`
-LABELS = {"s3": "random in S3's searched space"}  # what `s3` is here: stage 3 of S3, not its space search
-
-
 def report(search_seeds: int = SEARCH_SEEDS) -> str:
     r = run(search_seeds=search_seeds)
     if not r["archs"]:
@@ -196,13 +194,14 @@ def report(search_seeds: int = SEARCH_SEEDS) -> str:
         ref = r["results"].get((*REFERENCE, budget), {})
         both = [s for s in seeds if s in ref]
         paired = "-" if (method, kind) == REFERENCE or len(both) < 2 else \
-            f"{mean_se([v[s] - ref[s] for s in both], '+')} ({len(both)} seeds)"
+            f"{format_mean_se([v[s] - ref[s] for s in both], '+')} ({len(both)} seeds)"
         lines.append(f"| {LABELS.get(method, method)} | {kind} | {budget} | {', '.join(seeds)} | {sizes} | "
-                     f"{mean_se(vals)} | {statistics.fmean(vals) - r['mean']:+.2f} | {paired} |")
+                     f"{format_mean_se(vals)} | {statistics.fmean(vals) - r['mean']:+.2f} | {paired} |")
     return "\n".join(lines)
 
 
-def mean_se(values: list[float], sign: str = "") -> str:
+def format_mean_se(values: list[float], sign: str = "") -> str:
+    """The mean, and its SE where there are two values or more."""
     m = f"{statistics.fmean(values):{sign}.2f}"
     return f"{m} ± {statistics.stdev(values) / len(values) ** 0.5:.2f}" if len(values) > 1 else m
 

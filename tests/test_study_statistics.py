@@ -25,6 +25,11 @@ def test_seeds_for_power_gives_the_pre_registered_numbers(sd, seeds):
     assert search_evidence.seeds_for_power(sd) == seeds  # bench/README.md's table
 
 
+@pytest.mark.parametrize("sd, n, power", [(0.63, 12, 0.83), (0.63, 6, 0.52), (0.63, 20, 0.96), (0.0, 4, 1.0)])
+def test_power_at_gives_the_plans_figures(sd, n, power):
+    assert search_evidence.power_at(sd, n) == pytest.approx(power, abs=0.01)  # bench/README.md: 83, 52, 96 %
+
+
 def test_the_sd_re_estimate_waits_for_seeds_3_to_8_and_only_grows_the_study():
     seeds = [str(s) for s in range(3, 9)]
     d1 = [0.0, 1.0, 0.0, 1.0, 0.0, 1.0]  # s3 - random: SD 0.548
@@ -38,7 +43,10 @@ def test_the_sd_re_estimate_waits_for_seeds_3_to_8_and_only_grows_the_study():
     assert sd["needed"] == search_evidence.seeds_for_power(sd["pooled"]) and sd["needed"] > 12
     assert sd["planned"] == min(20, sd["needed"])
     assert sd["h3_sd"] == pytest.approx(3 * math.sqrt(0.3))
-    assert sd["h3_power"] == pytest.approx(search_evidence.power_at(sd["h3_sd"], sd["planned"]))
+    assert sd["h3_power"] < 0.5  # SD 1.64 over 20 seeds
+    small = {**scores, "s3": {s: 78.0 + d / 4 for s, d in zip(seeds, d1)}, "autoformer_faithful": scores["random"]}
+    sd = search_evidence.reestimate(small)  # SD 0.137: 3 seeds would do, the plan's 12 stay
+    assert sd["needed"] < 12 and sd["planned"] == 12
     del scores["band"]["8"]  # seed 8 incomplete (its band archs): no re-estimate yet
     assert search_evidence.reestimate(scores) is None
 
@@ -100,19 +108,32 @@ def test_the_space_move_decision_counts_inconsistent_moves_as_false(tmp_path, mo
     assert not d["final"]
 
 
-def test_the_count_without_the_majority_dimensions_leaves_out_only_those(tmp_path, monkeypatch):
-    """(4, embed_dim) moved the same way in 2 of 3 seeds (a majority, not every seed); (1, depth)
-    once; (2, depth) in 2 of 3 but in opposite directions (no majority direction)."""
+def test_the_count_without_the_majority_leaves_out_only_moves_to_where_most_seeds_moved(tmp_path, monkeypatch):
+    """(4, embed_dim) moved to [2, 3] in 3 of 4 seeds and to [0, 1] in one: that one stays false;
+    (1, depth) once; (2, depth) in 2 of 4, opposite ways (no majority)."""
+    from scipy.stats import poisson
+
     monkeypatch.setattr(space_moves, "ROWS", tmp_path / "moves.csv")
     _moves(tmp_path / "moves.csv", {
         3: {(4, "embed_dim"): "[2, 3]", (1, "depth"): "[2, 3]", (2, "depth"): "[2, 3]"},
         4: {(4, "embed_dim"): "[2, 3]", (1, "depth"): "[1, 2]", (2, "depth"): "[0, 1]"},
-        5: {(4, "embed_dim"): "[1, 2]", (1, "depth"): "[1, 2]", (2, "depth"): "[1, 2]"},
+        5: {(4, "embed_dim"): "[2, 3]", (1, "depth"): "[1, 2]", (2, "depth"): "[1, 2]"},
+        6: {(4, "embed_dim"): "[0, 1]", (1, "depth"): "[1, 2]", (2, "depth"): "[1, 2]"},
     })
     d = space_moves.decision()
-    assert d["false"] == 5 and space_moves.majority(d) == [(4, "embed_dim")]
+    assert d["false"] == 7 and space_moves.majority(d) == {(4, "embed_dim"): "[2, 3]"}
+    assert space_moves.on_majority(d, space_moves.majority(d)) == 3
     line, = space_moves.without_majority(d)
-    assert "stage 4 embed_dim, 2 of 3 seeds" in line and "3 move(s) against at most 0.30" in line
+    assert "stage 4 embed_dim to [2, 3], 3 of 4 seeds" in line
+    assert f"4 move(s) against at most 0.40 expected; Poisson P(at least 4) <= {poisson.sf(3, 0.4):.2g}" in line
+    # another rule's rows, read against these majorities: a dimension it moved the same way in every
+    # seed was never counted as false, so nothing is taken off for it
+    _moves(tmp_path / "confirmed.csv", {3: {(4, "embed_dim"): "[2, 3]", (1, "depth"): "[1, 2]"},
+                                       4: {(4, "embed_dim"): "[2, 3]", (1, "depth"): "[1, 2]"}})
+    c = space_moves.decision(tmp_path / "confirmed.csv")
+    assert c["consistent"] == [(4, "embed_dim")] and c["false"] == 0
+    assert space_moves.on_majority(c, space_moves.majority(d)) == 0
+    assert "no move, against at most 0.20 expected" in space_moves.without_majority(c, d)[0]
 
 
 def test_the_interim_state_shows_no_p_value():
