@@ -263,7 +263,7 @@ def plot(by_arch: dict[str, dict[str, float]], fid: list[dict], path: Path) -> N
         if ax.get_subplotspec().is_first_col():
             ax.set_ylabel("standalone top-1, seed 0 (%)", fontsize=8)
         if len(by_seed) > 1:
-            ax.legend(fontsize=7, loc="lower right")
+            ax.legend(fontsize=6, loc="lower right", ncol=2, framealpha=0.6, handletextpad=0.2, columnspacing=0.6)
     fig.suptitle(f"Ranking fidelity against the ground-truth library ({len(archs)} archs of the band)", fontsize=10)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
