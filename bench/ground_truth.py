@@ -245,7 +245,7 @@ def plot(by_arch: dict[str, dict[str, float]], fid: list[dict], path: Path) -> N
             scores.setdefault(r["supernet"], {}).setdefault(r["search_seed"], {})[r["arch"]] = float(r["search_top1"])
     panels = [("params count", {"": {a: cost.cost(Arch.parse(a))["params"] / 1e6 for a in archs}}, "params (M)",
                f"tau {fid[0]['params']:.2f}" if fid else "")]
-    panels += [(f["kind"], scores[f["kind"]], "inherited top-1 on the search split (%)",
+    panels += [(f["kind"], {s: scores[f["kind"]][s] for s in f["seeds"]}, "inherited top-1 on the search split (%)",
                 f"tau {f['tau']:.2f} ± {f['se']:.2f}, {len(f['seeds'])} supernet seed(s)") for f in fid]
     cols = min(3, len(panels))
     rows = -(-len(panels) // cols)
