@@ -157,6 +157,7 @@ def truth() -> dict[str, dict[str, float]]:
 
 
 MIN_PAIRS = 20  # archs with both seeds before the noise, and so the ceilings, are estimated
+MIN_SCORED = 10  # library archs a supernet seed must have scored to count in the fidelity
 
 
 def reliability(by_arch: dict[str, dict[str, float]], resamples: int = 2000) -> dict | None:
@@ -211,7 +212,7 @@ def fidelity(by_arch: dict[str, dict[str, float]], resamples: int = 2000) -> lis
     counts = resample_counts(len(archs), resamples)
     out = []
     for kind, by_seed in sorted(scores.items()):
-        held_by = sorted(((seed, x) for seed, x in by_seed.items() if (~np.isnan(x)).sum() >= 10),
+        held_by = sorted(((seed, x) for seed, x in by_seed.items() if (~np.isnan(x)).sum() >= MIN_SCORED),
                          key=lambda sx: int(sx[0]))
         held = [x for _, x in held_by]
         if not held:
@@ -320,7 +321,7 @@ def report(plots: Path | None = None, link: str = "library_fidelity.png") -> str
                       "fixed" + (f"; a noise-free predictor: {rel['ceiling_one']:.2f}" if rel else "") + "). `autoformer`"
                       " is the initial space's supernet (S3's total epochs; `random` and `autoformer_faithful` search "
                       "it), `band` the band-trained one; archs: those each seed's supernet scored (a searched space's "
-                      "holds only part of the library; a seed with fewer than 10 is left out):", "",
+                      f"holds only part of the library; a seed with fewer than {MIN_SCORED} is left out):", "",
                   "| supernet | search seeds | archs | supernet tau | params tau | MACs tau | supernet minus params |",
                   "|---|---|---|---|---|---|---|"]
         lines += [f"| {f['kind']} | {', '.join(f['seeds'])} | {f['archs']} | {f['tau']:.2f} ± {f['se']:.2f} | {f['params']:.2f} | "

@@ -85,7 +85,7 @@ def trial(space, constraints, n, k, subspace, noise, target, effect, seed, resam
     first = draw(seed)
     out = {rule: decisions(first, rule) for rule in ("significant", "threshold") if rule in rules}
     if "confirmed" in rules:
-        out["confirmed"] = confirmed(out.get("significant") or decisions(first, "significant"),
+        out["confirmed"] = confirmed(out["significant"] if "significant" in out else decisions(first, "significant"),
                                      decisions(draw(seed + SECOND_DRAW), "significant"))
     return {rule: [(d.stage, d.dimension, d.action) for d in ds if d.moved] for rule, ds in out.items()}
 

@@ -4,8 +4,9 @@ The move rule's null resamples one pool on one supernet; it does not see the sup
 training noise. Every S3 search seed of the study (bench/search_evidence.py) ran the same space
 search from the same initial space on its own supernet, so iteration 0's decisions are replicates:
 a dimension with a real effect the rule detects with full power moves the same way in every seed,
-one moved by one supernet's noise moves in a few. This reads each seed's space-search state into rows and reports, per dimension,
-how often and which way it moved, beside what the rule's null expects.
+one moved by one supernet's noise moves in a few. This reads each seed's space-search state into
+rows and reports, per dimension, how often and which way it moved, beside what the rule's null
+expects.
 
     python bench/space_moves.py --out <the study's --out>      # rows for the seeds found there (skip-done)
     python bench/space_moves.py --confirm <the study's --out>  # the confirmation rule on the study's supernets
