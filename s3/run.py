@@ -157,9 +157,9 @@ class RunDir:
             return
         fix = f"delete it and {self.kind.state} to start afresh there, or pass overwrite=true"
         theirs = read_json(saved, f"{self.kind.name} identity", tuple(keys), fix)
-        differ = sorted(k for k in set(theirs) | set(identity) if theirs.get(k) != identity.get(k))
+        differ = _differing_keys(theirs, identity)
         if differ:
-            raise ValueError(f"{self.path} holds a {self.kind.name} started with other settings ({', '.join(differ)}): "
+            raise ValueError(f"{self.path} holds a {self.kind.name} started with other settings ({'; '.join(differ)}): "
                              f"it cannot continue this one ({saved}); choose another hydra.run.dir, or overwrite=true "
                              f"to start afresh")
 
@@ -181,6 +181,27 @@ class RunDir:
         atomic_write_text(out / "config.yaml", OmegaConf.to_yaml(task))
         atomic_write_text(out / "hydra.yaml", OmegaConf.to_yaml({"hydra": hydra}))
         atomic_write_text(out / "overrides.yaml", OmegaConf.to_yaml(hydra.overrides.task))
+
+
+def _differing_keys(theirs: dict, ours: dict, prefix: str = "") -> list[str]:
+    """The dotted keys where two identities differ, with both values where they are plain ones
+    (`search.confirm: unset there, True here`), so that the message says which setting to pass."""
+    def shown(value: Any) -> str:
+        return "unset" if value is _UNSET else "..." if isinstance(value, dict | list) else repr(value)
+
+    keys = []
+    for k in sorted(set(theirs) | set(ours)):
+        a, b = theirs.get(k, _UNSET), ours.get(k, _UNSET)
+        if a == b:
+            continue
+        if isinstance(a, dict) and isinstance(b, dict):
+            keys += _differing_keys(a, b, f"{prefix}{k}.")
+        else:
+            keys.append(f"{prefix}{k}: {shown(a)} there, {shown(b)} here")
+    return keys
+
+
+_UNSET = object()
 
 
 def save_resolved_config(cfg: DictConfig, directory: str | Path) -> Path:

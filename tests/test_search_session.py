@@ -39,7 +39,8 @@ def test_search_resume_equals_uninterrupted(tmp_path, supernet_ckpt, monkeypatch
         _search(tmp_path / "resumed", *args)
     assert not (tmp_path / "resumed" / "result.json").exists()
     monkeypatch.setattr(Evolution, "run", original)
-    with pytest.raises(ValueError, match=r"holds a search started with other settings \(constraints\)"):
+    with pytest.raises(ValueError, match=r"holds a search started with other settings "
+                                         r"\(constraints\.params\.max: None there, 900000\.0 here\)"):
         _search(tmp_path / "resumed", *args, "constraints.params.max=9e5")
     measured = []
     monkeypatch.setattr(CandidateEvaluator, "measure",
@@ -58,6 +59,7 @@ def test_search_resume_equals_uninterrupted(tmp_path, supernet_ckpt, monkeypatch
 def test_a_knob_added_later_leaves_the_identity_of_runs_at_its_neutral_value(tmp_path):
     """search.confirm=false is how space searches ran before the knob existed: their recorded
     identity (without it) still matches, while confirm=true is another search."""
+    from s3.run import SEARCH, RunDir
     from s3.search.configs import search_config
     from s3.search.session import search_identity
     from tests.helpers import compose_cfg
@@ -68,6 +70,11 @@ def test_a_knob_added_later_leaves_the_identity_of_runs_at_its_neutral_value(tmp
 
     assert "confirm" not in identity()["search"] and identity("search.confirm=true")["search"]["confirm"] is True
     assert identity() == identity("search.confirm=false")
+    run = RunDir(tmp_path / "run", SEARCH)  # continuing a confirmed search without the knob names it
+    run.path.mkdir()
+    run.save_identity(identity("search.confirm=true"))
+    with pytest.raises(ValueError, match=r"other settings \(search\.confirm: True there, unset here\)"):
+        run.check_identity(identity(), ("seed", "space", "data", "search"))
 
 
 @pytest.mark.slow  # a whole entry-point process (make test-fast skips it)
