@@ -183,6 +183,9 @@ class RunDir:
         atomic_write_text(out / "overrides.yaml", OmegaConf.to_yaml(hydra.overrides.task))
 
 
+_UNSET = object()  # a key one identity has and the other lacks
+
+
 def _differing_keys(theirs: dict, ours: dict, prefix: str = "") -> list[str]:
     """The dotted keys where two identities differ, with both values where they are plain ones
     (`search.confirm: unset there, True here`), so that the message says which setting to pass."""
@@ -199,9 +202,6 @@ def _differing_keys(theirs: dict, ours: dict, prefix: str = "") -> list[str]:
         else:
             keys.append(f"{prefix}{k}: {shown(a)} there, {shown(b)} here")
     return keys
-
-
-_UNSET = object()
 
 
 def save_resolved_config(cfg: DictConfig, directory: str | Path) -> Path:
