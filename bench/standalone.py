@@ -4,7 +4,9 @@ One `train.py experiment=retrain_tiny` run per (recipe, arch, seed), in
 `<root>/<epochs>ep_<images>/<arch hash>_seed<seed>/`: every benchmark that trains the same arch
 with the same recipe and seed shares the run. A finished run is read back (`result.json`); an
 interrupted one continues from its last checkpoint, because re-running train.py's identical
-command does that; so an interrupted benchmark resumes where it stopped.
+command does that; so an interrupted benchmark resumes where it stopped. A run is trained under a
+file lock, so benchmark processes that share a cache (two study processes on disjoint search seeds)
+never train one run twice at once.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+from filelock import FileLock
 
 from s3.search.constraints import Constraints
 from s3.space import Arch, SearchSpace
@@ -54,26 +57,30 @@ def _run(arch: Arch, seed: int, recipe: Recipe, root: Path, threads: int) -> dic
     if result.is_file():
         return json.loads(result.read_text())
     out.mkdir(parents=True, exist_ok=True)
-    arch_yaml = arch.to_yaml(out / "arch.yaml")
-    images = "null" if recipe.max_train == "all" else recipe.max_train
-    cmd = [sys.executable, str(ROOT / "train.py"), "experiment=retrain_tiny", f"arch={arch_yaml}", f"seed={seed}",
-           f"trainer.max_epochs={recipe.epochs}", f"data.max_train={images}",
-           f"trainer.check_val_every_n_epoch={recipe.epochs}", *recipe.overrides,
-           f"hydra.run.dir={out}", "+trainer.enable_progress_bar=false"]
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "WANDB_SILENT": "true"}
-    start = time.time()
-    if not (out / "finished.json").is_file():
-        with open(out / "stdout.log", "a") as log:
-            done = subprocess.run(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
-        if done.returncode:
-            raise RuntimeError(f"standalone run failed (exit {done.returncode}): {out / 'stdout.log'}")
-    rows = [r for r in csv.DictReader(open(out / "csv" / "metrics.csv")) if r.get("val/top1")]
-    value = {"arch": str(arch), "seed": seed, "top1": float(rows[-1]["val/top1"]),
-             "seconds": time.time() - start, "threads": threads}
-    tmp = result.with_suffix(".tmp")
-    tmp.write_text(json.dumps(value, indent=2))
-    tmp.replace(result)
-    return value
+    # two benchmark processes that need one run train it once (beside the run: train.py locks <run>/.lock)
+    with FileLock(out.with_name(out.name + ".lock")):
+        if result.is_file():  # the other one finished it while this one waited
+            return json.loads(result.read_text())
+        arch_yaml = arch.to_yaml(out / "arch.yaml")
+        images = "null" if recipe.max_train == "all" else recipe.max_train
+        cmd = [sys.executable, str(ROOT / "train.py"), "experiment=retrain_tiny", f"arch={arch_yaml}", f"seed={seed}",
+               f"trainer.max_epochs={recipe.epochs}", f"data.max_train={images}",
+               f"trainer.check_val_every_n_epoch={recipe.epochs}", *recipe.overrides,
+               f"hydra.run.dir={out}", "+trainer.enable_progress_bar=false"]
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads), "WANDB_SILENT": "true"}
+        start = time.time()
+        if not (out / "finished.json").is_file():
+            with open(out / "stdout.log", "a") as log:
+                done = subprocess.run(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
+            if done.returncode:
+                raise RuntimeError(f"standalone run failed (exit {done.returncode}): {out / 'stdout.log'}")
+        rows = [r for r in csv.DictReader(open(out / "csv" / "metrics.csv")) if r.get("val/top1")]
+        value = {"arch": str(arch), "seed": seed, "top1": float(rows[-1]["val/top1"]),
+                 "seconds": time.time() - start, "threads": threads}
+        tmp = result.with_suffix(".tmp")
+        tmp.write_text(json.dumps(value, indent=2))
+        tmp.replace(result)
+        return value
 
 
 def train_all(jobs: Sequence[tuple[Arch, int]], recipe: Recipe, root: str | Path = "logs/bench/standalone",
