@@ -303,17 +303,17 @@ def run(args) -> None:
                 and any(r["search_seed"] == str(s) for r in read_rows(FIDELITY)):
             continue  # this seed is measured: nothing of it is recomputed (its logs may be gone)
         print(f"[{time.strftime('%H:%M:%S')}] search seed {s}: {', '.join(args.methods)}", flush=True)
-        found = {m: a or Arch.from_yaml(seed.search(m) / "top" / "top1.yaml") for m, a in found.items()}
         epochs, evaluations = seed.budget()
+        for method, arch in found.items():  # each method retrained as soon as it is found: a lost machine
+            arch = found[method] = arch or Arch.from_yaml(seed.search(method) / "top" / "top1.yaml")  # loses one
+            print(f"[{time.strftime('%H:%M:%S')}] search seed {s}: retraining {method}", flush=True)
+            retrain(method, s, [arch], args.retrain_seeds, recipe, constraints, args.jobs,
+                    {"evaluations": evaluations_of(method, evaluations), "supernet_epochs": epochs})
         searched = seed.searched_space()
         samples = sample_archs(searched, constraints_of(args.constraints, searched), args.searched, f"searched:{s}")
         if not any(r["search_seed"] == str(s) for r in read_rows(FIDELITY)):
             score_supernets(seed, list(dict.fromkeys([*found.values(), hand, *band, *chunk, *samples])), constraints,
                             args.methods)
-        print(f"[{time.strftime('%H:%M:%S')}] search seed {s}: retraining", flush=True)
-        for method, arch in found.items():
-            retrain(method, s, [arch], args.retrain_seeds, recipe, constraints, args.jobs,
-                    {"evaluations": evaluations_of(method, evaluations), "supernet_epochs": epochs})
         retrain("searched", s, samples, args.retrain_seeds[:1], recipe, constraints, args.jobs)
         retrain("band", s, chunk, args.retrain_seeds[:1], recipe, constraints, args.jobs)
         print(f"[{time.strftime('%H:%M:%S')}] search seed {s}: done", flush=True)
