@@ -32,7 +32,7 @@ ROWS = ROOT / "bench" / "results" / "ground_truth.csv"
 COLUMNS = ["arch", "params", "macs", "seed", "test_top1", "recipe", "seconds"]
 SCORES = ROOT / "bench" / "results" / "library_scores.csv"
 SCORE_COLUMNS = ["search_seed", "supernet", "arch", "search_top1"]
-LIBRARY, NOISE = 150, 30
+LIBRARY, NOISE = 250, 30
 RECIPE = Recipe(2, "20000")  # the ablation's (bench/search_evidence.py --epochs 2 --max-train 20000)
 CONSTRAINTS = "band_1m_macs"
 
