@@ -84,3 +84,17 @@ def test_the_sd_re_estimate_in_the_plan_is_the_rows(report):
                    f"{sd['planned']}", f"H3's paired SD over the same seeds is {sd['h3_sd']:.2f}, its power over "
                    f"{sd['planned']} seeds {100 * sd['h3_power']:.0f} %"):
         assert quoted in plan, quoted
+
+
+def test_the_space_move_decision_in_the_plan_is_the_rows(report):
+    """The plan (bench/README.md) records the pre-registered space-move decision at 12 seeds; its
+    count, expectation, tail and the most-moved dimension's k of n are recomputed from the rows."""
+    d = report.space_moves.decision()
+    assert d["final"] and d["p"] < 0.05  # the decision is taken, and it is the one the plan wrote down
+    stage4 = sum(report.space_moves.moved(r) for r in d["by_dim"][(4, "embed_dim")])
+    plan = " ".join((ROOT / "bench" / "README.md").read_text().split())
+    for quoted in (f"Over the study's {len(d['seeds'])} S3 seeds ({d['seeds'][0]}-{d['seeds'][-1]})",
+                   f"stage 4 embed_dim moved up in {stage4} of {len(d['seeds'])}",
+                   f"{d['false']} moves against {d['expected']:.2f} expected by the rule's null, Poisson P = "
+                   f"{d['p']:.1e} < 0.05"):
+        assert quoted in plan, quoted
