@@ -7,6 +7,8 @@ configs (epochs, iterations, samples). Time per MAC is calibrated on one publish
 Swin-B trains at 2,155 images/s on 8 A100s with fp16 mixed precision (PaddlePaddle PLSC's Swin
 benchmark); a forward pass is taken as a third of a training step, and a supernet step as
 `--overhead` times the standalone step of its subnet (1.04x, measured by bench/supernet_overhead.py).
+The space search's rows count both supernets of search.confirm, the default (each iteration's
+pool scored on both); `search.confirm=false` in the experiment halves them.
 The estimates are rows of bench/results/speed.csv (bench/speed_rows.py).
 
     python bench/flow_cost.py [--sizes t s b] [--force]
@@ -74,6 +76,8 @@ def main() -> None:
             ("evolution", evo_cfg.search.population * evo_cfg.search.generations * search_images * band_macs / 3),
             ("retraining the found arch", retrain_cfg.trainer.max_epochs * IMAGENET_TRAIN * count_macs(released)),
         ]
+        chains = 2 if s.confirm else 1  # search.confirm: a second supernet per iteration, the pool scored on both
+        stages = [(name, macs * (chains if name.startswith("space search") else 1)) for name, macs in stages]
         hours = [(name, macs * train_s_per_mac * 8 / 3600) for name, macs in stages]  # 8 GPUs per node
         rows.append((size, hours, supernet_macs, final_macs, band_macs, s))
     print("GPU-hours (A100, bf16/fp16 mixed) of the S3 flow on ImageNet, 8 GPUs")
@@ -81,8 +85,10 @@ def main() -> None:
         print(f"S3-{size.upper()}: initial-space subnets {supernet_macs / 1e9:.2f} GMACs on average, in-band "
               f"{band_macs / 1e9:.2f}, final-space {final_macs / 1e9:.2f}; {s.iterations} iterations, first training "
               f"{s.train_epochs} epochs, fine-tunes {s.finetune_epochs}")
+        unit = "GPU-hours (2 supernets: search.confirm)" if s.confirm else "GPU-hours"
         for name, h in hours:
-            figures.add(f"S3-{size.upper()}: {name}", h, "GPU-hours", digits=3)
+            figures.add(f"S3-{size.upper()}: {name}", h, unit if name.startswith("space search") else "GPU-hours",
+                        digits=3)
         total = sum(h for _, h in hours)
         figures.add(f"S3-{size.upper()}: total", total, f"GPU-hours ({total / 8 / 24:.1f} days on 8 GPUs)", digits=4)
 

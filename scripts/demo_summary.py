@@ -16,14 +16,19 @@ def main(demo: Path) -> None:
     console = Console()
     space = json.loads((demo / "1_space" / "search_state.json").read_text())["iterations"]
     t = Table(title="1. Space search (E-T Error on the search split, %)")
-    for col in ("iteration", "Q", "Q_e", "Q_t", "moved", "moves expected under noise: this rule / plain threshold"):
+    confirm = any("confirm" in it for it in space)
+    for col in ("iteration", "Q", "Q_e", "Q_t", "moved (confirmed; the second supernet alone)" if confirm else "moved",
+                "moves expected under noise: this rule / plain threshold"):
         t.add_column(col)
     spaces = []
     for it in space:
         e, null = it["et_error"], it.get("null") or {}
         noise = " / ".join(f"{null[f'{k}_mean']:.2f} ± {null[f'{k}_se']:.2f}" for k in ("rule", "threshold_rule")) \
             if null else "-"
-        t.add_row(str(it["iteration"]), f"{e['q']:.2f}", f"{e['q_e']:.2f}", f"{e['q_t']:.2f}", str(it["moved"]), noise)
+        moved = str(it["moved"])
+        if "confirm" in it:
+            moved += f" ({it['confirm']['moved']})"
+        t.add_row(str(it["iteration"]), f"{e['q']:.2f}", f"{e['q_e']:.2f}", f"{e['q_t']:.2f}", moved, noise)
         spaces.append((f"iteration {it['iteration']}", it["space"]))
     spaces.append(("searched", space[-1]["next_space"]))
     score = demo / "2_score" / "result.json"

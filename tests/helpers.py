@@ -19,6 +19,10 @@ FAST = ["data.max_train=320", "data.max_val=128", "data.batch_size=32", "data.ev
         "data.search_per_class=4", "trainer.max_epochs=1", "trainer.log_every_n_steps=1",
         "trainer.num_sanity_val_steps=0"]  # (no sanity validation: it adds a sixth to a tiny training)
 
+# A space search on one supernet per iteration: for tests of one chain's mechanics (resume, DDP,
+# overwrite, early stop), which the default's second supernet (search.confirm) would only double.
+ONE_SUPERNET = "search.confirm=false"
+
 # A search of 3 generations of 6 candidates: 18 archs scored, 2 picks validated.
 SMALL = ["search.population=6", "search.generations=3", "search.parents=3", "search.mutations=2",
          "search.crossovers=2", "search.top_k=2"]

@@ -12,7 +12,7 @@ import torch
 
 from s3.search.evolution import mutate
 from s3.train import fit, prepare
-from tests.helpers import FAST, compose_cfg
+from tests.helpers import FAST, ONE_SUPERNET, compose_cfg
 
 
 class Recorder(L.Callback):
@@ -185,7 +185,7 @@ def test_space_search_stops_early_when_nothing_moves(tmp_path):
 
     out = tmp_path / "space"
     cfg = compose_cfg([*FAST, "search=space", "search.iterations=3", "search.samples=12", "search.top_k=3",
-                       "search.threshold=1e9", "search.null_permutations=0"], out, config_name="search")
+                       "search.threshold=1e9", "search.null_permutations=0", ONE_SUPERNET], out, config_name="search")
     result = SearchSession.open(cfg).run()
     state = __import__("json").loads((out / "search_state.json").read_text())["iterations"]
     assert result["iterations"] == len(state) == 1 and state[0]["moved"] == 0

@@ -26,7 +26,7 @@ from s3.space import Arch
 from s3.train import prepare as train_prepare
 from s3.train import run as train
 from tests.conftest import ROOT
-from tests.helpers import FAST, compose_cfg, fake_imagenet, read_archs
+from tests.helpers import FAST, ONE_SUPERNET, compose_cfg, fake_imagenet, read_archs
 
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "WANDB_SILENT": "true"}
 
@@ -178,7 +178,8 @@ def test_imagenet_augmentation_is_a_function_of_the_samples_key(tmp_path):
 
 
 # -- 2. results that are lost or mixed ------------------------------------------------------------------
-SPACE = ["search=space", "search.iterations=2", "search.samples=12", "search.top_k=3", "search.threshold=0.0"]
+SPACE = ["search=space", "search.iterations=2", "search.samples=12", "search.top_k=3", "search.threshold=0.0",
+         ONE_SUPERNET]
 
 
 def _search(out: Path, *overrides: str) -> dict:

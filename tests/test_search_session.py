@@ -14,7 +14,7 @@ from s3.search.evaluator import CandidateEvaluator
 from s3.search.evolution import Evolution
 from s3.search.session import SearchSession
 from tests.conftest import ROOT
-from tests.helpers import FAST, SMALL, compose_cfg, user_error
+from tests.helpers import FAST, ONE_SUPERNET, SMALL, compose_cfg, user_error
 from tests.helpers import csv_rows as _rows
 from tests.helpers import run_search as _search
 
@@ -58,7 +58,8 @@ def test_search_resume_equals_uninterrupted(tmp_path, supernet_ckpt, monkeypatch
 
 def test_a_knob_added_later_leaves_the_identity_of_runs_at_its_neutral_value(tmp_path):
     """search.confirm=false is how space searches ran before the knob existed: their recorded
-    identity (without it) still matches, while confirm=true is another search."""
+    identity (without it) still matches with it, while the default (confirm on) is another search,
+    and continuing such a run without the setting names it."""
     from s3.run import SEARCH, RunDir
     from s3.search.configs import search_config
     from s3.search.session import search_identity
@@ -68,13 +69,14 @@ def test_a_knob_added_later_leaves_the_identity_of_runs_at_its_neutral_value(tmp
         cfg = compose_cfg(["search=space", *overrides], tmp_path, config_name="search")
         return search_identity(cfg, search_config(cfg.search), None)
 
-    assert "confirm" not in identity()["search"] and identity("search.confirm=true")["search"]["confirm"] is True
-    assert identity() == identity("search.confirm=false")
-    run = RunDir(tmp_path / "run", SEARCH)  # continuing a confirmed search without the knob names it
+    assert identity()["search"]["confirm"] is True and identity() == identity("search.confirm=true")
+    assert "confirm" not in identity(ONE_SUPERNET)["search"]
+    run = RunDir(tmp_path / "run", SEARCH)  # a run recorded before the knob, continued under the default
     run.path.mkdir()
-    run.save_identity(identity("search.confirm=true"))
-    with pytest.raises(ValueError, match=r"other settings \(search\.confirm: True there, unset here\)"):
+    run.save_identity(identity(ONE_SUPERNET))
+    with pytest.raises(ValueError, match=r"other settings \(search\.confirm: unset there, True here\)"):
         run.check_identity(identity(), ("seed", "space", "data", "search"))
+    run.check_identity(identity(ONE_SUPERNET), ("seed", "space", "data", "search"))  # as it ran: it continues
 
 
 @pytest.mark.slow  # a whole entry-point process (make test-fast skips it)
@@ -111,7 +113,7 @@ def test_space_search_stopped_mid_pool_and_mid_training_continues_and_gives_each
 
     monkeypatch.setenv("WANDB_SILENT", "true")
     args = ["search=space", "search.iterations=2", "search.samples=12", "search.top_k=3", "search.threshold=0.0",
-            "logger=wandb", "logger.wandb.offline=true", "callbacks.step_checkpoint.every_n_train_steps=5"]
+            ONE_SUPERNET, "logger=wandb", "logger.wandb.offline=true", "callbacks.step_checkpoint.every_n_train_steps=5"]
     steps = {"iter1": 0, "stop_at": None}
     training_step = SupernetModule.training_step
 
@@ -231,7 +233,7 @@ def test_a_space_search_on_two_processes_equals_one_with_the_global_batch(tmp_pa
     E-T Errors, decisions and searched space. Under the same per-rank batch the two would differ
     by design (twice the global batch), which is why the batch is halved here."""
     exact = ["data.augment=false", "trainer.precision=32-true", "search=space", "search.iterations=2",
-             "search.samples=12", "search.top_k=3", "search.threshold=0.0"]
+             "search.samples=12", "search.top_k=3", "search.threshold=0.0", ONE_SUPERNET]
     one, two = _two_runs(tmp_path, *exact, one=("data.batch_size=32",), two=("data.batch_size=16",))
     a, b = (json.loads((d / "search_state.json").read_text())["iterations"] for d in (one, two))
     assert len(a) == len(b) == 2 and a[0]["moved"] > 0

@@ -17,7 +17,7 @@ from s3.search.shift import MoveRule, confirmed, evolve_space, keep_feasible, sh
 from s3.search.significance import change_tests, holm, moves_under_null
 from s3.space import Arch, SearchSpace
 from tests.conftest import ROOT, SPACES
-from tests.helpers import FAST, compose_cfg
+from tests.helpers import FAST, ONE_SUPERNET, compose_cfg
 from tests.helpers import csv_rows as _rows
 from tests.helpers import png_size as _png_size
 from tests.helpers import run_search as _search
@@ -309,7 +309,7 @@ def test_a_supernet_of_a_subspace_starts_from_the_one_shot_supernet(tmp_path, su
 def test_space_search_writes_iterations_and_a_loadable_space(tmp_path):
     out = tmp_path / "space"
     result = _search(out, "search=space", "search.iterations=2", "search.samples=12", "search.top_k=3",
-                     "search.threshold=0.0")
+                     "search.threshold=0.0", ONE_SUPERNET)
     assert result["iterations"] == len(result["et_error"]) == 2
     searched = SearchSpace.from_yaml(out / "conf" / "space" / "searched.yaml")
     state = json.loads((out / "search_state.json").read_text())["iterations"]
@@ -344,17 +344,19 @@ def test_space_search_writes_iterations_and_a_loadable_space(tmp_path):
     assert SearchSpace.from_dict(cfg.space) == searched
 
 
-def test_space_search_confirms_each_move_on_a_second_supernet(tmp_path, caplog):
-    """search.confirm: iter<t>/confirm trains a second supernet (its own seed, the same space and
-    epochs) and scores the same pool; the iteration moves only what both moved the same way, and
-    the next iteration fine-tunes each supernet from its own."""
+def test_space_search_confirms_each_move_on_a_second_supernet(tmp_path, caplog, monkeypatch):
+    """The default (search.confirm): iter<t>/confirm trains a second supernet (its own seed, the same
+    space and epochs) and scores the same pool; the iteration moves only what both moved the same
+    way, and the next iteration fine-tunes each supernet from its own. A search stopped inside the
+    second supernet's training continues from its last step checkpoint to the same search."""
+    from s3.lit.supernet import SupernetModule
     from s3.search.space_search import CONFIRM_SEED
 
+    args = ["search=space", "search.iterations=2", "search.samples=12", "search.top_k=3", "search.move_rule=threshold",
+            "search.threshold=0.0", "search.null_permutations=20", "callbacks.step_checkpoint.every_n_train_steps=5"]
     out = tmp_path / "space"
     with caplog.at_level("INFO", logger="s3.search.space_search"):
-        _search(out, "search=space", "search.iterations=2", "search.samples=12", "search.top_k=3",
-                "search.move_rule=threshold", "search.threshold=0.0", "search.confirm=true",
-                "search.null_permutations=20")
+        full = _search(out, *args)
     state = json.loads((out / "search_state.json").read_text())["iterations"]
     first, second = (torch.load(out / "iter0" / sub / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
                      for sub in ("", "confirm"))
@@ -374,6 +376,28 @@ def test_space_search_confirms_each_move_on_a_second_supernet(tmp_path, caplog):
     assert "dimension(s) moved; the second supernet alone would move" in caplog.text
     assert "not confirmed by the second supernet: stage" in (out / "report.md").read_text()
     assert _png_size(out / "iter0" / "confirm" / "dimensions.png")[0] > 600
+
+    steps = {"n": 0, "stop_at": 7}
+    training_step = SupernetModule.training_step
+
+    def stepped(self, batch, batch_idx):
+        if "/iter0/confirm/" in str(self.trainer.checkpoint_callback.dirpath):
+            steps["n"] += 1
+            if steps["n"] == steps["stop_at"]:
+                raise KeyboardInterrupt  # a stop in the middle of the second supernet's training
+        return training_step(self, batch, batch_idx)
+
+    monkeypatch.setattr(SupernetModule, "training_step", stepped)
+    part = tmp_path / "part"
+    with pytest.raises((KeyboardInterrupt, SystemExit)):  # Lightning turns the interrupt into exit 1
+        _search(part, *args)
+    assert (part / "iter0" / "checkpoints" / "last.ckpt").is_file() and not (part / "search_state.json").exists()
+    steps["n"], steps["stop_at"] = 0, None
+    assert _search(part, *args) == {**full, "searched_space": str(part / "searched_space.yaml")}
+    assert steps["n"] == 5  # the second supernet went on from step 5's checkpoint, not from its start
+    assert json.loads((part / "search_state.json").read_text())["iterations"] == state
+    for name in ("iter0/archs.csv", "iter0/confirm/archs.csv", "iter1/confirm/archs.csv"):
+        assert _rows(part / name) == _rows(out / name), name
 
 
 def test_the_e_t_error_of_a_space_on_its_supernet_is_the_pools_by_hand(tmp_path, supernet_ckpt):

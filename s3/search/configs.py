@@ -122,8 +122,10 @@ class SpaceSearch(PoolSearch):
     train_epochs: int | None = None  # first iteration; None = trainer.max_epochs
     finetune_epochs: int | None = None  # later iterations, from the previous supernet's weights; None = trainer's
     finetune_warmup_epochs: float | None = None  # warmup of a fine-tune; None = model.optim.warmup_epochs
-    confirm: bool = False               # a second supernet per iteration (seed + CONFIRM_SEED) scores the same pool; a
-                                        # dimension moves only where both make the same move (twice the supernet cost)
+    confirm: bool = True                # a second supernet per iteration (seed + CONFIRM_SEED) scores the same pool; a
+                                        # dimension moves only where both make the same move (twice the supernet cost).
+                                        # On by the study's pre-registered decision: one supernet's moves do not
+                                        # replicate across supernet seeds (bench/README.md); false: one supernet
 
     kind: ClassVar[str] = "space"
 
