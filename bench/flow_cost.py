@@ -66,30 +66,33 @@ def main() -> None:
         band_macs = mean_macs(m.arch for m in sample_pool(initial, constraints, args.draws, "cost", s.subspace))
         search_images = space_cfg.data.search_per_class * space_cfg.data.num_classes
         released = Arch.from_dict(retrain_cfg.model.arch)
-        stages = [
-            ("space search: first supernet training", s.train_epochs * IMAGENET_TRAIN * supernet_macs * args.overhead),
-            (f"space search: {s.iterations - 1} fine-tunes", (s.iterations - 1) * s.finetune_epochs * IMAGENET_TRAIN
-             * supernet_macs * args.overhead),
-            (f"space search: {s.iterations} x {s.samples} evaluations", s.iterations * s.samples * search_images
-             * band_macs / 3),
-            ("supernet of the searched space", final_cfg.trainer.max_epochs * IMAGENET_TRAIN * final_macs * args.overhead),
-            ("evolution", evo_cfg.search.population * evo_cfg.search.generations * search_images * band_macs / 3),
-            ("retraining the found arch", retrain_cfg.trainer.max_epochs * IMAGENET_TRAIN * count_macs(released)),
-        ]
         chains = 2 if s.confirm else 1  # search.confirm: a second supernet per iteration, the pool scored on both
-        stages = [(name, macs * (chains if name.startswith("space search") else 1)) for name, macs in stages]
-        hours = [(name, macs * train_s_per_mac * 8 / 3600) for name, macs in stages]  # 8 GPUs per node
+        space_unit = "GPU-hours (2 supernets: search.confirm)" if s.confirm else "GPU-hours"
+        stages = [  # (name, MACs, copies: the space search's stages run once per supernet, unit)
+            ("space search: first supernet training", s.train_epochs * IMAGENET_TRAIN * supernet_macs * args.overhead,
+             chains, space_unit),
+            (f"space search: {s.iterations - 1} fine-tunes", (s.iterations - 1) * s.finetune_epochs * IMAGENET_TRAIN
+             * supernet_macs * args.overhead, chains, space_unit),
+            (f"space search: {s.iterations} x {s.samples} evaluations", s.iterations * s.samples * search_images
+             * band_macs / 3, chains, space_unit),
+            ("supernet of the searched space", final_cfg.trainer.max_epochs * IMAGENET_TRAIN * final_macs * args.overhead,
+             1, "GPU-hours"),
+            ("evolution", evo_cfg.search.population * evo_cfg.search.generations * search_images * band_macs / 3, 1,
+             "GPU-hours"),
+            ("retraining the found arch", retrain_cfg.trainer.max_epochs * IMAGENET_TRAIN * count_macs(released), 1,
+             "GPU-hours"),
+        ]
+        hours = [(name, macs * copies * train_s_per_mac * 8 / 3600, unit)  # 8 GPUs per node
+                 for name, macs, copies, unit in stages]
         rows.append((size, hours, supernet_macs, final_macs, band_macs, s))
     print("GPU-hours (A100, bf16/fp16 mixed) of the S3 flow on ImageNet, 8 GPUs")
     for size, hours, supernet_macs, final_macs, band_macs, s in rows:
         print(f"S3-{size.upper()}: initial-space subnets {supernet_macs / 1e9:.2f} GMACs on average, in-band "
               f"{band_macs / 1e9:.2f}, final-space {final_macs / 1e9:.2f}; {s.iterations} iterations, first training "
               f"{s.train_epochs} epochs, fine-tunes {s.finetune_epochs}")
-        unit = "GPU-hours (2 supernets: search.confirm)" if s.confirm else "GPU-hours"
-        for name, h in hours:
-            figures.add(f"S3-{size.upper()}: {name}", h, unit if name.startswith("space search") else "GPU-hours",
-                        digits=3)
-        total = sum(h for _, h in hours)
+        for name, h, unit in hours:
+            figures.add(f"S3-{size.upper()}: {name}", h, unit, digits=3)
+        total = sum(h for _, h, _ in hours)
         figures.add(f"S3-{size.upper()}: total", total, f"GPU-hours ({total / 8 / 24:.1f} days on 8 GPUs)", digits=4)
 
 
