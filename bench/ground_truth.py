@@ -231,6 +231,18 @@ def fidelity(by_arch: dict[str, dict[str, float]], resamples: int = 2000) -> lis
     return out
 
 
+def seed_style(seed: str) -> dict:
+    """One colour and marker per supernet seed, the same in every panel: tab20's dark hues and
+    circles for seeds 0-9, its light hues and triangles for 10-19 (a 10-colour cycle would give
+    seeds 4 and 14 one colour)."""
+    from matplotlib import colormaps
+
+    if not seed:
+        return {}
+    n = int(seed) % 20
+    return {"color": colormaps["tab20"](2 * (n % 10) + n // 10), "marker": "o" if n < 10 else "^"}
+
+
 def plot(by_arch: dict[str, dict[str, float]], fid: list[dict], path: Path) -> None:
     """Per supernet kind, every scored library arch: inherited top-1 (one colour per supernet seed)
     against its seed-0 standalone top-1, the kind's tau in the title; params first."""
@@ -256,7 +268,7 @@ def plot(by_arch: dict[str, dict[str, float]], fid: list[dict], path: Path) -> N
         ax.set_visible(False)
     for ax, (name, by_seed, xlabel, stat) in zip(axes.flat, panels):
         for seed, xs in sorted(by_seed.items(), key=lambda kv: int(kv[0] or -1)):  # seeds in number order
-            ax.scatter(list(xs.values()), [by_arch[a]["0"] for a in xs], s=10, alpha=0.6,
+            ax.scatter(list(xs.values()), [by_arch[a]["0"] for a in xs], s=10, alpha=0.6, **seed_style(seed),
                        label=f"seed {seed}" if seed else None)
         ax.set_title(f"{name}\n{stat}", fontsize=9)
         ax.set_xlabel(xlabel, fontsize=8)
