@@ -73,6 +73,21 @@ def test_the_readme_verdict_quotes_the_rows(report):
         assert quoted in " ".join(verdict.split()), quoted
 
 
+def test_the_readme_verdict_follows_the_study(report):
+    """Until the pre-registered study is final the README says it is running; once it is, its
+    verdict quotes H1-H3 from the rows (difference, SE, one-sided paired t p), so the paragraph
+    cannot stay the pilot's."""
+    study = report.figures()["study"]
+    readme = (ROOT / "README.md").read_text()
+    verdict = " ".join(readme[readme.index("## Does the search work?"):readme.index("## More")].split())
+    if not study["final"]:
+        assert "is running; its verdict will replace this paragraph" in verdict
+        return
+    for r in study["tests"][:3]:
+        quoted = f"{r['diff']:+.2f} ± {r['se']:.2f} points (p = {r['t_p']:.2g})"
+        assert quoted in verdict, quoted
+
+
 def test_the_sd_re_estimate_in_the_plan_is_the_rows(report):
     """The study's plan (bench/README.md) records its pre-registered SD re-estimate, as the plan
     asks; the figures it quotes are recomputed from the rows of seeds 3-8."""
