@@ -3,6 +3,7 @@
 search=space and search=et_error and for the ImageNet and demo presets."""
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -141,6 +142,23 @@ def test_change_tests_match_the_fit_and_holm_controls_the_family():
         assert list(t.counts) == [e.n if e else 0 for e in f.per_choice]
         assert t.se > 0 and t.ci[0] < t.ci[1] and 0 <= t.p <= t.p_adjusted <= 1
     assert list(holm(np.array([0.01, 0.04, 0.03, 0.5]))) == pytest.approx([0.04, 0.09, 0.09, 0.5])
+
+
+def test_choices_the_pool_lacks_are_nan_without_a_warning():
+    """A pool where stage 1 keeps one depth: its other depths have no E-T Error and the dimension no
+    change; the tests and the null say so with NaN and p = 1, and print no numpy warning."""
+    constraints = Constraints(WIDE, params=BAND, num_classes=10)
+    pool = [p for p in sample_pool(WIDE, constraints, 200, "tests", "stage_uniform") if p.arch.depths[0] == 1]
+    errors = list(20 + 3.0 * np.random.default_rng(1).standard_normal(len(pool)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        tests = {(t.stage, t.dimension): t for t in change_tests(WIDE, pool, errors, 16, 100)}
+        keys = list(tests)
+        moves_under_null(WIDE, pool, errors, 16, {"significant": MoveRule("significant").deciding(WIDE, keys)},
+                         permutations=5, resamples=100)
+    depth = tests[(0, "depth")]  # stages count from 0 here
+    assert depth.counts[1:] == (0, 0) and depth.counts[0] == len(pool)
+    assert np.isnan(depth.change) and np.isnan(depth.choice_se[1:]).all() and depth.p == 1.0
 
 
 def test_the_permutation_null_agrees_with_a_direct_simulation():

@@ -23,6 +23,7 @@ every dimension, so an iteration's analysis takes seconds.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -138,6 +139,20 @@ def holm(p: np.ndarray) -> np.ndarray:
     return adjusted
 
 
+def _over_resamples(statistic: Callable[..., np.ndarray], x: np.ndarray, *args, **kwargs) -> np.ndarray:
+    """A NaN-ignoring numpy statistic over the resamples (axis 0). A choice that no arch of a
+    resample takes has no E-T Error there, one that no arch of the pool takes has none anywhere,
+    and a dimension with fewer than two such choices no change: their statistic is NaN, an expected
+    case, so numpy's warning about it is silenced rather than shown to the user."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return statistic(x, *args, axis=0, **kwargs)
+
+
+def _resample_sd(x: np.ndarray) -> np.ndarray:
+    return _over_resamples(np.nanstd, x, ddof=1)
+
+
 def _p_values(change: np.ndarray, se: np.ndarray) -> np.ndarray:
     """Two-sided p of z = change / se; an exactly repeatable change (se = 0) is certain unless it is 0."""
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -171,13 +186,13 @@ def change_tests(space: SearchSpace, pool: Sequence[PooledArch], errors: Sequenc
     change, counts, _ = _changes(e, grouping.labels, grouping.values, top_k)
     index = np.random.default_rng(seed).integers(0, e.shape[1], size=(resamples, e.shape[1]))
     boot, boot_choices = _bootstrap(e[0], grouping, top_k, index)
-    se = np.nanstd(boot, axis=0, ddof=1)
-    low, high = np.nanquantile(boot, [0.025, 0.975], axis=0)
+    se = _resample_sd(boot)
+    low, high = _over_resamples(np.nanquantile, boot, [0.025, 0.975])
     p = np.where(_testable(counts), _p_values(change[0], se), 1.0)
     adjusted = holm(p)
     return [ChangeTest(s, dim, float(change[0, d]), float(se[d]), (float(low[d]), float(high[d])), float(p[d]),
                        float(adjusted[d]), tuple(int(n) for n in counts[d][0]),
-                       tuple(float(v) for v in np.nanstd(boot_choices[d], axis=0, ddof=1)))
+                       tuple(float(v) for v in _resample_sd(boot_choices[d])))
             for d, (s, dim) in enumerate(grouping.keys)]
 
 
@@ -206,7 +221,7 @@ def moves_under_null(space: SearchSpace, pool: Sequence[PooledArch], errors: Seq
             shuffled = row[order]
             change = _changes(shuffled[None, :], grouping.labels, grouping.values, top_k)[0][0]
             boot = _changes(shuffled[index], labels, grouping.values, top_k)[0]
-            p = holm(np.where(testable, _p_values(change, np.nanstd(boot, axis=0, ddof=1)), 1.0))
+            p = holm(np.where(testable, _p_values(change, _resample_sd(boot)), 1.0))
             direction = np.sign(change) if direction is None else direction
             for name, decide in rules.items():
                 agree[name] &= decide(change, p) & (np.sign(change) == direction)
