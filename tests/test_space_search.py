@@ -210,6 +210,10 @@ def test_a_move_stands_only_where_a_second_supernet_makes_it_too():
         assert list(twice[r]) == list(alone[r])
         assert (paired[r] <= alone[r]).all()
     assert paired["threshold"].sum() < alone["threshold"].sum()
+    # one pass, one rule on both supernets and one on the first alone (the space search's null): the same counts
+    one_pass = moves_under_null(WIDE, pool, [first, second], 16, {"both": rules["significant"], "first": rules["threshold"]},
+                                permutations=40, resamples=100, seed=5, first_row_only={"first"})
+    assert list(one_pass["both"]) == list(paired["significant"]) and list(one_pass["first"]) == list(alone["threshold"])
 
 
 def test_one_infeasible_shift_is_reverted_alone(tiny_space):

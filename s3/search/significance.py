@@ -24,7 +24,7 @@ every dimension, so an iteration's analysis takes seconds.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -198,13 +198,14 @@ def change_tests(space: SearchSpace, pool: Sequence[PooledArch], errors: Sequenc
 
 def moves_under_null(space: SearchSpace, pool: Sequence[PooledArch], errors: Sequence | np.ndarray, top_k: int,
                      rules: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]], permutations: int = 100,
-                     resamples: int = 200, seed: int = 0) -> dict[str, np.ndarray]:
+                     resamples: int = 200, seed: int = 0, first_row_only: Collection[str] = ()) -> dict[str, np.ndarray]:
     """How many dimensions each rule moves on each of `permutations` shufflings of the errors
     across the pool's archs (every arch keeps its pins, no dimension matters). A rule is
     `decide(changes, p_adjusted) -> moved`, both (dims,); the bootstrap inside each permutation
     uses `resamples` resamples (the same resampled positions for every permutation). `errors` may
     hold one row per supernet (M, N) that scored the pool (search.confirm): one shuffling moves all
-    rows alike, and a dimension counts where every row's rule moves it the same way."""
+    rows alike, and a dimension counts where every row's rule moves it the same way; the rules named in
+    `first_row_only` judge the first row alone (as on one supernet), under the same shufflings."""
     grouping = Grouping.of(space, pool)
     e = np.atleast_2d(np.asarray(errors, dtype=float))
     rng = np.random.default_rng(seed)
@@ -217,14 +218,17 @@ def moves_under_null(space: SearchSpace, pool: Sequence[PooledArch], errors: Seq
         order = rng.permutation(n)
         agree = {name: np.ones(len(grouping.keys), dtype=bool) for name in rules}
         direction = None  # the first row's; a move counts where every row moves that way
-        for row in e:
+        for i, row in enumerate(e):
+            judging = [name for name in rules if i == 0 or name not in first_row_only]
+            if not judging:
+                break
             shuffled = row[order]
             change = _changes(shuffled[None, :], grouping.labels, grouping.values, top_k)[0][0]
             boot = _changes(shuffled[index], labels, grouping.values, top_k)[0]
             p = holm(np.where(testable, _p_values(change, _resample_sd(boot)), 1.0))
             direction = np.sign(change) if direction is None else direction
-            for name, decide in rules.items():
-                agree[name] &= decide(change, p) & (np.sign(change) == direction)
+            for name in judging:
+                agree[name] &= rules[name](change, p) & (np.sign(change) == direction)
         for name in rules:
             moved[name][t] = int(agree[name].sum())
     return moved

@@ -65,12 +65,9 @@ def analyse(space: SearchSpace, pool, errors: Sequence[Sequence[float]], s: Spac
         this = {"rule": rule.deciding(space, keys)}
         paper = {"threshold_rule": MoveRule("threshold", s.threshold).deciding(space, keys)}  # on one supernet
 
-        def null_of(rows, rules):
-            return moves_under_null(space, pool, rows, s.top_k, rules, s.null_permutations, s.null_bootstrap, seed + 1)
-
-        # one supernet: both rules under the same shufflings in one pass; two: the paper's rule on the first
-        counts = null_of(errors, {**this, **paper}) if len(errors) == 1 else \
-            {**null_of(errors, this), **null_of(errors[:1], paper)}
+        # both rules under the same shufflings in one pass; the paper's rule on the first supernet alone
+        counts = moves_under_null(space, pool, errors, s.top_k, {**this, **paper}, s.null_permutations,
+                                  s.null_bootstrap, seed + 1, first_row_only=paper)
         null = {"permutations": s.null_permutations, "bootstrap": s.null_bootstrap,
                 **{f"{k}_mean": float(v.mean()) for k, v in counts.items()},
                 **{f"{k}_se": float(v.std(ddof=1) / len(v) ** 0.5) if len(v) > 1 else 0.0 for k, v in counts.items()}}
