@@ -32,7 +32,7 @@ if [ ! -f "$DEMO/2_supernet/finished.json" ]; then
 fi
 if [ ! -f "$DEMO/2_score/result.json" ]; then
   $PY search.py search=et_error "$SPACE_CONF" space=searched $DATA constraints=$CONSTRAINTS \
-    search.samples=100 search.top_k=10 search.subspace=stage_uniform \
+    search.samples=50 search.top_k=5 search.subspace=stage_uniform \
     supernet="$DEMO/2_supernet/checkpoints/last.ckpt" hydra.run.dir="$DEMO/2_score"
 fi
 
