@@ -73,6 +73,7 @@ def test_the_readme_verdict_quotes_the_rows(report):
         assert quoted in " ".join(verdict.split()), quoted
 
 
+@pytest.mark.slow  # the study's figures: bootstraps over the rows
 def test_the_readme_verdict_follows_the_study(report):
     """Until the pre-registered study is final the README says it is running; once it is, its
     verdict quotes H1-H3 from the rows (difference, SE, one-sided paired t p), so the paragraph
