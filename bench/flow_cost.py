@@ -67,23 +67,21 @@ def main() -> None:
         search_images = space_cfg.data.search_per_class * space_cfg.data.num_classes
         released = Arch.from_dict(retrain_cfg.model.arch)
         chains = 2 if s.confirm else 1  # search.confirm: a second supernet per iteration, the pool scored on both
-        space_unit = "GPU-hours (2 supernets: search.confirm)" if s.confirm else "GPU-hours"
-        stages = [  # (name, MACs, copies: the space search's stages run once per supernet, unit)
+        stages = [  # (name, MACs, copies: the space search's stages run once per supernet)
             ("space search: first supernet training", s.train_epochs * IMAGENET_TRAIN * supernet_macs * args.overhead,
-             chains, space_unit),
+             chains),
             (f"space search: {s.iterations - 1} fine-tunes", (s.iterations - 1) * s.finetune_epochs * IMAGENET_TRAIN
-             * supernet_macs * args.overhead, chains, space_unit),
+             * supernet_macs * args.overhead, chains),
             (f"space search: {s.iterations} x {s.samples} evaluations", s.iterations * s.samples * search_images
-             * band_macs / 3, chains, space_unit),
+             * band_macs / 3, chains),
             ("supernet of the searched space", final_cfg.trainer.max_epochs * IMAGENET_TRAIN * final_macs * args.overhead,
-             1, "GPU-hours"),
-            ("evolution", evo_cfg.search.population * evo_cfg.search.generations * search_images * band_macs / 3, 1,
-             "GPU-hours"),
-            ("retraining the found arch", retrain_cfg.trainer.max_epochs * IMAGENET_TRAIN * count_macs(released), 1,
-             "GPU-hours"),
+             1),
+            ("evolution", evo_cfg.search.population * evo_cfg.search.generations * search_images * band_macs / 3, 1),
+            ("retraining the found arch", retrain_cfg.trainer.max_epochs * IMAGENET_TRAIN * count_macs(released), 1),
         ]
-        hours = [(name, macs * copies * train_s_per_mac * 8 / 3600, unit)  # 8 GPUs per node
-                 for name, macs, copies, unit in stages]
+        hours = [(name, macs * copies * train_s_per_mac * 8 / 3600,  # 8 GPUs per node
+                  "GPU-hours (2 supernets: search.confirm)" if copies > 1 else "GPU-hours")
+                 for name, macs, copies in stages]
         rows.append((size, hours, supernet_macs, final_macs, band_macs, s))
     print("GPU-hours (A100, bf16/fp16 mixed) of the S3 flow on ImageNet, 8 GPUs")
     for size, hours, supernet_macs, final_macs, band_macs, s in rows:
