@@ -8,6 +8,9 @@ DEMO=${DEMO:-logs/demo}
 CONSTRAINTS=${CONSTRAINTS:-band_1m}     # params budget of the space and architecture search: 750k-1M
 SAMPLES=${SAMPLES:-160}   # archs per space-search iteration (bench/move_rule.py: its power and null)
 TOP_K=${TOP_K:-16}
+# archs scored side by side in forked single-thread processes (search.workers): the same values, more
+# archs per second than one process with every thread (bench/scoring_workers.py)
+WORKERS=${WORKERS:-$(( $(nproc) >= 2 ? 2 : 1 ))}
 DATA="data.max_train=12000 data.max_val=2000"
 SPACE_CONF="hydra.searchpath=[file://$(realpath -m "$DEMO")/1_space/conf]"
 export WANDB_SILENT=true
@@ -17,7 +20,7 @@ stage() { echo; echo "== $1"; }
 # The pool of every space-search iteration: N archs, top tier K, every block dimension one value per stage
 # (stage_uniform: each arch serves every dimension), so that the significant move rule detects a 2-point
 # effect across a range and moves almost nothing on noise (README.md, "Space evolution that moves on signal").
-POOL="search.samples=$SAMPLES search.top_k=$TOP_K search.subspace=stage_uniform"
+POOL="search.samples=$SAMPLES search.top_k=$TOP_K search.subspace=stage_uniform search.workers=$WORKERS"
 
 stage "1/6 space search: supernet training + E-T Error + significant shifts, per iteration ($DEMO/1_space)"
 if [ ! -f "$DEMO/1_space/result.json" ]; then
@@ -32,7 +35,7 @@ if [ ! -f "$DEMO/2_supernet/finished.json" ]; then
 fi
 if [ ! -f "$DEMO/2_score/result.json" ]; then
   $PY search.py search=et_error "$SPACE_CONF" space=searched $DATA constraints=$CONSTRAINTS \
-    search.samples=50 search.top_k=5 search.subspace=stage_uniform \
+    search.samples=50 search.top_k=5 search.subspace=stage_uniform search.workers=$WORKERS \
     supernet="$DEMO/2_supernet/checkpoints/last.ckpt" hydra.run.dir="$DEMO/2_score"
 fi
 
@@ -40,7 +43,7 @@ stage "3/6 evolutionary search under constraints=$CONSTRAINTS ($DEMO/3_evolution
 if [ ! -f "$DEMO/3_evolution/result.json" ]; then
   $PY search.py search=evolution "$SPACE_CONF" space=searched $DATA supernet="$DEMO/2_supernet/checkpoints/last.ckpt" \
     constraints=$CONSTRAINTS search.population=16 search.generations=8 search.parents=5 \
-    search.mutations=6 search.crossovers=6 hydra.run.dir="$DEMO/3_evolution"
+    search.mutations=6 search.crossovers=6 search.workers=$WORKERS hydra.run.dir="$DEMO/3_evolution"
 fi
 
 stage "4/6 retraining the best architecture from scratch ($DEMO/4_retrain)"

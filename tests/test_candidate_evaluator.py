@@ -89,3 +89,33 @@ def test_on_two_ranks_the_candidates_are_dealt_summed_and_counted_once(tiny_spac
     assert [bool(row.any()) for row in sent] == [i in mine for i in range(len(archs))]
     assert [r["top1"] for r in records] == [fitness(a) for a in archs]  # exact, both ranks' values
     assert evaluator.evaluate(archs) == records and len(fabric.reduced) == 1  # cached: no second collective
+
+
+def test_forked_workers_score_in_their_own_processes_with_the_same_values(tiny_space):
+    """`search.workers`: the candidates are measured in forked single-thread processes, never in
+    this one, and every record equals the one-process evaluator's bit for bit."""
+    import os
+
+    torch.manual_seed(0)
+    supernet = Supernet(tiny_space, num_classes=10).eval()
+    split = CachedSplit(torch.randn(40, 3, 32, 32), torch.randint(0, 10, (40,)))
+    archs = list(dict.fromkeys(tiny_space.sample(torch.Generator().manual_seed(i)) for i in range(6)))
+    constraints = Constraints(tiny_space, num_classes=10)
+    one = CandidateEvaluator(supernet, split, constraints, batch_size=16).evaluate(archs)
+    forked = CandidateEvaluator(supernet, split, constraints, batch_size=16, workers=2)
+    pids = {}
+    measure = CandidateEvaluator.measure
+
+    def measure_and_tell(self, arch, split=None):
+        return {**measure(self, arch, split), "pid": os.getpid(), "threads": torch.get_num_threads()}
+
+    CandidateEvaluator.measure = measure_and_tell
+    try:
+        pids = {i: (m["pid"], m["threads"]) for i, m in forked._measure_all(archs)}
+    finally:
+        CandidateEvaluator.measure = measure
+    assert sorted(pids) == list(range(len(archs))) and os.getpid() not in {p for p, _ in pids.values()}
+    assert {t for _, t in pids.values()} == {1}
+    steps = []
+    assert forked.evaluate(archs, steps.append) == one and sum(steps) == len(archs)
+

@@ -246,6 +246,24 @@ def test_a_space_search_on_two_processes_equals_one_with_the_global_batch(tmp_pa
     assert (two / "searched_space.yaml").read_text() == (one / "searched_space.yaml").read_text()
 
 
+@pytest.mark.slow  # whole entry-point processes (make test-fast skips it)
+def test_a_space_search_scoring_in_forked_workers_equals_one_process(tmp_path):
+    """`search.workers=2` forks its scoring processes after each iteration's supernet trained in
+    this process: every pool's records, the E-T Errors and the searched space equal, bit for bit."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    search = ["search=space", "search.iterations=2", "search.samples=12", "search.top_k=3", "search.threshold=0.0",
+              ONE_SUPERNET]
+    for name, workers in (("one", 1), ("forked", 2)):
+        cmd = [sys.executable, str(ROOT / "search.py"), *FAST, *search, f"search.workers={workers}",
+               f"hydra.run.dir={tmp_path / name}"]
+        proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    one, forked = (json.loads((tmp_path / d / "search_state.json").read_text())["iterations"] for d in ("one", "forked"))
+    assert len(one) == 2 and one[0]["moved"] > 0 and forked == one
+    for t in range(2):
+        assert _rows(tmp_path / "forked" / f"iter{t}" / "archs.csv") == _rows(tmp_path / "one" / f"iter{t}" / "archs.csv")
+
+
 # -- bad input -----------------------------------------------------------------------------------------
 def _search_cli(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -265,6 +283,8 @@ def test_unsatisfiable_constraints_fail_before_any_evaluation(tmp_path):
     (["search=space", "search.batch_size=0"], "search.batch_size=0: must be >= 1"),
     (["search.batch_size=0"], "search.batch_size=0: must be >= 1"),
     (["data.batch_size=0"], "data.batch_size=0: must be >= 1"),
+    (["search.workers=0"], "search.workers=0: must be >= 1"),
+    (["search.workers=2", "trainer=ddp_cpu"], "search.workers=2: scoring processes serve a one-process CPU search"),
 ])
 def test_bad_search_knobs_are_one_line_before_any_work(tmp_path, overrides, message, capsys):
 

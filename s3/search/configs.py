@@ -42,11 +42,15 @@ class Evaluation:
                                    # run per space; bench/README.md, "Roofline")
     split_cache: str = "memory"    # memory | mmap (ImageNet-size search splits: a memory-mapped file)
     split_dtype: str = "float32"   # float32 | float16 | bfloat16 storage of the cached split
+    workers: int = 1               # a one-process CPU search: candidates scored in this many forked
+                                   # processes of one thread each (2 on 2 cores: 1.3x the archs per
+                                   # second of one two-thread process; bench/README.md, "make demo")
 
     kind: ClassVar[str] = ""
 
     def __post_init__(self) -> None:
         _at_least(self, "batch_size", 1)
+        _at_least(self, "workers", 1)
         _one_of(self, "split_cache", SPLIT_CACHES)
         _one_of(self, "split_dtype", SPLIT_DTYPES)
 

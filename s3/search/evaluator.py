@@ -4,12 +4,16 @@ The split is decoded and transformed once and kept as tensors (`CachedSplit`); a
 `set_arch` plus forward passes under `torch.inference_mode()`, nothing else. Results are cached per
 `Arch`. Under a multi-process Fabric the new candidates of a call are dealt round-robin to the ranks
 and the results summed across them with `Fabric.all_reduce`, so every rank ends with the same cache.
+A one-process CPU search can instead score with `workers` forked processes of one thread each: on
+small models they measure more archs per second than one process with every thread, and give the
+same values (the forward passes split no reduction over threads).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import multiprocessing
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,16 +90,23 @@ class ArchRecord(TypedDict):
 
 class CandidateEvaluator:
     """`evaluate(archs)` -> one record per arch: params, MACs, top1 (%), loss on `split`. With
-    `fabric` (launched, one process per device) the ranks share the work; without it, one process."""
+    `fabric` (launched, one process per device) the ranks share the work; without it, one process,
+    or `workers` forked single-thread processes on CPU."""
 
     def __init__(self, supernet: Supernet, split: CachedSplit, constraints: Constraints, batch_size: int = 256,
                  autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
-                 fabric: Fabric | None = None):
+                 fabric: Fabric | None = None, workers: int = 1):
         if batch_size < 1:
             raise ValueError(f"search.batch_size={batch_size}: must be >= 1")
+        if workers < 1:
+            raise ValueError(f"search.workers={workers}: must be >= 1")
         self.supernet, self.split, self.constraints = supernet.eval(), split, constraints
         self.batch_size, self.autocast, self.fabric = batch_size, autocast, fabric
         self.device = next(supernet.parameters()).device
+        if workers > 1 and (self.device.type != "cpu" or (fabric is not None and fabric.world_size > 1)):
+            raise ValueError(f"search.workers={workers}: scoring processes serve a one-process CPU search "
+                             f"(this one runs on {self.device.type} with {self.world_size} process(es)); set search.workers=1")
+        self.workers = workers
         self._cache: dict[Arch, ArchRecord] = {}  # in evaluation order
 
     def __contains__(self, arch: Arch) -> bool:
@@ -129,9 +140,8 @@ class CandidateEvaluator:
         # so the sum over ranks is every measured value exactly (x + 0.0 == x in float64)
         measured = torch.zeros(len(todo), 2, dtype=torch.float64, device=self.device)
         mine = range(rank, len(todo), world)
-        for i in mine:
-            m = self.measure(todo[i])
-            measured[i, 0], measured[i, 1] = m["top1"], m["loss"]
+        for i, m in self._measure_all([todo[i] for i in mine]):
+            measured[mine[i], 0], measured[mine[i], 1] = m["top1"], m["loss"]
             if progress:  # rank zero's bar: its own archs as they come...
                 progress(1)
         if world > 1 and todo:  # every rank holds the same cache, so all of them skip together
@@ -141,6 +151,21 @@ class CandidateEvaluator:
         for a, (top1, loss) in zip(todo, measured.tolist()):
             self._cache[a] = {"arch": a, **costs[a], "top1": top1, "loss": loss}
         return [self._cache[a] for a in archs]
+
+    def _measure_all(self, archs: list[Arch]) -> Iterator[tuple[int, dict[str, float]]]:
+        """(index, measurement) of every arch, in this process or, with `workers`, in forked
+        processes of one intra-op thread each that inherit the supernet and the split (nothing is
+        pickled but an arch and two floats); the order of the pairs is the order they finish in."""
+        if self.workers == 1 or len(archs) < 2:
+            yield from ((i, self.measure(a)) for i, a in enumerate(archs))
+            return
+        global _FORKED
+        _FORKED = self
+        try:
+            with multiprocessing.get_context("fork").Pool(min(self.workers, len(archs)), _one_thread) as pool:
+                yield from pool.imap_unordered(_measure_forked, enumerate(archs))
+        finally:
+            _FORKED = None
 
     @torch.inference_mode()
     def measure(self, arch: Arch, split: CachedSplit | None = None) -> dict[str, float]:
@@ -167,3 +192,15 @@ class CandidateEvaluator:
         for r in records:
             arch = Arch.from_dict(r["arch"])
             self._cache[arch] = {**r, "arch": arch}
+
+
+_FORKED: CandidateEvaluator | None = None  # the evaluator that forked processes inherit
+
+
+def _one_thread() -> None:
+    torch.set_num_threads(1)
+
+
+def _measure_forked(job: tuple[int, Arch]) -> tuple[int, dict[str, float]]:
+    i, arch = job
+    return i, _FORKED.measure(arch)

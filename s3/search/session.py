@@ -103,6 +103,15 @@ def search_identity(cfg: DictConfig, search: Evaluation, supernet: Path | None) 
     return identity
 
 
+def check_workers(workers: int, trainer: DictConfig) -> None:
+    """Forked scoring processes split the candidates of one CPU process; on several devices the
+    ranks already split them."""
+    if workers > 1 and (trainer.accelerator != "cpu" or trainer.devices != 1 or trainer.num_nodes != 1):
+        raise ValueError(f"search.workers={workers}: scoring processes serve a one-process CPU search (trainer.accelerator="
+                         f"cpu, trainer.devices=1, trainer.num_nodes=1), not accelerator={trainer.accelerator} devices="
+                         f"{trainer.devices} num_nodes={trainer.num_nodes}; set search.workers=1")
+
+
 # -- the session -----------------------------------------------------------------------------------
 @dataclass
 class SearchSession:
@@ -128,6 +137,7 @@ class SearchSession:
         check_run_config(cfg)
         fabric_strategy(cfg.trainer)  # a strategy Fabric cannot take: said now, not after the split is written
         search = search_config(cfg.search)
+        check_workers(search.workers, cfg.trainer)
         space = SearchSpace.from_dict(cfg.space)
         constraints = build_constraints(cfg, space, latency_objective=getattr(search, "objective", None) == "pareto"
                                         and getattr(search, "pareto_cost", None) == "latency_ms")
@@ -227,4 +237,4 @@ class SearchSession:
         """Scores archs with `supernet` (default: the searched one) on the search split."""
         supernet = supernet if supernet is not None else self.supernet
         return CandidateEvaluator(self.fabric.to_device(supernet), self.split("search"), self.constraints,
-                                  self.search.batch_size, self.fabric.autocast, self.fabric)
+                                  self.search.batch_size, self.fabric.autocast, self.fabric, self.search.workers)
