@@ -29,6 +29,7 @@ bench: install
 	$(PY) bench/cost_model.py
 	$(PY) bench/train_throughput.py
 	$(PY) bench/search_overhead.py
+	$(PY) bench/scoring_workers.py
 	$(PY) bench/cpu_speed.py
 	$(PY) bench/flow_cost.py
 	$(PY) bench/roofline.py

@@ -1,5 +1,5 @@
 """The small speed scripts' figures as rows of bench/results/speed.csv (supernet_overhead,
-search_overhead, train_throughput, cost_model, cpu_speed, precision_accuracy, flow_cost): one row
+search_overhead, scoring_workers, train_throughput, cost_model, cpu_speed, precision_accuracy, flow_cost): one row
 per figure, keyed by the machine that measured it (CPU, threads, torch) and the commit. A rerun on
 the same machine and commit prints what the rows hold instead of measuring again (`--force`
 re-measures), and `python -m bench.report` shows the latest row of each figure."""
