@@ -71,6 +71,22 @@ def figures() -> dict:
             "confirmed_moves": space_moves.decision(space_moves.CONFIRM_ROWS)}
 
 
+STUDY_CLAIMS = {"H1": "S3 minus random search", "H2": "S3 minus AutoFormer's evolution",
+                "H3": "archs of S3's searched spaces minus archs of the initial space in the same budget"}
+
+
+def study_verdict(study: dict) -> str:
+    """H1-H3 in one sentence each: the difference, its one-sided p, Holm's, and the plan's decision."""
+    parts = []
+    for r in study["tests"][:3]:
+        decided = evidence.verdict(r)
+        holm = "" if (r["t_p"] < 0.05) == (r["holm_p"] < 0.05) else \
+            f", {'not ' if r['holm_p'] >= 0.05 else ''}after Holm's correction over the three (p = {r['holm_p']:.2g})"
+        parts.append(f"{r['name']}, {STUDY_CLAIMS[r['name']]}: {r['diff']:+.2f} ± {r['se']:.2f} points "
+                     f"(p = {r['t_p']:.2g}): {decided}{holm}")
+    return "Its verdict (one-sided paired t over search seeds): " + "; ".join(parts) + "."
+
+
 def summary(f: dict) -> str:
     p, study, fid, mv, lat = f["pilot"], f["study"], f["fidelity"], f["moves"], f["latency"]
     s3r, s3a = p["s3 - random"], p["s3 - autoformer"]
@@ -84,7 +100,7 @@ def summary(f: dict) -> str:
         + ("" if study["final"] or study["reestimate"] else
            f" ({len(evidence.STUDY_SEEDS)} unless the SD re-estimate after seed {evidence.REESTIMATE_SEEDS[-1]} asks "
            f"for more, at most {evidence.MAX_SEEDS})") + ". "
-        + ("Its verdict is below." if study["final"] else
+        + (study_verdict(study) if study["final"] else
            "Its hypotheses are tested once, when all are in; until then it gives no verdict."),
         f"- **The pilot** (3 search seeds, seen before the plan): S3 minus random search {pm(s3r['diff'], s3r['se'])} "
         f"points (two-sided paired t p = {s3r['p']:.2f}), S3 minus the demo-scaled AutoFormer evolution "
