@@ -1,7 +1,7 @@
 """Pool scoring with `search.workers` forked single-thread processes against one process with every
 thread, as `make demo`'s space search scores: the `wide` space's archs in the 750k-1M band,
 1,000 images, the default batch, bf16 autocast where the CPU has it, and calls of 8 archs (a
-twentieth of the demo's pool of 160, each call forking its processes afresh). Timed interleaved
+twentieth of the demo's pool of 160; the processes are forked at the first call). Timed interleaved
 (the variants in turns) in one run; the records must be equal. The figures are rows of
 bench/results/speed.csv (bench/speed_rows.py).
 
@@ -29,10 +29,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def score(supernet, split, constraints, archs, workers: int, chunk: int, autocast) -> tuple[float, list]:
-    evaluator = CandidateEvaluator(supernet, split, constraints, Evaluation.batch_size, autocast, workers=workers)
     t0 = time.perf_counter()
-    for i in range(0, len(archs), chunk):
-        evaluator.evaluate(archs[i:i + chunk])
+    with CandidateEvaluator(supernet, split, constraints, Evaluation.batch_size, autocast, workers=workers) as evaluator:
+        for i in range(0, len(archs), chunk):
+            evaluator.evaluate(archs[i:i + chunk])
     return time.perf_counter() - t0, evaluator.records()
 
 

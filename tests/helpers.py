@@ -55,7 +55,7 @@ class SyntheticEvaluator(CandidateEvaluator):
 
     def __init__(self, constraints: Constraints, fitness, fabric=None):
         self.constraints, self.fitness, self._cache = constraints, fitness, {}
-        self.fabric, self.device, self.workers = fabric, torch.device("cpu"), 1
+        self.fabric, self.device, self.workers, self._pool = fabric, torch.device("cpu"), 1, None
 
     def measure(self, arch: Arch, split=None) -> dict:
         return {"top1": self.fitness(arch), "loss": 0.0}

@@ -114,8 +114,17 @@ def test_forked_workers_score_in_their_own_processes_with_the_same_values(tiny_s
         pids = {i: (m["pid"], m["threads"]) for i, m in forked._measure_all(archs)}
     finally:
         CandidateEvaluator.measure = measure
+        forked.close()  # the processes forked with the patched measure
     assert sorted(pids) == list(range(len(archs))) and os.getpid() not in {p for p, _ in pids.values()}
     assert {t for _, t in pids.values()} == {1}
     steps = []
-    assert forked.evaluate(archs, steps.append) == one and sum(steps) == len(archs)
+    with forked:
+        assert forked.evaluate(archs[:3], steps.append) == one[:3]
+        workers = {p.pid for p in forked._pool._pool}
+        assert forked.evaluate(archs, steps.append) == one and sum(steps) == len(archs)
+        assert {p.pid for p in forked._pool._pool} == workers  # forked once, at the first call
+    assert forked._pool is None and len(workers) == 2
+    for pid in workers:  # stopped and reaped on leaving the block
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
 

@@ -54,25 +54,25 @@ def retrain_command(arch_yaml: str | Path) -> str:
 def run_arch_search(run: SearchContext) -> dict:
     """`run.search` (an EvolutionSearch: evolution, or random search) on the session's supernet."""
     cfg, work, config = run.cfg, run.work, run.search
-    evaluator = run.evaluator()
-    evo = Evolution(run.space, run.constraints, evaluator, config, seed=cfg.seed)
-    saved = run.saved_state()
-    if saved is not None:
-        evo.load_state_dict(saved)
-        log.info("continuing the search in %s at generation %d (%d archs evaluated)", work, evo.generation,
-                 len(evaluator))
-    if run.zero:
-        log.info("%s search: %s, constraints %s, supernet %s", config.kind, work, run.constraints, run.ckpt)
+    with run.evaluator() as evaluator:  # its scoring processes, if any, end with the loop
+        evo = Evolution(run.space, run.constraints, evaluator, config, seed=cfg.seed)
+        saved = run.saved_state()
+        if saved is not None:
+            evo.load_state_dict(saved)
+            log.info("continuing the search in %s at generation %d (%d archs evaluated)", work, evo.generation,
+                     len(evaluator))
+        if run.zero:
+            log.info("%s search: %s, constraints %s, supernet %s", config.kind, work, run.constraints, run.ckpt)
 
-    def save(e: Evolution) -> None:
-        run.save_state(e.state_dict())
-        last = e.history[-1]
-        run.log_metrics({f"search/{k}": v for k, v in last.items() if k != "generation"}, step=last["generation"])
+        def save(e: Evolution) -> None:
+            run.save_state(e.state_dict())
+            last = e.history[-1]
+            run.log_metrics({f"search/{k}": v for k, v in last.items() if k != "generation"}, step=last["generation"])
 
-    with progress_bar(f"{config.kind} search", config.population * config.generations, enabled=run.zero) as advance:
-        advance(len(evaluator))
-        ranked = evo.run(on_generation_end=save, progress=advance)
-    picks = ranked[: config.top_k] if config.objective == "accuracy" else evo.pareto_front()
+        with progress_bar(f"{config.kind} search", config.population * config.generations, enabled=run.zero) as advance:
+            advance(len(evaluator))
+            ranked = evo.run(on_generation_end=save, progress=advance)
+        picks = ranked[: config.top_k] if config.objective == "accuracy" else evo.pareto_front()
     return finish(run, evaluator, evo, picks)
 
 

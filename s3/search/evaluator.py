@@ -107,6 +107,7 @@ class CandidateEvaluator:
             raise ValueError(f"search.workers={workers}: scoring processes serve a one-process CPU search "
                              f"(this one runs on {self.device.type} with {self.world_size} process(es)); set search.workers=1")
         self.workers = workers
+        self._pool = None  # the scoring processes, forked at the first call that has work for them
         self._cache: dict[Arch, ArchRecord] = {}  # in evaluation order
 
     def __contains__(self, arch: Arch) -> bool:
@@ -153,19 +154,30 @@ class CandidateEvaluator:
         return [self._cache[a] for a in archs]
 
     def _measure_all(self, archs: list[Arch]) -> Iterator[tuple[int, dict[str, float]]]:
-        """(index, measurement) of every arch, in this process or, with `workers`, in forked
-        processes of one intra-op thread each that inherit the supernet and the split (nothing is
-        pickled but an arch and two floats); the order of the pairs is the order they finish in."""
+        """(index, measurement) of every arch, in this process or, with `workers`, in the scoring
+        processes (nothing crosses a pipe but an arch and two floats); the order of the pairs is
+        the order they finish in. The workers take the costliest archs first, so that none idles
+        long at the end of a call."""
         if self.workers == 1 or len(archs) < 2:
             yield from ((i, self.measure(a)) for i, a in enumerate(archs))
             return
-        global _FORKED
-        _FORKED = self
-        try:
-            with multiprocessing.get_context("fork").Pool(min(self.workers, len(archs)), _one_thread) as pool:
-                yield from pool.imap_unordered(_measure_forked, enumerate(archs))
-        finally:
-            _FORKED = None
+        if self._pool is None:  # forked once, at the first call: they inherit the supernet and the split
+            self._pool = multiprocessing.get_context("fork").Pool(self.workers, _start_worker, (self,))
+        costliest_first = sorted(enumerate(archs), key=lambda job: -self.constraints.cost(job[1])["macs"])
+        yield from self._pool.imap_unordered(_measure_in_worker, costliest_first)
+
+    def close(self) -> None:
+        """Stops the scoring processes, if any were started (a later call starts new ones)."""
+        if self._pool is not None:
+            self._pool.terminate()
+            self._pool.join()
+            self._pool = None
+
+    def __enter__(self) -> CandidateEvaluator:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     @torch.inference_mode()
     def measure(self, arch: Arch, split: CachedSplit | None = None) -> dict[str, float]:
@@ -194,13 +206,17 @@ class CandidateEvaluator:
             self._cache[arch] = {**r, "arch": arch}
 
 
-_FORKED: CandidateEvaluator | None = None  # the evaluator that forked processes inherit
+_WORKER: CandidateEvaluator | None = None  # in a scoring process: the evaluator it was forked from
 
 
-def _one_thread() -> None:
+def _start_worker(evaluator: CandidateEvaluator) -> None:
+    """A scoring process's start: one intra-op thread, and the evaluator it inherited (a fork
+    passes it in memory, unpickled)."""
+    global _WORKER
     torch.set_num_threads(1)
+    _WORKER = evaluator
 
 
-def _measure_forked(job: tuple[int, Arch]) -> tuple[int, dict[str, float]]:
+def _measure_in_worker(job: tuple[int, Arch]) -> tuple[int, dict[str, float]]:
     i, arch = job
-    return i, _FORKED.measure(arch)
+    return i, _WORKER.measure(arch)

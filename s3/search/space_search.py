@@ -128,7 +128,8 @@ def run_space_search(run: SearchContext) -> dict:
                                       warmup_epochs=None if t == 0 else s.finetune_warmup_epochs,
                                       wandb_name=name, wandb_group=run.wandb_group)
             title = f"space iteration {t}: E-T Error" + (f" on the second supernet (seed {seed})" if sub.parts else "")
-            scored.append(score_pool(run, run.evaluator(supernet), [m.arch for m in pool], out, title, out / LAST_CKPT))
+            with run.evaluator(supernet) as evaluator:  # its scoring processes end before the next training
+                scored.append(score_pool(run, evaluator, [m.arch for m in pool], out, title, out / LAST_CKPT))
         errors = [[100.0 - r["top1"] for r in records] for records in scored]
         a = analyse(space, pool, errors, s, seed=cfg.seed * 1000 + t)
         new_space, decisions = keep_feasible(space, a["decisions"], lambda sp: feasible(constraints, sp))
@@ -240,7 +241,8 @@ def run_space_score(run: SearchContext) -> dict:
     draws its pools; resumable like them."""
     s, work = run.search, run.work
     pool = sample_pool(run.space, run.constraints, s.samples, f"s3-score:{run.cfg.seed}", s.subspace)
-    records = score_pool(run, run.evaluator(), [m.arch for m in pool], work, "E-T Error of the space", run.ckpt)
+    with run.evaluator() as evaluator:
+        records = score_pool(run, evaluator, [m.arch for m in pool], work, "E-T Error of the space", run.ckpt)
     if not run.zero:
         return {}
     errors = [100.0 - r["top1"] for r in records]
